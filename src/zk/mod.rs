@@ -1,0 +1,2 @@
+//! Safe ZooKeeper client (placeholder).
+mod sys;

@@ -1,0 +1,25 @@
+#!/bin/sh
+# Installs, from Debian's packages, what zkutil's build, the tool and its tests need.
+# Idempotent and quiet when everything is present already.
+set -eu
+
+pkgs="libzookeeper-mt-dev libclang-dev zookeeper default-jre-headless netcat-openbsd redis-server redis-tools pkg-config"
+
+missing=""
+for p in $pkgs; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "vendor/setup.sh: installing$missing" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq >/dev/null
+# shellcheck disable=SC2086
+$sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# Debian enables a redis-server service on install; zkutil starts its own on a free port.
+if command -v systemctl >/dev/null 2>&1; then $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
+exit 0
