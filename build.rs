@@ -49,9 +49,7 @@ fn main() {
             fail("bindgen failed on vendor/wrapper.h (is libclang-dev installed? run `vendor/setup.sh`)")
         });
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
-    bindings
-        .write_to_file(out.join("zk_bindings.rs"))
-        .unwrap_or_else(|e| fail(&format!("writing bindings: {e}")));
+    bindings.write_to_file(out.join("zk_bindings.rs")).unwrap_or_else(|e| fail(&format!("writing bindings: {e}")));
 }
 
 fn env_dir(var: &str) -> Option<PathBuf> {
@@ -62,18 +60,13 @@ fn debian_lib_dir() -> PathBuf {
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let multiarch = format!("/usr/lib/{arch}-{os}-gnu");
-    if Path::new(&multiarch).join("libzookeeper_mt.a").exists() {
-        multiarch.into()
-    } else {
-        "/usr/lib".into()
-    }
+    if Path::new(&multiarch).join("libzookeeper_mt.a").exists() { multiarch.into() } else { "/usr/lib".into() }
 }
 
 /// `#define ZOO_VERSION "3.8.0"` -> `3.8.0`
 fn read_zoo_version(header: &Path) -> String {
-    let text = std::fs::read_to_string(header).unwrap_or_else(|e| {
-        fail(&format!("reading {}: {e}: run `vendor/setup.sh`", header.display()))
-    });
+    let text = std::fs::read_to_string(header)
+        .unwrap_or_else(|e| fail(&format!("reading {}: {e}: run `vendor/setup.sh`", header.display())));
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("#define ZOO_VERSION"))
         .map(|v| v.trim().trim_matches('"').to_string())

@@ -1,1 +1,259 @@
-//! Command-line definitions.
+//! Command-line definitions (clap derive): `Cli`, the global flags, one struct per subcommand.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::util::parse_duration;
+
+/// ZooKeeper coordination recipes and znode commands, over the official C client.
+#[derive(Debug, Parser)]
+#[command(name = "zkutil", version, about, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// Flags every subcommand takes.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// ZooKeeper connect string, chroot allowed (h1:2181,h2:2181/app)
+    #[arg(long, global = true, env = "ZK_HOSTS", default_value = "127.0.0.1:2181")]
+    pub hosts: String,
+    /// Session timeout asked of the server (e.g. 10s)
+    #[arg(long, global = true, value_parser = parse_duration, default_value = "10s")]
+    pub session_timeout: Duration,
+    /// How long to wait for a session before giving up (e.g. 10s)
+    #[arg(long, global = true, value_parser = parse_duration, default_value = "10s")]
+    pub connect_timeout: Duration,
+    /// Digest credentials USER:PASSWORD; nodes this invocation creates get the creator-only ACL
+    #[arg(long, global = true, env = "ZK_AUTH", value_name = "USER:PASSWORD", hide_env_values = true)]
+    pub auth: Option<String>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// List the children of a znode (one per line, sorted)
+    Ls(LsArgs),
+    /// Print a znode's data
+    Get(GetArgs),
+    /// Replace a znode's data
+    Set(SetArgs),
+    /// Create a znode; prints the created path
+    Create(CreateArgs),
+    /// Delete a znode (it must have no children)
+    Delete(DeleteArgs),
+    /// Delete a znode and everything under it
+    #[command(name = "deleteall", alias = "rmr")]
+    DeleteAll(PathArg),
+    /// Print a znode's Stat
+    Stat(PathArg),
+    /// Print each change of a znode (or of its children) as it happens
+    Watch(WatchArgs),
+    /// Show a subtree, indented, with data sizes
+    Tree(TreeArgs),
+    /// Print a znode's ACL
+    #[command(name = "getacl")]
+    GetAcl(PathArg),
+    /// Replace a znode's ACL (scheme:id:perms, comma-separated)
+    #[command(name = "setacl")]
+    SetAcl(SetAclArgs),
+    /// Start, inspect or stop a local ZooKeeper (standalone or a 3-node ensemble)
+    #[command(subcommand)]
+    Server(ServerCmd),
+    /// Walk through zkutil on a throwaway local ZooKeeper
+    Demo(DemoArgs),
+    /// Measure throughput and latency against ZooKeeper
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct PathArg {
+    /// Znode path
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// List the whole subtree, one full path per line
+    #[arg(short = 'R')]
+    pub recursive: bool,
+    /// Also print the node's Stat
+    #[arg(short = 's')]
+    pub stat: bool,
+    /// Znode path
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Also print the node's Stat
+    #[arg(short = 's')]
+    pub stat: bool,
+    /// Write the data's bytes unchanged (default: escape what is not printable text)
+    #[arg(long)]
+    pub raw: bool,
+    /// Znode path
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// Only if the node's data version is VERSION
+    #[arg(short = 'v', value_name = "VERSION", allow_negative_numbers = true)]
+    pub expected_version: Option<i32>,
+    /// Also print the new Stat
+    #[arg(short = 's')]
+    pub stat: bool,
+    /// Znode path
+    pub path: String,
+    /// New data; `-` reads stdin
+    pub data: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Ephemeral: deleted when this session ends (that is, when zkutil exits)
+    #[arg(short = 'e')]
+    pub ephemeral: bool,
+    /// Sequential: append a 10-digit sequence number to the name
+    #[arg(short = 's')]
+    pub sequential: bool,
+    /// Container: deleted by the server once its last child is gone
+    #[arg(short = 'c', conflicts_with_all = ["ephemeral", "sequential", "ttl"])]
+    pub container: bool,
+    /// Time to live (e.g. 10m): deleted after this long without changes once childless
+    #[arg(short = 't', long = "ttl", value_parser = parse_duration, conflicts_with = "ephemeral")]
+    pub ttl: Option<Duration>,
+    /// Create missing parents (as persistent nodes)
+    #[arg(short = 'p')]
+    pub parents: bool,
+    /// Znode path
+    pub path: String,
+    /// Data; `-` reads stdin
+    pub data: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Only if the node's data version is VERSION
+    #[arg(short = 'v', value_name = "VERSION", allow_negative_numbers = true)]
+    pub expected_version: Option<i32>,
+    /// Znode path
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Watch the list of children instead of the data
+    #[arg(long, short = 'c')]
+    pub children: bool,
+    /// Stop after N events
+    #[arg(long, short = 'n', value_name = "N")]
+    pub count: Option<u64>,
+    /// Znode path
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TreeArgs {
+    /// Only this many levels deep
+    #[arg(long, short = 'd')]
+    pub depth: Option<usize>,
+    /// Root of the subtree
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SetAclArgs {
+    /// Only if the node's ACL version is VERSION
+    #[arg(short = 'v', value_name = "VERSION")]
+    pub expected_version: Option<i32>,
+    /// Znode path
+    pub path: String,
+    /// ACL entries, e.g. world:anyone:r,digest:bob:HASH:cdrwa
+    pub acl: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCmd {
+    /// Start a local ZooKeeper in the background; returns once it serves
+    Start(ServerStartArgs),
+    /// Show what `server start` left running
+    Status(ServerStateArgs),
+    /// Stop what `server start` left running
+    Stop(ServerStateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServerStartArgs {
+    /// Client port (of the first node; an ensemble uses the next ports too)
+    #[arg(long, default_value_t = 2181)]
+    pub port: u16,
+    /// 1 for a standalone server, 3 for an ensemble
+    #[arg(long, default_value_t = 1, value_parser = parse_nodes)]
+    pub nodes: usize,
+    /// Data directory (default: a new one under the state directory)
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Where to record what was started (default: see `server status --help`)
+    #[arg(long)]
+    pub state_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerStateArgs {
+    /// The state file `server start` wrote
+    #[arg(long)]
+    pub state_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Pause between steps (e.g. 500ms)
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub pause: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Raw client limits: sequential create+delete round trips, pipelined creates
+    Raw(BenchRawArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchRawArgs {
+    /// Sequential create+delete pairs to time
+    #[arg(long, default_value_t = 2000)]
+    pub ops: usize,
+    /// Nodes to create pipelined
+    #[arg(long, default_value_t = 20000)]
+    pub pipelined: usize,
+    /// Requests in flight for the pipelined run
+    #[arg(long, default_value_t = 1000)]
+    pub window: usize,
+}
+
+fn parse_nodes(s: &str) -> Result<usize, String> {
+    match s {
+        "1" => Ok(1),
+        "3" => Ok(3),
+        _ => Err("1 (standalone) or 3 (ensemble)".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

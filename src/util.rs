@@ -1,1 +1,130 @@
-//! Small shared helpers.
+//! Small shared helpers: durations on the command line, safe printing of node data,
+//! timestamps, and the process-wide shutdown signal.
+
+use std::fmt::Write as _;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender};
+
+/// Parses a duration written with a unit (`300ms`, `2s`, `1m`); a bare number is refused.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!("{s:?} has no unit: write it like 300ms, 2s or 1m"));
+    }
+    humantime::parse_duration(t).map_err(|e| format!("{s:?} is not a duration ({e}): write it like 300ms, 2s or 1m"))
+}
+
+/// Writes node data for a terminal: UTF-8 text as is (newlines and tabs kept), every
+/// other control character and every invalid byte escaped as `\xNN`, so binary data never
+/// garbles the terminal.
+pub fn escape_data(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len());
+    for chunk in data.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\n' | '\t' => out.push(c),
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+/// A ZooKeeper timestamp (ms since the epoch) in RFC 3339, UTC.
+pub fn format_millis(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Now, in ms since the epoch.
+pub fn now_millis() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Which signal asked the process to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Interrupt,
+    Terminate,
+}
+
+struct ShutdownState {
+    tx: Mutex<Option<Sender<()>>>,
+    rx: Receiver<()>,
+    which: Mutex<Option<Stop>>,
+}
+
+fn shutdown_state() -> &'static ShutdownState {
+    static S: OnceLock<ShutdownState> = OnceLock::new();
+    S.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::bounded(0);
+        let state = ShutdownState { tx: Mutex::new(Some(tx)), rx, which: Mutex::new(None) };
+        match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
+            Ok(mut signals) => {
+                std::thread::Builder::new()
+                    .name("signals".into())
+                    .spawn(move || {
+                        if let Some(sig) = signals.forever().next() {
+                            let s = shutdown_state();
+                            let stop =
+                                if sig == signal_hook::consts::SIGINT { Stop::Interrupt } else { Stop::Terminate };
+                            *s.which.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop);
+                            // Dropping the only Sender wakes every receiver at once.
+                            s.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+                        }
+                    })
+                    .expect("spawn signal thread");
+            }
+            Err(e) => log::warn!("cannot install signal handlers: {e}"),
+        }
+        state
+    })
+}
+
+/// A receiver that disconnects when SIGINT or SIGTERM arrives: `select!` on it with
+/// `recv(shutdown) -> _`. The first call installs the handlers (Ctrl-C then no longer kills
+/// the process outright: the command stops cleanly and closes its session).
+pub fn shutdown() -> Receiver<()> {
+    shutdown_state().rx.clone()
+}
+
+/// The signal that stopped us, if any.
+pub fn stopped_by() -> Option<Stop> {
+    *shutdown_state().which.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// True once a stop was requested.
+pub fn stop_requested() -> bool {
+    stopped_by().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_units() {
+        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("10").unwrap_err().contains("no unit"));
+        assert!(parse_duration("abc").is_err());
+    }
+
+    #[test]
+    fn escapes_binary() {
+        assert_eq!(escape_data(b"hello\nworld"), "hello\nworld");
+        assert_eq!(escape_data(b"\x1b[31m"), "\\x1b[31m");
+        assert_eq!(escape_data(&[0xff, b'a', 0]), "\\xffa\\x00");
+        assert_eq!(escape_data("héllo".as_bytes()), "héllo");
+    }
+}
