@@ -50,10 +50,7 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(what: impl Into<String>, source: io::Error) -> Error {
-        Error::Io {
-            what: what.into(),
-            source,
-        }
+        Error::Io { what: what.into(), source }
     }
 }
 
@@ -62,25 +59,14 @@ impl fmt::Display for Error {
         match self {
             Error::Setup(msg) => f.write_str(msg),
             Error::Io { what, source } => write!(f, "{what}: {source}"),
-            Error::Exited {
-                member,
-                status,
-                log,
-                log_tail,
-            } => write!(
+            Error::Exited { member, status, log, log_tail } => write!(
                 f,
                 "ZooKeeper member {member} exited before serving ({status}); last lines of {}:\n{log_tail}",
                 log.display()
             ),
-            Error::Timeout {
-                what,
-                log,
-                log_tail,
-            } => write!(
-                f,
-                "timed out waiting for {what}; last lines of {}:\n{log_tail}",
-                log.display()
-            ),
+            Error::Timeout { what, log, log_tail } => {
+                write!(f, "timed out waiting for {what}; last lines of {}:\n{log_tail}", log.display())
+            }
             Error::NoSuchMember(i) => write!(f, "no ZooKeeper member {i}"),
             Error::State { path, why } => write!(f, "bad state file {}: {why}", path.display()),
         }

@@ -66,13 +66,7 @@ impl Options {
     /// What tests want: `nodes` members on free ports in a temporary directory, tickTime
     /// 500 ms (sessions of 1–10 s), dying with the test process, light JVM.
     pub fn for_tests(nodes: usize) -> Options {
-        Options {
-            nodes,
-            tick_ms: 500,
-            die_with_parent: true,
-            light_jvm: true,
-            ..Options::default()
-        }
+        Options { nodes, tick_ms: 500, die_with_parent: true, light_jvm: true, ..Options::default() }
     }
 }
 
@@ -112,20 +106,14 @@ impl Ensemble {
     /// fails because a member exited (a port stolen in between) is retried twice.
     pub fn start(opts: Options) -> Result<Ensemble, Error> {
         if opts.nodes != 1 && opts.nodes != 3 {
-            return Err(Error::Setup(format!(
-                "a local ZooKeeper has 1 or 3 nodes, not {}",
-                opts.nodes
-            )));
+            return Err(Error::Setup(format!("a local ZooKeeper has 1 or 3 nodes, not {}", opts.nodes)));
         }
         let java = process::find_java()?;
         let classpath = process::classpath()?;
         let (tmp, base_dir) = match &opts.data_dir {
             Some(d) => {
-                fs::create_dir_all(d)
-                    .map_err(|e| Error::io(format!("create {}", d.display()), e))?;
-                let abs = d
-                    .canonicalize()
-                    .map_err(|e| Error::io(format!("resolve {}", d.display()), e))?;
+                fs::create_dir_all(d).map_err(|e| Error::io(format!("create {}", d.display()), e))?;
+                let abs = d.canonicalize().map_err(|e| Error::io(format!("resolve {}", d.display()), e))?;
                 (None, abs)
             }
             None => {
@@ -141,15 +129,8 @@ impl Ensemble {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut ens = Ensemble {
-                members: Vec::new(),
-                opts: opts.clone(),
-                base_dir: base_dir.clone(),
-                tmp: None,
-            };
-            let started = ens
-                .configure()
-                .and_then(|()| ens.launch_all(&java, &classpath));
+            let mut ens = Ensemble { members: Vec::new(), opts: opts.clone(), base_dir: base_dir.clone(), tmp: None };
+            let started = ens.configure().and_then(|()| ens.launch_all(&java, &classpath));
             match started {
                 Ok(()) => {
                     ens.tmp = tmp;
@@ -176,9 +157,7 @@ impl Ensemble {
             Some(b) => {
                 let top = usize::from(b) + 3 * n;
                 if top > usize::from(u16::MAX) + 1 {
-                    return Err(Error::Setup(format!(
-                        "base port {b} too high for {n} nodes"
-                    )));
+                    return Err(Error::Setup(format!("base port {b} too high for {n} nodes")));
                 }
                 (0..3 * n).map(|k| b + k as u16).collect()
             }
@@ -187,8 +166,7 @@ impl Ensemble {
         for i in 0..n {
             let dir = self.base_dir.join(format!("zk{i}"));
             let data = dir.join("data");
-            fs::create_dir_all(&data)
-                .map_err(|e| Error::io(format!("create {}", data.display()), e))?;
+            fs::create_dir_all(&data).map_err(|e| Error::io(format!("create {}", data.display()), e))?;
             self.members.push(Member {
                 client_port: ports[i],
                 peer_port: ports[n + i],
@@ -216,12 +194,7 @@ impl Ensemble {
             );
             if n > 1 {
                 for (j, peer) in self.members.iter().enumerate() {
-                    cfg.push_str(&format!(
-                        "server.{}=127.0.0.1:{}:{}\n",
-                        j + 1,
-                        peer.peer_port,
-                        peer.election_port
-                    ));
+                    cfg.push_str(&format!("server.{}=127.0.0.1:{}:{}\n", j + 1, peer.peer_port, peer.election_port));
                 }
             }
             if n > 1 {
@@ -295,10 +268,7 @@ impl Ensemble {
             if Instant::now() >= deadline {
                 let log = self.members[first].log();
                 return Err(Error::Timeout {
-                    what: format!(
-                        "ZooKeeper member(s) {pending:?} to serve ({:?})",
-                        self.opts.ready_timeout
-                    ),
+                    what: format!("ZooKeeper member(s) {pending:?} to serve ({:?})", self.opts.ready_timeout),
                     log_tail: process::log_tail(&log, 15),
                     log,
                 });
@@ -385,10 +355,7 @@ impl Ensemble {
     /// The JVM pid of each member, `None` for a member not started (killed, stopped). An
     /// exited but not yet noticed member still shows its pid; see [`Ensemble::is_running`].
     pub fn pids(&self) -> Vec<Option<u32>> {
-        self.members
-            .iter()
-            .map(|m| m.running.as_ref().map(Running::pid))
-            .collect()
+        self.members.iter().map(|m| m.running.as_ref().map(Running::pid)).collect()
     }
 
     /// Whether member `i`'s JVM is still running (it is reaped if it has exited).
@@ -417,17 +384,10 @@ impl Ensemble {
                 if !r.is_alive() {
                     return None;
                 }
-                Some(MemberState {
-                    pid: r.detach(),
-                    client_port: m.client_port,
-                    dir: m.dir,
-                })
+                Some(MemberState { pid: r.detach(), client_port: m.client_port, dir: m.dir })
             })
             .collect();
-        State {
-            base_dir: self.base_dir.clone(),
-            members,
-        }
+        State { base_dir: self.base_dir.clone(), members }
     }
 }
 

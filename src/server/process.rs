@@ -13,8 +13,7 @@ use super::Error;
 
 /// Default class path: Debian's zookeeper package. The jar's manifest pulls in its own
 /// dependencies; slf4j-simple makes the server log at all (to stderr, i.e. our log file).
-pub(crate) const DEFAULT_CLASSPATH: &str =
-    "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar";
+pub(crate) const DEFAULT_CLASSPATH: &str = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar";
 
 /// Environment variable overriding the class path (default: Debian's
 /// `/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar`).
@@ -101,9 +100,7 @@ impl Running {
             .append(true)
             .open(launch.log)
             .map_err(|e| Error::io(format!("open {}", launch.log.display()), e))?;
-        let log2 = log
-            .try_clone()
-            .map_err(|e| Error::io("duplicate log file handle", e))?;
+        let log2 = log.try_clone().map_err(|e| Error::io("duplicate log file handle", e))?;
         let mut cmd = Command::new(launch.java);
         cmd.arg("-Xmx256m")
             .arg("-XX:+UseSerialGC")
@@ -127,14 +124,8 @@ impl Running {
             // outlives us once detached.
             cmd.process_group(0);
         }
-        let java = cmd
-            .spawn()
-            .map_err(|e| Error::io(format!("spawn {}", launch.java.display()), e))?;
-        let mut running = Running {
-            java,
-            watchdog: None,
-            exited: None,
-        };
+        let java = cmd.spawn().map_err(|e| Error::io(format!("spawn {}", launch.java.display()), e))?;
+        let mut running = Running { java, watchdog: None, exited: None };
         if launch.die_with_parent {
             let pid = running.java.id().to_string();
             let (member_dir, base_dir) = launch.cleanup.unwrap_or((Path::new(""), Path::new("")));
@@ -267,11 +258,7 @@ pub(crate) fn send_signal(pid: u32, signal: &str) -> io::Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!("kill -{signal} {pid}: {status}")))
-    }
+    if status.success() { Ok(()) } else { Err(io::Error::other(format!("kill -{signal} {pid}: {status}"))) }
 }
 
 /// The main class's name, to recognise our JVMs in `/proc/<pid>/cmdline`.
@@ -297,10 +284,7 @@ pub(crate) fn four_letter(port: u16, word: &str) -> io::Result<String> {
             Err(e) => return Err(e),
         }
         if Instant::now() > deadline {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "4lw answer too slow",
-            ));
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "4lw answer too slow"));
         }
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
@@ -310,10 +294,7 @@ pub(crate) fn four_letter(port: u16, word: &str) -> io::Result<String> {
 /// if it does not answer or does not serve yet.
 pub(crate) fn probe_mode(port: u16) -> Option<String> {
     let answer = four_letter(port, "srvr").ok()?;
-    answer
-        .lines()
-        .find_map(|l| l.strip_prefix("Mode:"))
-        .map(|m| m.trim().to_string())
+    answer.lines().find_map(|l| l.strip_prefix("Mode:")).map(|m| m.trim().to_string())
 }
 
 /// The last `n` lines of a log file (empty if it cannot be read).

@@ -64,11 +64,7 @@ impl State {
 
     /// The ZooKeeper connect string, `127.0.0.1:p1,127.0.0.1:p2,...`.
     pub fn connect_string(&self) -> String {
-        let addrs: Vec<String> = self
-            .members
-            .iter()
-            .map(|m| format!("127.0.0.1:{}", m.client_port))
-            .collect();
+        let addrs: Vec<String> = self.members.iter().map(|m| format!("127.0.0.1:{}", m.client_port)).collect();
         addrs.join(",")
     }
 
@@ -86,10 +82,7 @@ impl State {
 
     /// Parses the state file's text; `path` only names the file in errors.
     pub fn from_text(text: &str, path: &Path) -> Result<State, Error> {
-        let bad = |why: String| Error::State {
-            path: path.to_path_buf(),
-            why,
-        };
+        let bad = |why: String| Error::State { path: path.to_path_buf(), why };
         let mut base_dir = None;
         // Per member index: (pid, client_port, dir) as far as seen.
         type Partial = (Option<u32>, Option<u16>, Option<PathBuf>);
@@ -99,22 +92,17 @@ impl State {
             if line.trim().is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (key, value) = line
-                .split_once('=')
-                .ok_or_else(|| bad(format!("line {}: expected key=value", n + 1)))?;
+            let (key, value) =
+                line.split_once('=').ok_or_else(|| bad(format!("line {}: expected key=value", n + 1)))?;
             if key == "base_dir" {
                 base_dir = Some(PathBuf::from(value));
                 continue;
             }
             let mut parts = key.splitn(3, '.');
-            let (Some("member"), Some(idx), Some(field)) =
-                (parts.next(), parts.next(), parts.next())
-            else {
+            let (Some("member"), Some(idx), Some(field)) = (parts.next(), parts.next(), parts.next()) else {
                 return Err(bad(format!("line {}: unknown key {key}", n + 1)));
             };
-            let idx: usize = idx
-                .parse()
-                .map_err(|_| bad(format!("line {}: bad member index {idx}", n + 1)))?;
+            let idx: usize = idx.parse().map_err(|_| bad(format!("line {}: bad member index {idx}", n + 1)))?;
             let entry = members.entry(idx).or_default();
             let num_err = |_| bad(format!("line {}: bad number {value}", n + 1));
             match field {
@@ -131,35 +119,24 @@ impl State {
                 return Err(bad(format!("member {expected} missing")));
             }
             match m {
-                (Some(pid), Some(client_port), Some(dir)) => out.push(MemberState {
-                    pid,
-                    client_port,
-                    dir,
-                }),
+                (Some(pid), Some(client_port), Some(dir)) => out.push(MemberState { pid, client_port, dir }),
                 _ => return Err(bad(format!("member {idx} incomplete"))),
             }
         }
         if out.is_empty() {
             return Err(bad("no members".into()));
         }
-        Ok(State {
-            base_dir,
-            members: out,
-        })
+        Ok(State { base_dir, members: out })
     }
 
     /// Writes the state file (creating its directory), atomically via a rename.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
         let text = self.to_text();
         if text.lines().count() != 2 + 3 * self.members.len() {
-            return Err(Error::State {
-                path: path.to_path_buf(),
-                why: "a path contains a newline".into(),
-            });
+            return Err(Error::State { path: path.to_path_buf(), why: "a path contains a newline".into() });
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+            fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         }
         let tmp = path.with_extension("state.tmp");
         fs::write(&tmp, text).map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
@@ -168,8 +145,7 @@ impl State {
 
     /// Reads a state file written by [`State::save`].
     pub fn load(path: &Path) -> Result<State, Error> {
-        let text = fs::read_to_string(path)
-            .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        let text = fs::read_to_string(path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
         State::from_text(&text, path)
     }
 }

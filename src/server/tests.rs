@@ -37,10 +37,8 @@ fn standalone_serves_and_drop_kills() {
     let zk = start(Options::for_tests(1));
     assert_eq!(zk.len(), 1);
     let addr = zk.connect_string();
-    let port: u16 = addr
-        .strip_prefix("127.0.0.1:")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("connect string {addr}"));
+    let port: u16 =
+        addr.strip_prefix("127.0.0.1:").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("connect string {addr}"));
     assert_eq!(zk.member_address(0), addr);
     let srvr = process::four_letter(port, "srvr").expect("srvr");
     assert!(srvr.contains("Mode: standalone"), "srvr said {srvr:?}");
@@ -51,36 +49,22 @@ fn standalone_serves_and_drop_kills() {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
     assert!(String::from_utf8_lossy(&cmdline).contains("QuorumPeerMain"));
     let log = zk.log_path(0);
-    assert!(wait_until(Duration::from_secs(5), || {
-        std::fs::metadata(&log)
-            .map(|m| m.len() > 0)
-            .unwrap_or(false)
-    }));
+    assert!(wait_until(Duration::from_secs(5), || { std::fs::metadata(&log).map(|m| m.len() > 0).unwrap_or(false) }));
     let base = zk.base_dir().to_path_buf();
     drop(zk);
     assert!(gone(pid), "JVM {pid} survived Drop");
-    assert!(
-        !base.exists(),
-        "temporary directory {} kept",
-        base.display()
-    );
+    assert!(!base.exists(), "temporary directory {} kept", base.display());
 }
 
 #[test]
 fn standalone_restart_on_same_data_dir() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let opts = Options {
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Options::for_tests(1)
-    };
+    let opts = Options { data_dir: Some(dir.path().to_path_buf()), ..Options::for_tests(1) };
     let mut zk = start(opts.clone());
     let first = zk.pids()[0].expect("pid");
     let t = Instant::now();
     zk.restart(0).expect("restart");
-    eprintln!(
-        "standalone restart (graceful stop + start) took {:?}",
-        t.elapsed()
-    );
+    eprintln!("standalone restart (graceful stop + start) took {:?}", t.elapsed());
     let second = zk.pids()[0].expect("pid");
     assert_ne!(first, second);
     assert!(gone(first));
@@ -106,21 +90,10 @@ fn ensemble_survives_leader_crash_and_member_rejoins() {
     let mut zk = start(Options::for_tests(3));
     assert_eq!(zk.len(), 3);
     assert_eq!(zk.connect_string().split(',').count(), 3);
-    assert!(
-        zk.connect_string()
-            .split(',')
-            .all(|a| a.starts_with("127.0.0.1:"))
-    );
+    assert!(zk.connect_string().split(',').all(|a| a.starts_with("127.0.0.1:")));
     let leader = zk.leader().expect("a leader");
     let modes: Vec<_> = (0..3).map(|i| zk.mode(i)).collect();
-    assert_eq!(
-        modes
-            .iter()
-            .filter(|m| m.as_deref() == Some("follower"))
-            .count(),
-        2,
-        "modes {modes:?}"
-    );
+    assert_eq!(modes.iter().filter(|m| m.as_deref() == Some("follower")).count(), 2, "modes {modes:?}");
 
     let old_pid = zk.pids()[leader].expect("leader pid");
     let t = Instant::now();
@@ -153,11 +126,7 @@ fn ensemble_survives_leader_crash_and_member_rejoins() {
 
 #[test]
 fn detached_state_status_and_stop() {
-    let zk = start(Options {
-        tick_ms: 500,
-        light_jvm: true,
-        ..Options::default()
-    });
+    let zk = start(Options { tick_ms: 500, light_jvm: true, ..Options::default() });
     let state = zk.detach();
     // Stop it whatever happens below.
     struct Guard(State);
@@ -193,13 +162,7 @@ fn die_with_parent_kills_jvm_when_process_exits() {
     // Run the helper below in a child test process; it starts a server, prints the pid and
     // exits without dropping the Ensemble.
     let out = std::process::Command::new(std::env::current_exe().expect("current_exe"))
-        .args([
-            "--exact",
-            "server::tests::helper_start_and_exit",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "server::tests::helper_start_and_exit", "--ignored", "--nocapture", "--test-threads=1"])
         .env(HELPER_ENV, "1")
         .output()
         .expect("run helper");
@@ -216,14 +179,8 @@ fn die_with_parent_kills_jvm_when_process_exits() {
             )
         });
     let t = Instant::now();
-    assert!(
-        wait_until(Duration::from_secs(10), || gone(pid)),
-        "JVM {pid} outlived its parent"
-    );
-    eprintln!(
-        "orphaned JVM gone {:?} after its parent exited",
-        t.elapsed()
-    );
+    assert!(wait_until(Duration::from_secs(10), || gone(pid)), "JVM {pid} outlived its parent");
+    eprintln!("orphaned JVM gone {:?} after its parent exited", t.elapsed());
 }
 
 /// Not a test on its own: the child process of `die_with_parent_kills_jvm_when_process_exits`.
@@ -243,11 +200,7 @@ fn helper_start_and_exit() {
 
 #[test]
 fn bad_node_count_is_an_error() {
-    let err = Ensemble::start(Options {
-        nodes: 2,
-        ..Options::default()
-    })
-    .unwrap_err();
+    let err = Ensemble::start(Options { nodes: 2, ..Options::default() }).unwrap_err();
     assert!(err.to_string().contains("1 or 3"), "{err}");
 }
 
@@ -256,16 +209,8 @@ fn state_text_round_trip_and_errors() {
     let s = State {
         base_dir: PathBuf::from("/tmp/a b"),
         members: vec![
-            MemberState {
-                pid: 1,
-                client_port: 2181,
-                dir: PathBuf::from("/tmp/a b/zk0"),
-            },
-            MemberState {
-                pid: 2,
-                client_port: 2182,
-                dir: PathBuf::from("/tmp/a b/zk1"),
-            },
+            MemberState { pid: 1, client_port: 2181, dir: PathBuf::from("/tmp/a b/zk0") },
+            MemberState { pid: 2, client_port: 2182, dir: PathBuf::from("/tmp/a b/zk1") },
         ],
     };
     let p = Path::new("x.state");
@@ -296,11 +241,7 @@ fn port_in_use_fails_fast_with_log_tail() {
     let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
     let port = taken.local_addr().expect("addr").port();
     let t = Instant::now();
-    let err = Ensemble::start(Options {
-        base_port: Some(port),
-        ..Options::for_tests(1)
-    })
-    .unwrap_err();
+    let err = Ensemble::start(Options { base_port: Some(port), ..Options::for_tests(1) }).unwrap_err();
     eprintln!("port-in-use failure after {:?}: {err}", t.elapsed());
     assert!(matches!(err, Error::Exited { .. }), "{err}");
     assert!(err.to_string().contains("Address already in use"), "{err}");

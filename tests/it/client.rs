@@ -106,7 +106,10 @@ fn ephemeral_nodes_vanish_when_the_session_closes() {
     let es = t!(zk.create(&format!("{root}/es-"), b"", CreateMode::EphemeralSequential));
     let stat = t!(observer.exists(&e)).expect("exists");
     assert_eq!(stat.ephemeral_owner, zk.session_id());
-    assert_eq!(zk.create(&format!("{e}/child"), b"", CreateMode::Persistent).unwrap_err().code(), Some(Code::NoChildrenForEphemerals));
+    assert_eq!(
+        zk.create(&format!("{e}/child"), b"", CreateMode::Persistent).unwrap_err().code(),
+        Some(Code::NoChildrenForEphemerals)
+    );
     drop(zk);
     // closing is synchronous: gone at once, not after the session timeout
     assert!(t!(observer.exists(&e)).is_none());

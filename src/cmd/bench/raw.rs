@@ -50,6 +50,9 @@ pub fn run(g: &Global, a: &BenchRawArgs) -> Result<ExitCode> {
     let l = measure(&zk, a.ops, a.pipelined, a.window)?;
     println!("server:                 {}", g.hosts);
     println!("sequential create+delete: {:>9.0} pairs/s   ({} pairs, one round trip at a time)", l.pairs_per_s, a.ops);
-    println!("pipelined creates:        {:>9.0} creates/s ({} nodes, {} in flight)", l.creates_per_s, a.pipelined, a.window);
+    println!(
+        "pipelined creates:        {:>9.0} creates/s ({} nodes, {} in flight)",
+        l.creates_per_s, a.pipelined, a.window
+    );
     Ok(ExitCode::SUCCESS)
 }

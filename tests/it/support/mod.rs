@@ -75,7 +75,13 @@ pub fn stderr(o: &Output) -> String {
 #[track_caller]
 pub fn ok(args: &[&str]) -> String {
     let o = run(args);
-    assert!(o.status.success(), "zkutil {args:?} failed: {:?}\nstdout: {}\nstderr: {}", o.status, stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "zkutil {args:?} failed: {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
     stdout(&o)
 }
 

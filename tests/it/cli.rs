@@ -1,0 +1,151 @@
+//! Every znode command end to end through the built binary; outcomes checked with the client.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::Stdio;
+
+use crate::support::*;
+use crate::t;
+use zkutil::zk::CreateMode;
+
+#[test]
+fn create_get_set_delete_through_the_binary() {
+    let root = unique_root("cli-crud");
+    let zk = connect();
+    let p = format!("{root}/a");
+    assert_eq!(ok(&["create", &p, "hello"]), format!("{p}\n"));
+    assert_eq!(t!(zk.get(&p)).0, b"hello");
+    assert_eq!(ok(&["get", &p]), "hello\n");
+    let got = ok(&["get", "-s", &p]);
+    assert!(got.starts_with("hello\ncZxid = 0x") && got.contains("dataVersion = 0\n"), "{got}");
+    ok(&["set", &p, "world"]);
+    assert_eq!(t!(zk.get(&p)).0, b"world");
+    ok(&["set", "-v", "1", &p, "again"]);
+    let err = fails(&["set", "-v", "1", &p, "nope"]);
+    assert!(err.contains("version mismatch"), "{err}");
+    assert_eq!(t!(zk.get(&p)).0, b"again");
+    let st = ok(&["stat", &p]);
+    assert!(st.contains("dataVersion = 2\n") && st.contains("dataLength = 5\n"), "{st}");
+    ok(&["delete", "-v", "2", &p]);
+    assert!(t!(zk.exists(&p)).is_none());
+}
+
+#[test]
+fn create_flags() {
+    let root = unique_root("cli-create");
+    let zk = connect();
+    let seq = ok(&["create", "-s", &format!("{root}/s-"), "x"]);
+    assert!(seq.trim_end().len() == format!("{root}/s-").len() + 10, "{seq}");
+    // ephemeral: gone as soon as zkutil exits (its session closes)
+    let e = format!("{root}/e");
+    ok(&["create", "-e", &e]);
+    assert!(t!(zk.exists(&e)).is_none());
+    let deep = format!("{root}/x/y/z");
+    ok(&["create", "-p", &deep, "d"]);
+    assert_eq!(t!(zk.get(&deep)).0, b"d");
+    ok(&["create", "-c", &format!("{root}/c")]);
+    ok(&["create", "-t", "1m", &format!("{root}/ttl"), "t"]);
+    assert!(t!(zk.exists(&format!("{root}/ttl"))).is_some());
+    // data from stdin
+    let mut child = zkutil(&["create", &format!("{root}/stdin"), "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"from\nstdin").unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    assert_eq!(t!(zk.get(&format!("{root}/stdin"))).0, b"from\nstdin");
+}
+
+#[test]
+fn ls_tree_and_deleteall() {
+    let root = unique_root("cli-ls");
+    let zk = connect();
+    for p in ["b", "a", "a/x", "a/x/deep", "c"] {
+        t!(zk.create(&format!("{root}/{p}"), b"12345", CreateMode::Persistent));
+    }
+    assert_eq!(ok(&["ls", &root]), "a\nb\nc\n");
+    let all = ok(&["ls", "-R", &root]);
+    let expect: Vec<String> =
+        ["", "/a", "/a/x", "/a/x/deep", "/b", "/c"].iter().map(|s| format!("{root}{s}")).collect();
+    assert_eq!(all.lines().collect::<Vec<_>>(), expect);
+    let tree = ok(&["tree", &root]);
+    assert!(
+        tree.contains("├── a  [5 B]") && tree.contains("│   └── x  [5 B]") && tree.contains("└── c  [5 B]"),
+        "{tree}"
+    );
+    ok(&["deleteall", &root]);
+    assert!(t!(zk.exists(&root)).is_none());
+    assert!(fails(&["deleteall", &root]).contains("node does not exist"));
+}
+
+#[test]
+fn binary_data_prints_escaped() {
+    let root = unique_root("cli-bin");
+    let zk = connect();
+    let p = format!("{root}/b");
+    t!(zk.create(&p, b"\xff\x1b[31mred\x00", CreateMode::Persistent));
+    assert_eq!(ok(&["get", &p]), "\\xff\\x1b[31mred\\x00\n");
+    let raw = run(&["get", "--raw", &p]);
+    assert_eq!(raw.stdout, b"\xff\x1b[31mred\x00");
+}
+
+#[test]
+fn watch_prints_each_event() {
+    let root = unique_root("cli-watch");
+    let zk = connect();
+    let p = format!("{root}/w");
+    let mut child = zkutil(&["watch", "--count", "2", &p]).stdout(Stdio::piped()).spawn().unwrap();
+    // the first line is printed once the watch is armed: no sleep needed
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert_eq!(first, format!("{p}: (no node)\n"));
+    t!(zk.create(&p, b"1", CreateMode::Persistent));
+    let mut second = String::new();
+    out.read_line(&mut second).unwrap();
+    t!(zk.set(&p, b"2", None));
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(second + &rest, format!("NodeCreated {p}: 1\nNodeDataChanged {p}: 2\n"));
+}
+
+#[test]
+fn acl_commands_and_auth() {
+    let root = unique_root("cli-acl");
+    let p = format!("{root}/secret");
+    ok(&["--auth", "bob:pw", "create", &p, "s"]);
+    let acl = ok(&["--auth", "bob:pw", "getacl", &p]);
+    assert!(acl.starts_with("digest:bob:") && acl.trim_end().ends_with(":cdrwa"), "{acl}");
+    assert!(fails(&["get", &p]).contains("not authorized"));
+    assert_eq!(ok(&["--auth", "bob:pw", "get", &p]), "s\n");
+    ok(&["--auth", "bob:pw", "setacl", &p, "world:anyone:r"]);
+    assert_eq!(ok(&["get", &p]), "s\n");
+    assert!(fails(&["set", &p, "x"]).contains("not authorized"));
+}
+
+#[test]
+fn bad_input_gives_one_line_and_exit_1() {
+    let root = unique_root("cli-bad");
+    let zk = connect();
+    t!(zk.create(&format!("{root}/full/child"), b"", CreateMode::Persistent).or_else(|_| {
+        zk.create(&format!("{root}/full"), b"", CreateMode::Persistent)?;
+        zk.create(&format!("{root}/full/child"), b"", CreateMode::Persistent)
+    }));
+    assert!(fails(&["get", "no-slash"]).contains("must start with '/'"));
+    assert!(fails(&["get", &format!("{root}/")]).contains("invalid path"));
+    assert!(fails(&["get", &format!("{root}/missing")]).contains("node does not exist"));
+    assert!(fails(&["create", &format!("{root}/full")]).contains("node already exists"));
+    assert!(fails(&["delete", &format!("{root}/full")]).contains("node has children"));
+    assert!(fails(&["create", &format!("{root}/nope/child")]).contains("node does not exist"));
+    let o = zkutil(&["--connect-timeout", "500ms", "ls", "/"]).env("ZK_HOSTS", "127.0.0.1:1").output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot reach ZooKeeper at 127.0.0.1:1"), "{}", stderr(&o));
+    let o = zkutil(&["ls", "/"]).env("ZK_HOSTS", "localhost:notaport").output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("bad connect string"), "{}", stderr(&o));
+    // usage errors exit 2; a bare number is refused with the expected form
+    let o = run(&["--session-timeout", "10", "ls", "/"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("300ms, 2s or 1m"), "{}", stderr(&o));
+}
