@@ -283,7 +283,7 @@ impl Run for WatchArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let stop = shutdown();
         let zk = g.connect()?;
-        let session = zk.session_events();
+        let lost = zk.session_lost();
         let mut out = io::stdout().lock();
         let (line, mut changed) = self.arm(&zk)?;
         writeln!(out, "{}: {line}", self.path)?;
@@ -299,12 +299,8 @@ impl Run for WatchArgs {
                     writeln!(out, "{} {}: {line}", ev.kind, ev.path)?;
                     out.flush()?;
                 }
-                recv(session) -> ev => {
-                    // a reconnect keeps the armed watch; only a dead session ends it
-                    if ev.map_or(true, |ev| ev.is_terminal()) {
-                        anyhow::bail!("{}: watch lost: the session expired", self.path);
-                    }
-                }
+                // a reconnect keeps the armed watch; only a lost session ends it
+                recv(lost) -> _ => anyhow::bail!("{}: watch lost: the ZooKeeper session was lost", self.path),
                 recv(stop) -> _ => return Ok(super::exit::after_stop()),
             }
         }

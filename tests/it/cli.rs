@@ -149,3 +149,22 @@ fn bad_input_gives_one_line_and_exit_1() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("300ms, 2s or 1m"), "{}", stderr(&o));
 }
+
+#[test]
+fn watch_ends_clearly_when_zookeeper_dies() {
+    let mut server = t!(zkutil::server::Ensemble::standalone());
+    let mut child = zkutil(&["--session-timeout", "2s", "watch", "/"])
+        .env("ZK_HOSTS", server.connect_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    t!(server.kill(0));
+    assert!(wait_until(std::time::Duration::from_secs(20), || child.try_wait().unwrap().is_some()), "watch hangs");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("session was lost"), "{err}");
+}

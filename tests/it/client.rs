@@ -268,3 +268,18 @@ fn session_expiry_is_detected_and_reported() {
     assert!(err.code().is_some_and(|c| c.is_session_lost()), "{err}");
     assert!(t!(connect().exists(&e)).is_none());
 }
+
+#[test]
+fn a_dead_server_fails_calls_fast_and_loses_the_session() {
+    let mut server = t!(zkutil::server::Ensemble::standalone());
+    let zk = t!(ZooKeeper::connect(&server.connect_string(), Duration::from_secs(2)));
+    let lost = zk.session_lost();
+    t!(server.kill(0));
+    // outcome-unknown errors, at once, not a hang
+    let err = zk.get("/").unwrap_err();
+    assert!(err.is_outcome_unknown(), "{err}");
+    // disconnected for longer than the session timeout: lost
+    let started = std::time::Instant::now();
+    assert!(lost.recv_timeout(Duration::from_secs(15)).is_err());
+    assert!(started.elapsed() >= Duration::from_millis(1500), "lost too early: {:?}", started.elapsed());
+}
