@@ -168,3 +168,46 @@ fn watch_ends_clearly_when_zookeeper_dies() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("session was lost"), "{err}");
 }
+
+#[test]
+fn server_start_status_stop() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("server.state");
+    let state = state.to_str().unwrap();
+    let data = dir.path().join("data");
+    let started = ok(&[
+        "server",
+        "start",
+        "--port",
+        &port.to_string(),
+        "--state-file",
+        state,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(started.contains(&format!("serving at 127.0.0.1:{port}")), "{started}");
+    // it outlived `server start`: reachable and reported
+    let zk = connect_to(&format!("127.0.0.1:{port}"));
+    t!(zk.create("/started", b"", CreateMode::Persistent));
+    drop(zk);
+    let st = ok(&["server", "status", "--state-file", state]);
+    assert!(st.contains(&format!("127.0.0.1:{port}")) && st.contains("standalone"), "{st}");
+    assert!(fails(&["server", "start", "--port", &port.to_string(), "--state-file", state]).contains("still running"));
+    assert!(ok(&["server", "stop", "--state-file", state]).contains("stopped"));
+    assert!(fails(&["server", "status", "--state-file", state]).contains("no server recorded"));
+    let o = zkutil(&["--connect-timeout", "300ms", "ls", "/"])
+        .env("ZK_HOSTS", format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "server still serving after stop");
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    let o = zkutil(&["demo"]).output().unwrap();
+    let out = stdout(&o);
+    assert!(o.status.success(), "demo failed: {}\n{}", out, stderr(&o));
+    assert!(out.contains("$ zkutil create -s /app/job- first\n/app/job-0000000001\n"), "{out}");
+    assert!(stderr(&o).contains("zkutil: /app: node has children"), "{}", stderr(&o));
+}
