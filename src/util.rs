@@ -134,4 +134,3 @@ mod tests {
         assert_eq!(escape_data("héllo".as_bytes()), "héllo");
     }
 }
-

@@ -82,7 +82,7 @@ impl BarrierWaitArgs {
             Outcome::TimedOut => {
                 let present = barrier.present().map(|p| p.ids.len()).unwrap_or(0);
                 bail!(
-                    "barrier {}: timed out after {timeout} with {present} of {count} participants present; \
+                    "barrier {}: timed out after {timeout} waiting for {count} participants ({present} others present); \
                      left the barrier",
                     self.path
                 );

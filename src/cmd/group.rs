@@ -119,9 +119,26 @@ impl Run for GroupJoinArgs {
         let mut child: Option<Child> = None;
         let mut zk = g.connect()?;
         let mut rejoin = false;
+        let mut old_session: Option<i64> = None;
         loop {
             let session = zk.session_events();
-            let member = Group::new(&zk, &self.path)?.join(&self.name, self.data.as_bytes())?;
+            let group = Group::new(&zk, &self.path)?;
+            let member = match group.join(&self.name, self.data.as_bytes()) {
+                // Our old session's node: the server deletes it when it expires that session
+                // (the old handle could not say goodbye while disconnected). Wait for that.
+                Err(group::Error::NameTaken { owner, .. }) if Some(owner) == old_session => {
+                    let deadline = Instant::now() + zk.session_timeout() * 3;
+                    if !group.wait_gone(&self.name, deadline, &stop)? {
+                        if crate::util::stop_requested() {
+                            return Ok(after_stop());
+                        }
+                        anyhow::bail!("{what}: the node of our expired session {owner:#x} is still there");
+                    }
+                    group.join(&self.name, self.data.as_bytes())?
+                }
+                r => r?,
+            };
+            old_session = Some(zk.session_id());
             let mut out = io::stdout();
             writeln!(out, "{} {} as {}", if rejoin { "re-joined" } else { "joined" }, self.path, self.name)?;
             out.flush()?;

@@ -4,7 +4,9 @@
 
 use std::fmt;
 
-use crossbeam_channel::Receiver;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, select};
 
 use super::support::{Taken, create_ephemeral, ensure_node, ensure_parents, retrying};
 use crate::zk::{self, Code, WatchEvent, ZooKeeper, join, validate_path};
@@ -125,6 +127,26 @@ impl<'zk> Group<'zk> {
             Ok(()) => Ok(Membership { zk: self.zk, node, owned: true }),
             Err(Taken::By(owner)) => Err(Error::NameTaken { node, owner }),
             Err(Taken::Zk(e)) => Err(e.into()),
+        }
+    }
+
+    /// Waits until member `name` is gone (a watch on its node), e.g. the node of our own
+    /// expired session, which the server deletes when it notices. False on deadline or stop.
+    pub fn wait_gone(&self, name: &str, deadline: Instant, stop: &Receiver<()>) -> Result<bool> {
+        let node = join(&self.path, name);
+        let timer = crossbeam_channel::at(deadline);
+        loop {
+            let (stat, watch) = retrying(self.zk, || self.zk.exists_w(&node))?;
+            if stat.is_none() {
+                return Ok(true);
+            }
+            select! {
+                recv(watch) -> ev => if ev.is_err() {
+                    return Err(Error::Zk(zk::Error::Zk { code: Code::SessionExpired, path: Some(node) }));
+                },
+                recv(stop) -> _ => return Ok(false),
+                recv(timer) -> _ => return Ok(false),
+            }
         }
     }
 
