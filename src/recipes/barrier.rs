@@ -2,8 +2,9 @@
 //! barrier (Curator's DistributedDoubleBarrier: enter when N participants are present,
 //! leave together). Never prints; the `barrier` command decides the words.
 //!
-//! Double barrier layout under PATH: one ephemeral node per participant (named by its id)
-//! and `ready`, created by whoever completes the count. Entering watches `ready` (no
+//! Double barrier layout under PATH (persistent): one ephemeral node per participant (named
+//! by its id) and `ready`, an ephemeral node created by whoever completes the count and
+//! deleted when the last participant has left. Entering watches `ready` (no
 //! herd on the children list); leaving follows the ZooKeeper recipe: the lowest participant
 //! waits on the highest, every other deletes its node and waits on the lowest.
 
@@ -13,7 +14,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, never, select};
 
 use super::support::{Taken, create_ephemeral, ensure_node, ensure_parents, retrying, session_expired};
-use crate::zk::{self, Code, EventKind, SessionEvent, ZooKeeper, join, validate_path};
+use crate::zk::{self, Code, CreateMode, EventKind, SessionEvent, ZooKeeper, join, validate_path};
 
 /// The name of the node that opens a double barrier.
 pub const READY: &str = "ready";
@@ -235,7 +236,13 @@ impl<'zk> DoubleBarrier<'zk> {
                 return Err(session_expired(&self.node).into());
             }
             if present.ids.len() >= self.count {
-                ensure_node(zk, &self.ready, b"")?;
+                // Ephemeral: should every participant die inside the barrier, `ready` goes
+                // with its creator's session instead of opening the next round at once.
+                match retrying(zk, || zk.create(&self.ready, b"", CreateMode::Ephemeral)) {
+                    Ok(_) => {}
+                    Err(e) if e.code() == Some(Code::NodeExists) => {}
+                    Err(e) => return Err(e.into()),
+                }
                 return Ok(Outcome::Done);
             }
             match wait_watch(&watch, &session, stop, &deadline, &self.ready)? {
