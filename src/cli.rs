@@ -70,6 +70,16 @@ pub enum Cmd {
     /// Measure throughput and latency against ZooKeeper
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Barriers: single (hold/release/wait) and double (wait --count N)
+    #[command(subcommand)]
+    Barrier(BarrierCmd),
+    /// A shared integer: get, add N, set N (compare-and-set, safe under concurrent updaters)
+    Counter(CounterArgs),
+    /// Group membership and service discovery: join, list
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// Apply operations read from stdin as one transaction: all or nothing
+    Txn(TxnArgs),
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +249,97 @@ pub struct BenchRawArgs {
     /// Requests in flight for the pipelined run
     #[arg(long, default_value_t = 1000)]
     pub window: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BarrierCmd {
+    /// Raise the single barrier at PATH (a persistent node: it stays up after this returns)
+    Hold(PathArg),
+    /// Lower the single barrier at PATH (delete its node): every `wait` returns
+    Release(PathArg),
+    /// Single barrier: block while PATH exists. With --count N: double barrier (enter when
+    /// N participants are present, run CMD if given, leave together)
+    Wait(BarrierWaitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BarrierWaitArgs {
+    /// Double barrier: the number of participants to wait for
+    #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: Option<u32>,
+    /// This participant's id, unique within the barrier (default: pid and session id)
+    #[arg(long, value_name = "NAME", requires = "count")]
+    pub id: Option<String>,
+    /// Give up after this long (e.g. 30s), leaving the barrier cleanly; exit 1
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Barrier path
+    pub path: String,
+    /// Command to run once everyone has entered; leave follows when it exits (double barrier)
+    #[arg(last = true, value_name = "CMD", requires = "count")]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CounterArgs {
+    /// Counter path (created holding 0 by add/set when missing; get of a missing one prints 0)
+    pub path: String,
+    #[command(subcommand)]
+    pub op: Option<CounterOp>,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum CounterOp {
+    /// Print the value (the default)
+    Get,
+    /// Add N (negative subtracts) and print the new value
+    Add {
+        #[arg(allow_negative_numbers = true)]
+        n: i64,
+    },
+    /// Set the value to N and print it
+    Set {
+        #[arg(allow_negative_numbers = true)]
+        n: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    /// Be a member as long as this process (or CMD) lives: an ephemeral node PATH/NAME
+    Join(GroupJoinArgs),
+    /// Print the members (NAME, a tab, DATA), one per line; --watch: then every change
+    List(GroupListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GroupJoinArgs {
+    /// The member's data, e.g. its address (default: empty)
+    #[arg(long, default_value = "")]
+    pub data: String,
+    /// Group path
+    pub path: String,
+    /// Member name, unique in the group
+    pub name: String,
+    /// Command to run as the member; the membership ends when it exits (its code is ours)
+    #[arg(last = true, value_name = "CMD")]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GroupListArgs {
+    /// Keep running: print the members as `+NAME<TAB>DATA`, then each join (+) and leave (`-NAME`)
+    #[arg(long, short = 'w')]
+    pub watch: bool,
+    /// Group path
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TxnArgs {
+    /// Check the input and print the operations without applying them
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 fn parse_nodes(s: &str) -> Result<usize, String> {

@@ -8,11 +8,16 @@ use anyhow::Result;
 use crate::cli::{Cmd, Global};
 use crate::zk::{ConnectOptions, ZooKeeper};
 
+pub mod barrier;
 pub mod bench;
+pub mod child;
+pub mod counter;
 pub mod demo;
 pub mod exit;
+pub mod group;
 pub mod server;
 pub mod shell;
+pub mod txn;
 
 /// A subcommand.
 pub trait Run {
@@ -37,6 +42,10 @@ impl Run for Cmd {
             Cmd::Server(c) => c.run(g),
             Cmd::Demo(c) => c.run(g),
             Cmd::Bench(c) => c.run(g),
+            Cmd::Barrier(c) => c.run(g),
+            Cmd::Counter(c) => c.run(g),
+            Cmd::Group(c) => c.run(g),
+            Cmd::Txn(c) => c.run(g),
         }
     }
 }

@@ -3,5 +3,6 @@
 
 mod cli;
 mod client;
+mod recipes;
 mod support;
 mod watch;

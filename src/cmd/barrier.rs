@@ -1,0 +1,112 @@
+//! `zkutil barrier hold|release|wait`: the single barrier, and with `wait --count N` the
+//! double barrier (optionally running CMD between enter and leave).
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use crossbeam_channel::select;
+
+use super::Run;
+use super::child::{Child, exit_code};
+use super::exit::after_stop;
+use crate::cli::{BarrierCmd, BarrierWaitArgs, Global};
+use crate::recipes::barrier::{Barrier, DoubleBarrier, Outcome};
+use crate::util::shutdown;
+
+impl Run for BarrierCmd {
+    fn run(&self, g: &Global) -> Result<ExitCode> {
+        match self {
+            BarrierCmd::Hold(p) => {
+                let zk = g.connect()?;
+                if Barrier::new(&zk, &p.path)?.hold()? {
+                    println!("barrier {} is up", p.path);
+                } else {
+                    println!("barrier {} was already up", p.path);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            BarrierCmd::Release(p) => {
+                let zk = g.connect()?;
+                if Barrier::new(&zk, &p.path)?.release()? {
+                    println!("barrier {} released", p.path);
+                } else {
+                    println!("barrier {} was not up", p.path);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            BarrierCmd::Wait(a) => match a.count {
+                Some(n) => a.double(g, n as usize),
+                None => a.single(g),
+            },
+        }
+    }
+}
+
+fn human(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(d)
+}
+
+impl BarrierWaitArgs {
+    fn deadline(&self) -> Option<Instant> {
+        self.timeout.map(|t| Instant::now() + t)
+    }
+
+    fn single(&self, g: &Global) -> Result<ExitCode> {
+        let stop = shutdown();
+        let zk = g.connect()?;
+        let barrier = Barrier::new(&zk, &self.path)?;
+        match barrier.wait(self.deadline(), &stop)? {
+            Outcome::Done => Ok(ExitCode::SUCCESS),
+            Outcome::Stopped => Ok(after_stop()),
+            Outcome::TimedOut => {
+                bail!("barrier {}: still up after {}", self.path, human(self.timeout.unwrap_or_default()))
+            }
+        }
+    }
+
+    fn double(&self, g: &Global, count: usize) -> Result<ExitCode> {
+        let stop = shutdown();
+        let zk = g.connect()?;
+        let id = self.id.clone().unwrap_or_else(|| format!("{}-{:x}", std::process::id(), zk.session_id()));
+        let mut barrier = DoubleBarrier::new(&zk, &self.path, count, &id)?;
+        let timeout = human(self.timeout.unwrap_or_default());
+        let mut out = std::io::stdout();
+        match barrier.enter(self.deadline(), &stop)? {
+            Outcome::Done => {
+                writeln!(out, "entered {} as {id}", self.path)?;
+                out.flush()?;
+            }
+            Outcome::Stopped => return Ok(after_stop()),
+            Outcome::TimedOut => {
+                let present = barrier.present().map(|p| p.ids.len()).unwrap_or(0);
+                bail!(
+                    "barrier {}: timed out after {timeout} waiting for {count} participants ({present} others present); \
+                     left the barrier",
+                    self.path
+                );
+            }
+        }
+        let mut code = ExitCode::SUCCESS;
+        if !self.cmd.is_empty() {
+            let mut child = Child::spawn(&self.cmd)?;
+            select! {
+                recv(child.done()) -> r => code = exit_code(child.reaped(r)?),
+                recv(stop) -> _ => {
+                    drop(barrier); // out of the barrier first, then end CMD
+                    child.terminate()?;
+                    return Ok(after_stop());
+                }
+            }
+        }
+        match barrier.leave(self.deadline(), &stop)? {
+            Outcome::Done => writeln!(out, "left {}", self.path)?,
+            Outcome::Stopped => return Ok(after_stop()),
+            Outcome::TimedOut => {
+                bail!("barrier {}: timed out after {timeout} waiting for the others to leave; left alone", self.path)
+            }
+        }
+        Ok(code)
+    }
+}

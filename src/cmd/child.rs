@@ -1,0 +1,93 @@
+//! Running a user's CMD beside a recipe: spawned with inherited stdio, waited for on its own
+//! thread (so the caller can `select!` on its exit, a stop signal and session events), and
+//! terminated with SIGTERM (then SIGKILL) when the recipe must end it.
+
+use std::io;
+use std::process::{Command, ExitCode, ExitStatus};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use crossbeam_channel::Receiver;
+use nix::sys::signal::Signal;
+
+use crate::util::send_signal;
+
+/// How long a CMD gets between SIGTERM and SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(10);
+
+/// A CMD we started.
+pub struct Child {
+    pid: u32,
+    done: Receiver<io::Result<ExitStatus>>,
+    exited: Option<ExitStatus>,
+}
+
+impl Child {
+    /// Starts `argv` (non-empty) with stdin, stdout and stderr inherited.
+    pub fn spawn(argv: &[String]) -> Result<Child> {
+        let (prog, args) = argv.split_first().context("no command given")?;
+        let mut child = Command::new(prog).args(args).spawn().with_context(|| format!("starting {prog}"))?;
+        let pid = child.id();
+        let (tx, done) = crossbeam_channel::bounded(1);
+        std::thread::Builder::new()
+            .name("child-wait".into())
+            .spawn(move || {
+                let _ = tx.send(child.wait());
+            })
+            .context("spawning the thread that waits for CMD")?;
+        Ok(Child { pid, done, exited: None })
+    }
+
+    /// Fires (once) when the CMD exits: `select!` on it, then call [`Child::reaped`].
+    pub fn done(&self) -> &Receiver<io::Result<ExitStatus>> {
+        &self.done
+    }
+
+    /// Records what `done` delivered.
+    pub fn reaped(
+        &mut self,
+        status: Result<io::Result<ExitStatus>, crossbeam_channel::RecvError>,
+    ) -> Result<ExitStatus> {
+        let status = status.context("lost track of CMD")?.context("waiting for CMD")?;
+        self.exited = Some(status);
+        Ok(status)
+    }
+
+    /// SIGTERM, then SIGKILL after [`GRACE`]; returns how it ended.
+    pub fn terminate(&mut self) -> Result<ExitStatus> {
+        if let Some(s) = self.exited {
+            return Ok(s);
+        }
+        let _ = send_signal(self.pid, Signal::SIGTERM);
+        let r = match self.done.recv_timeout(GRACE) {
+            Ok(r) => r,
+            Err(_) => {
+                log::warn!("CMD (pid {}) ignored SIGTERM for {GRACE:?}: killing it", self.pid);
+                let _ = send_signal(self.pid, Signal::SIGKILL);
+                self.done.recv().context("lost track of CMD")?
+            }
+        };
+        let status = r.context("waiting for CMD")?;
+        self.exited = Some(status);
+        Ok(status)
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        // never leave a CMD running behind us (an error path returned early)
+        if self.exited.is_none() {
+            let _ = self.terminate();
+        }
+    }
+}
+
+/// The exit code a shell would report for `status`: the code, or 128 + the signal.
+pub fn exit_code(status: ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => ExitCode::from(c as u8),
+        (None, Some(sig)) => ExitCode::from(128u8.wrapping_add(sig as u8)),
+        _ => ExitCode::FAILURE,
+    }
+}
