@@ -106,3 +106,28 @@ macro_rules! t {
         }
     };
 }
+
+/// Expires `zk`'s session the way ZooKeeper's own tests do: a second handle takes the
+/// session over and closes it. The original client may reconnect first and take the
+/// session back (then the close does not reach the server), so repeat until the expiry
+/// is seen. Returns once `zk` has received the Expired event.
+pub fn expire_session(zk: &ZooKeeper, hosts: &str) {
+    use zkutil::zk::{ConnectOptions, SessionEvent};
+    let events = zk.session_events();
+    for _ in 0..10 {
+        if zk.is_dead() {
+            return;
+        }
+        let (id, pw) = zk.client_id();
+        if let Ok(thief) = (ConnectOptions { session: Some((id, pw)), ..ConnectOptions::new(hosts) }).connect() {
+            drop(thief);
+        }
+        let deadline = Instant::now() + zk.session_timeout() * 2;
+        while let Ok(ev) = events.recv_deadline(deadline) {
+            if ev == SessionEvent::Expired {
+                return;
+            }
+        }
+    }
+    panic!("could not expire session {:#x}", zk.session_id());
+}
