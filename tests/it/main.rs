@@ -3,5 +3,6 @@
 
 mod cli;
 mod client;
+mod queue;
 mod support;
 mod watch;
