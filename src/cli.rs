@@ -80,6 +80,9 @@ pub enum Cmd {
     Group(GroupCmd),
     /// Apply operations read from stdin as one transaction: all or nothing
     Txn(TxnArgs),
+    /// A producer/consumer queue on sequential znodes (kazoo's Queue format)
+    #[command(subcommand)]
+    Queue(QueueCmd),
 }
 
 #[derive(Debug, Args)]
@@ -236,6 +239,8 @@ pub struct DemoArgs {
 pub enum BenchCmd {
     /// Raw client limits: sequential create+delete round trips, pipelined creates
     Raw(BenchRawArgs),
+    /// Queue throughput: produce, consume, and both at once
+    Queue(BenchQueueArgs),
 }
 
 #[derive(Debug, Args)]
@@ -348,6 +353,69 @@ fn parse_nodes(s: &str) -> Result<usize, String> {
         "3" => Ok(3),
         _ => Err("1 (standalone) or 3 (ensemble)".into()),
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCmd {
+    /// Add items: each ITEM, or each line of stdin; prints how many were queued
+    Produce(QueueProduceArgs),
+    /// Take items in queue order and print them, one per line (or run CMD on each)
+    Consume(QueueConsumeArgs),
+    /// Print the number of items waiting (claimed ones included)
+    Len(PathArg),
+    /// Print the first items without taking them
+    Peek(QueuePeekArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueueProduceArgs {
+    /// Produce N numbered items, item-0 .. item-N-1
+    #[arg(long, short = 'n', value_name = "N", conflicts_with = "items")]
+    pub count: Option<usize>,
+    /// Priority: lower is taken first
+    #[arg(long, short = 'p', default_value_t = 100, value_parser = clap::value_parser!(u16).range(0..=999))]
+    pub priority: u16,
+    /// Queue node (created if missing)
+    pub path: String,
+    /// Items; none given: one item per line of stdin
+    pub items: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct QueueConsumeArgs {
+    /// Stop after N items
+    #[arg(long, short = 'n', value_name = "N")]
+    pub count: Option<u64>,
+    /// Wait for new items instead of stopping when the queue is empty
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// With --follow: stop once no item has arrived for this long (e.g. 30s)
+    #[arg(long, value_parser = parse_duration, requires = "follow")]
+    pub timeout: Option<Duration>,
+    /// Queue node
+    pub path: String,
+    /// Run CMD once per item, the item on its stdin; the item is removed only when CMD exits 0
+    #[arg(last = true, value_name = "CMD")]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct QueuePeekArgs {
+    /// How many items
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 1)]
+    pub count: usize,
+    /// Queue node
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchQueueArgs {
+    /// Items per phase
+    #[arg(long, default_value_t = 20000)]
+    pub items: usize,
+    /// Concurrent consumers (each its own session)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub consumers: u16,
 }
 
 #[cfg(test)]

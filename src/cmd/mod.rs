@@ -15,6 +15,7 @@ pub mod counter;
 pub mod demo;
 pub mod exit;
 pub mod group;
+pub mod queue;
 pub mod server;
 pub mod shell;
 pub mod txn;
@@ -46,6 +47,7 @@ impl Run for Cmd {
             Cmd::Counter(c) => c.run(g),
             Cmd::Group(c) => c.run(g),
             Cmd::Txn(c) => c.run(g),
+            Cmd::Queue(c) => c.run(g),
         }
     }
 }

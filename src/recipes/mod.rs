@@ -4,3 +4,4 @@ pub mod barrier;
 pub mod counter;
 pub mod group;
 mod support;
+pub mod queue;

@@ -159,12 +159,14 @@ pub(crate) unsafe extern "C" fn node_watcher(
     });
 }
 
-/// What an async completion reports: the caller's tag, the code, and the created path.
+/// What an async completion reports: the caller's tag, the code, the created path (creates)
+/// or the node's data (gets).
 #[derive(Debug)]
 pub(crate) struct Completion {
     pub tag: u64,
     pub rc: c_int,
     pub value: Option<String>,
+    pub data: Option<Vec<u8>>,
 }
 
 /// The data pointer of an async call: reclaimed exactly once, by its completion.
@@ -186,7 +188,7 @@ pub(crate) unsafe extern "C" fn string_done(rc: c_int, value: *const c_char, dat
         } else {
             None
         };
-        let _ = pending.tx.send(Completion { tag: pending.tag, rc, value });
+        let _ = pending.tx.send(Completion { tag: pending.tag, rc, value, data: None });
     });
 }
 
@@ -195,7 +197,32 @@ pub(crate) unsafe extern "C" fn void_done(rc: c_int, data: *const c_void) {
     guard("completion", || {
         // SAFETY: as in `string_done`: our leaked Box<Pending>, reclaimed exactly once.
         let pending = unsafe { Box::from_raw(data as *mut Pending) };
-        let _ = pending.tx.send(Completion { tag: pending.tag, rc, value: None });
+        let _ = pending.tx.send(Completion { tag: pending.tag, rc, value: None, data: None });
+    });
+}
+
+/// data_completion_t for zoo_aget.
+pub(crate) unsafe extern "C" fn data_done(
+    rc: c_int,
+    value: *const c_char,
+    value_len: c_int,
+    _stat: *const sys::Stat,
+    data: *const c_void,
+) {
+    guard("completion", || {
+        // SAFETY: as in `string_done`: our leaked Box<Pending>, reclaimed exactly once.
+        let pending = unsafe { Box::from_raw(data as *mut Pending) };
+        let bytes = if rc != sys::ZOK {
+            None
+        } else if value.is_null() || value_len <= 0 {
+            Some(Vec::new()) // -1 means NULL data: empty, as the sync `get` returns it
+        } else {
+            // SAFETY: on ZOK `value` points to `value_len` bytes of the reply, valid for the
+            // duration of the call (the C client frees the reply after the completion returns);
+            // they are copied here.
+            Some(unsafe { std::slice::from_raw_parts(value as *const u8, value_len as usize) }.to_vec())
+        };
+        let _ = pending.tx.send(Completion { tag: pending.tag, rc, value: None, data: bytes });
     });
 }
 

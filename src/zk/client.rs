@@ -852,7 +852,18 @@ impl ZooKeeper {
     }
 }
 
-/// Async creates and deletes in flight on one session. Each request carries a caller's tag;
+/// What a pipelined request returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A create: the created path.
+    Created(String),
+    /// A get: the node's data.
+    Data(Vec<u8>),
+    /// A delete.
+    Done,
+}
+
+/// Async creates, deletes and gets in flight on one session. Each request carries a caller's tag;
 /// `recv` hands back `(tag, result)` in completion order (which, on one session, is
 /// submission order). Creates yield `Some(path)`, deletes `None`.
 pub struct Pipeline<'zk> {
@@ -926,6 +937,21 @@ impl Pipeline<'_> {
         self.submitted(rc, data_ptr, path)
     }
 
+    /// Submits a read of a node's data; its reply comes back through `recv_reply` as
+    /// `Reply::Data` (through `recv`, as `Ok(None)`, data dropped). On one session the server
+    /// answers requests in submission order, so a get followed by a delete of the same node
+    /// reads the data the delete then removes.
+    pub fn get(&mut self, tag: u64, path: &str) -> Result<()> {
+        validate_path(path, false)?;
+        let c_path = cstr(path)?;
+        let data_ptr = Box::into_raw(Box::new(Pending { tag, tx: self.tx.clone() }));
+        // SAFETY: as in `create`; no watch is set (flag 0).
+        let rc = unsafe {
+            sys::zoo_aget(self.zk.zh(), c_path.as_ptr(), 0, Some(callbacks::data_done), data_ptr as *const c_void)
+        };
+        self.submitted(rc, data_ptr, path)
+    }
+
     fn submitted(&mut self, rc: c_int, data: *mut Pending, path: &str) -> Result<()> {
         if rc == sys::ZOK {
             self.in_flight += 1;
@@ -951,6 +977,25 @@ impl Pipeline<'_> {
         let c = self.rx.recv().ok()?;
         self.in_flight -= 1;
         let r = if c.rc == sys::ZOK { Ok(c.value) } else { Err(Error::Zk { code: Code::from_raw(c.rc), path: None }) };
+        Some((c.tag, r))
+    }
+
+    /// The next completion, blocking, with what it carries; None when nothing is in flight.
+    pub fn recv_reply(&mut self) -> Option<(u64, Result<Reply>)> {
+        if self.in_flight == 0 {
+            return None;
+        }
+        let c = self.rx.recv().ok()?;
+        self.in_flight -= 1;
+        let r = if c.rc != sys::ZOK {
+            Err(Error::Zk { code: Code::from_raw(c.rc), path: None })
+        } else if let Some(data) = c.data {
+            Ok(Reply::Data(data))
+        } else if let Some(path) = c.value {
+            Ok(Reply::Created(path))
+        } else {
+            Ok(Reply::Done)
+        };
         Some((c.tag, r))
     }
 

@@ -11,7 +11,7 @@ mod sys;
 mod types;
 mod watch;
 
-pub use client::{ConnectOptions, Op, OpResult, Pipeline, ZooKeeper};
+pub use client::{ConnectOptions, Op, OpResult, Pipeline, Reply, ZooKeeper};
 pub use error::{Code, Error, Result};
 pub use types::{Acl, CreateMode, MAX_PACKET, Stat, join, parent, perms, sequence_of, validate_path};
 pub use watch::{EventKind, SessionEvent, WatchEvent};

@@ -4,5 +4,6 @@
 mod cli;
 mod client;
 mod recipes;
+mod queue;
 mod support;
 mod watch;

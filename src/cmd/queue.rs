@@ -1,0 +1,195 @@
+//! `zkutil queue produce|consume|len|peek`: the words around `recipes::queue`.
+
+use std::io::{self, BufWriter, Read, Write};
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use super::Run;
+use super::exit::after_stop;
+use crate::cli::{Global, PathArg, QueueCmd, QueueConsumeArgs, QueuePeekArgs, QueueProduceArgs};
+use crate::recipes::queue::{self, Claimed, Claimer, End, Item, Queue, Sink};
+use crate::util::{shutdown, stop_requested};
+use crate::zk::ZooKeeper;
+
+impl Run for QueueCmd {
+    fn run(&self, g: &Global) -> Result<ExitCode> {
+        match self {
+            QueueCmd::Produce(a) => a.run(g),
+            QueueCmd::Consume(a) => a.run(g),
+            QueueCmd::Len(a) => len(g, a),
+            QueueCmd::Peek(a) => a.run(g),
+        }
+    }
+}
+
+/// Splits stdin into items, one per line (the newline is not part of the item; a final line
+/// without one still counts).
+pub fn lines(input: &[u8]) -> Vec<&[u8]> {
+    let mut items: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+    if input.is_empty() || input.ends_with(b"\n") {
+        items.pop();
+    }
+    items
+}
+
+impl Run for QueueProduceArgs {
+    fn run(&self, g: &Global) -> Result<ExitCode> {
+        let mut stdin = Vec::new();
+        let items: Vec<Vec<u8>> = if let Some(n) = self.count {
+            (0..n).map(|i| format!("item-{i}").into_bytes()).collect()
+        } else if !self.items.is_empty() {
+            self.items.iter().map(|s| s.as_bytes().to_vec()).collect()
+        } else {
+            io::stdin().lock().read_to_end(&mut stdin).context("reading items from stdin")?;
+            lines(&stdin).into_iter().map(<[u8]>::to_vec).collect()
+        };
+        let zk = g.connect()?;
+        let q = Queue::new(&zk, &self.path)?;
+        let n = q.produce(&items, self.priority).with_context(|| format!("producing to {}", self.path))?;
+        println!("queued {n} item{} to {}", if n == 1 { "" } else { "s" }, self.path);
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn len(g: &Global, a: &PathArg) -> Result<ExitCode> {
+    let zk = g.connect()?;
+    println!("{}", Queue::new(&zk, &a.path)?.len()?);
+    Ok(ExitCode::SUCCESS)
+}
+
+impl Run for QueuePeekArgs {
+    fn run(&self, g: &Global) -> Result<ExitCode> {
+        let zk = g.connect()?;
+        let items = Queue::new(&zk, &self.path)?.peek(self.count)?;
+        let mut out = BufWriter::new(io::stdout().lock());
+        for item in items {
+            out.write_all(&item.data)?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Items to stdout, raw, newline-terminated; flushed whenever the consumer runs dry.
+struct Lines<W: Write>(W);
+
+impl<W: Write> Sink for Lines<W> {
+    fn item(&mut self, item: Item) -> io::Result<()> {
+        self.0.write_all(&item.data)?;
+        self.0.write_all(b"\n")
+    }
+
+    fn idle(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Run for QueueConsumeArgs {
+    fn run(&self, g: &Global) -> Result<ExitCode> {
+        let stop = shutdown();
+        let zk = g.connect()?;
+        let q = Queue::new(&zk, &self.path)?;
+        if !self.cmd.is_empty() {
+            return self.run_cmd(&zk, &q, &stop);
+        }
+        let opts = queue::Options { max: self.count, follow: self.follow, idle: self.timeout };
+        let mut sink = Lines(BufWriter::with_capacity(64 * 1024, io::stdout().lock()));
+        let end = q.consume(&opts, &stop, &mut sink);
+        let flushed = sink.0.flush();
+        match end {
+            Err(queue::Error::Sink { error, lost }) => {
+                if lost > 0 {
+                    log::warn!("{lost} taken items could not be written and are lost");
+                }
+                Err(error.into())
+            }
+            Err(e) => Err(anyhow::Error::new(e).context(format!("consuming from {}", self.path))),
+            Ok(End::Stopped) => Ok(after_stop()),
+            Ok(_) => {
+                flushed?;
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
+
+impl QueueConsumeArgs {
+    /// At least once: claim an item, run CMD on it, complete it only when CMD exits 0.
+    fn run_cmd(&self, _zk: &ZooKeeper, q: &Queue<'_>, stop: &crossbeam_channel::Receiver<()>) -> Result<ExitCode> {
+        let mut claimer = Claimer::new(q);
+        let mut done = 0u64;
+        while self.count.is_none_or(|n| done < n) {
+            let claim = match claimer.next(self.follow, self.timeout, stop) {
+                Ok(Claimed::Item(c)) => c,
+                Ok(Claimed::Empty | Claimed::Idle) => break,
+                Ok(Claimed::Stopped) => return Ok(after_stop()),
+                Err(e) => return Err(anyhow::Error::new(e).context(format!("consuming from {}", self.path))),
+            };
+            let path = claim.item().path.clone();
+            let status = run_on(&self.cmd, &claim.item().data);
+            match status {
+                Ok(s) if s.success() => {
+                    claim.complete().with_context(|| format!("completing {path}"))?;
+                    done += 1;
+                }
+                Ok(s) => {
+                    claim.release().with_context(|| format!("releasing {path}"))?;
+                    if stop_requested() {
+                        return Ok(after_stop());
+                    }
+                    bail!("{} {} on item {path}; the item stays in the queue", self.cmd[0], describe(s));
+                }
+                Err(e) => {
+                    claim.release().with_context(|| format!("releasing {path}"))?;
+                    return Err(e);
+                }
+            }
+            if stop_requested() {
+                return Ok(after_stop());
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn describe(s: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(c), _) => format!("exited with status {c}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        _ => format!("failed ({s})"),
+    }
+}
+
+/// Runs CMD with `data` on its stdin (written from a thread, so a CMD that does not read
+/// it cannot block us); CMD's stdout and stderr are ours.
+fn run_on(cmd: &[String], data: &[u8]) -> Result<std::process::ExitStatus> {
+    let mut child = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .stdin(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", cmd[0]))?;
+    let mut stdin = child.stdin.take().context("CMD's stdin")?;
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data); // EPIPE: CMD did not want it all
+    });
+    let status = child.wait().with_context(|| format!("waiting for {}", cmd[0]))?;
+    let _ = writer.join();
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lines;
+
+    #[test]
+    fn stdin_lines() {
+        assert_eq!(lines(b"a\nb\n"), vec![&b"a"[..], b"b"]);
+        assert_eq!(lines(b"a\n\nb"), vec![&b"a"[..], b"", b"b"]);
+        assert!(lines(b"").is_empty());
+        assert_eq!(lines(b"\n"), vec![&b""[..]]);
+    }
+}

@@ -1,0 +1,772 @@
+//! A producer/consumer queue on sequential znodes, in the format of kazoo's `Queue` recipe,
+//! so Python services using kazoo can share a queue with zkutil.
+//!
+//! Layout: the queue node's children are the items, named `entry-<priority:03>-<seq:010>`
+//! (PERSISTENT_SEQUENTIAL), data = the item's raw bytes. Order: (priority, sequence); lower
+//! priority first. A consumer lists the children once and works through the sorted list
+//! before listing again (Curator does this), so a backlog of N items costs about N deletes.
+//!
+//! Two ways to take items:
+//! - [`Queue::consume`], delete-as-claim: an item is ours when our delete of it succeeded
+//!   (NONODE: another consumer won it). Gets and deletes are pipelined in pairs: on one
+//!   session the server answers in submission order, so each get reads the data its following
+//!   delete removes. Exactly once while nothing crashes; at most once if the consumer dies.
+//! - [`Claimer`], at least once (kazoo's LockingQueue idea): an ephemeral child
+//!   `<item>/taken` claims the item; the item and the claim go in one multi once the work is
+//!   done. A crashed consumer's claim vanishes with its session and the item is taken again.
+//!   The claim lives under the item (not in a `taken` sibling) so the queue node's children
+//!   stay exactly kazoo's items, and no delete-as-claim consumer can take a claimed item
+//!   (its delete fails with NOTEMPTY).
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Select, TryRecvError};
+
+use crate::zk::{self, Code, CreateMode, MAX_PACKET, Op, Reply, SessionEvent, ZooKeeper};
+
+/// kazoo's element prefix.
+pub const PREFIX: &str = "entry-";
+/// The name of the claim node under an item.
+pub const CLAIM: &str = "taken";
+/// kazoo's default priority.
+pub const DEFAULT_PRIORITY: u16 = 100;
+/// Requests kept in flight when producing and consuming.
+pub const WINDOW: usize = 1000;
+/// Room the create request needs besides the data (header, path, ACL, flags).
+const REQUEST_OVERHEAD: usize = 256;
+/// Consecutive connection losses on one listing before giving up on it.
+const LIST_ATTEMPTS: usize = 3;
+/// How many claimed items a waiting claimer watches for a released claim.
+const WATCHED_CLAIMS: usize = 32;
+
+/// What can go wrong with a queue.
+#[derive(Debug)]
+pub enum Error {
+    /// The queue node does not exist.
+    NoQueue { path: String },
+    /// Item `index` (0-based) is larger than ZooKeeper accepts; nothing was queued.
+    TooLarge { index: usize, size: usize, limit: usize },
+    /// Priorities run from 0 to 999.
+    BadPriority(u16),
+    /// Producing stopped part way.
+    Partial { queued: usize, unknown: usize, total: usize, cause: zk::Error },
+    /// The claim on `item` was lost (session expired) before the item was completed; the item
+    /// stays in the queue for another consumer.
+    ClaimLost { item: String, cause: zk::Error },
+    /// The session expired or was closed.
+    SessionLost { cause: zk::Error },
+    /// The item sink (the caller's callback) failed; `lost` taken items could not be handed
+    /// over.
+    Sink { error: std::io::Error, lost: usize },
+    /// Listing the queue failed with connection loss again and again: the listing is
+    /// probably larger than a packet limit.
+    ListingFailed { path: String, children: Option<i32>, cause: zk::Error },
+    /// Any other ZooKeeper failure.
+    Zk(zk::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NoQueue { path } => write!(f, "queue {path} does not exist (nothing was ever produced to it)"),
+            Error::TooLarge { index, size, limit } => write!(
+                f,
+                "item {} is {size} bytes, over ZooKeeper's limit of {limit} bytes for one item \
+                 (jute.maxbuffer); nothing was queued",
+                index + 1
+            ),
+            Error::BadPriority(p) => write!(f, "priority {p} is out of range (0-999)"),
+            Error::Partial { queued, unknown, total, cause } => {
+                write!(f, "queued {queued} of {total} items, then: {cause}")?;
+                if *unknown > 0 {
+                    write!(f, " ({unknown} more may or may not have been queued)")?;
+                }
+                Ok(())
+            }
+            Error::ClaimLost { item, cause } => {
+                write!(f, "lost the claim on {item} ({cause}); the item stays in the queue")
+            }
+            Error::SessionLost { cause } => write!(f, "ZooKeeper session lost: {cause}"),
+            Error::Sink { error, lost } => {
+                write!(f, "writing items: {error}")?;
+                if *lost > 0 {
+                    write!(f, " ({lost} taken items were not written)")?;
+                }
+                Ok(())
+            }
+            Error::ListingFailed { path, children, cause } => {
+                write!(f, "listing the ")?;
+                if let Some(n) = children {
+                    write!(f, "{n} ")?;
+                }
+                write!(
+                    f,
+                    "items of {path} failed {LIST_ATTEMPTS} times ({cause}); a listing larger than the \
+                     packet limit (1 MB by default) needs a larger -Djute.maxbuffer on the server \
+                     and the client"
+                )
+            }
+            Error::Zk(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Sink { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<zk::Error> for Error {
+    fn from(e: zk::Error) -> Error {
+        if e.code().is_some_and(Code::is_session_lost) { Error::SessionLost { cause: e } } else { Error::Zk(e) }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An item's name parsed: `entry-<priority>-<sequence>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub priority: u16,
+    pub sequence: u32,
+}
+
+impl Position {
+    /// Parses a child name; None for names that are not queue items.
+    pub fn parse(name: &str) -> Option<Position> {
+        let rest = name.strip_prefix(PREFIX)?;
+        let (prio, seq) = rest.split_once('-')?;
+        if prio.len() != 3 || !prio.bytes().all(|b| b.is_ascii_digit()) || seq.len() != 10 {
+            return None;
+        }
+        Some(Position { priority: prio.parse().ok()?, sequence: zk::sequence_of(seq)? })
+    }
+}
+
+/// A taken (or peeked) item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// Full path of the item's node (gone once taken).
+    pub path: String,
+    pub data: Vec<u8>,
+}
+
+/// How a consume run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The queue was empty (without `follow`).
+    Empty,
+    /// `max` items were taken.
+    Count,
+    /// No item arrived for the idle timeout.
+    Idle,
+    /// The stop channel disconnected.
+    Stopped,
+}
+
+/// Consume options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Stop after this many items.
+    pub max: Option<u64>,
+    /// Wait for new items when the queue is empty.
+    pub follow: bool,
+    /// With `follow`: stop when no item arrived for this long.
+    pub idle: Option<Duration>,
+}
+
+/// Where consumed items go, in queue order.
+pub trait Sink {
+    /// One taken item; an error stops the consumer.
+    fn item(&mut self, item: Item) -> std::io::Result<()>;
+    /// Called when the consumer has nothing more at hand (before it waits or lists again).
+    fn idle(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A queue at `path`.
+#[derive(Debug)]
+pub struct Queue<'zk> {
+    zk: &'zk ZooKeeper,
+    path: String,
+}
+
+fn stopped(stop: &Receiver<()>) -> bool {
+    matches!(stop.try_recv(), Err(TryRecvError::Disconnected))
+}
+
+impl<'zk> Queue<'zk> {
+    /// A queue at `path` (which need not exist yet).
+    pub fn new(zk: &'zk ZooKeeper, path: &str) -> Result<Queue<'zk>> {
+        zk::validate_path(path, false)?;
+        Ok(Queue { zk, path: path.to_string() })
+    }
+
+    /// The queue node's path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The largest item this queue accepts (ZooKeeper's packet limit minus the request).
+    pub fn item_limit(&self) -> usize {
+        MAX_PACKET - self.prefix(DEFAULT_PRIORITY).len() - 10 - REQUEST_OVERHEAD
+    }
+
+    fn prefix(&self, priority: u16) -> String {
+        zk::join(&self.path, &format!("{PREFIX}{priority:03}-"))
+    }
+
+    /// Creates the queue node (and its parents) if missing.
+    pub fn ensure(&self) -> Result<()> {
+        if self.zk.exists(&self.path)?.is_some() {
+            return Ok(());
+        }
+        let mut missing = vec![self.path.as_str()];
+        let mut p = zk::parent(&self.path);
+        while let Some(parent) = p {
+            if parent == "/" || self.zk.exists(parent)?.is_some() {
+                break;
+            }
+            missing.push(parent);
+            p = zk::parent(parent);
+        }
+        for node in missing.into_iter().rev() {
+            match self.zk.create(node, b"", CreateMode::Persistent) {
+                Ok(_) => {}
+                Err(e) if e.code() == Some(Code::NodeExists) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues every item, in order, pipelined. Sizes are checked first: one oversized item
+    /// and nothing is queued. Creates the queue node if missing. Returns the count queued.
+    pub fn produce<T: AsRef<[u8]>>(&self, items: &[T], priority: u16) -> Result<usize> {
+        if priority > 999 {
+            return Err(Error::BadPriority(priority));
+        }
+        let limit = self.item_limit();
+        if let Some((index, item)) = items.iter().enumerate().find(|(_, i)| i.as_ref().len() > limit) {
+            return Err(Error::TooLarge { index, size: item.as_ref().len(), limit });
+        }
+        self.ensure()?;
+        let prefix = self.prefix(priority);
+        let results = self
+            .zk
+            .create_many(items.iter().map(|i| (prefix.as_str(), i.as_ref(), CreateMode::PersistentSequential)), WINDOW);
+        let queued = results.iter().filter(|r| r.is_ok()).count();
+        match results.into_iter().find_map(Result::err) {
+            None => Ok(queued),
+            Some(cause) => {
+                let unknown = items.len() - queued;
+                let unknown = if cause.is_outcome_unknown() { unknown } else { 0 };
+                Err(Error::Partial { queued, unknown, total: items.len(), cause })
+            }
+        }
+    }
+
+    /// The number of items (including claimed ones), from the queue node's Stat: no listing.
+    pub fn len(&self) -> Result<usize> {
+        match self.zk.exists(&self.path)? {
+            Some(stat) => Ok(stat.num_children.max(0) as usize),
+            None => Err(Error::NoQueue { path: self.path.clone() }),
+        }
+    }
+
+    /// `list`, retried after reconnecting, but only a few times: a listing that loses the
+    /// connection each time is too big for a packet limit, and looping would hide that.
+    fn list_retrying(&self, watch: bool) -> Result<(Vec<String>, Option<Receiver<zk::WatchEvent>>)> {
+        let mut attempt = 0;
+        loop {
+            match self.list(watch) {
+                Err(Error::Zk(e)) if e.is_outcome_unknown() => {
+                    attempt += 1;
+                    self.await_connected()?;
+                    if attempt >= LIST_ATTEMPTS {
+                        let children = self.zk.exists(&self.path).ok().flatten().map(|s| s.num_children);
+                        return Err(Error::ListingFailed { path: self.path.clone(), children, cause: e });
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// True when no item waits.
+    pub fn is_empty(&self) -> Result<bool> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// The item names in queue order. `watch`: also arm a children watch.
+    fn list(&self, watch: bool) -> Result<(Vec<String>, Option<Receiver<zk::WatchEvent>>)> {
+        let listed = if watch {
+            self.zk.children_w(&self.path).map(|(c, _, w)| (c, Some(w)))
+        } else {
+            self.zk.children(&self.path).map(|c| (c, None))
+        };
+        let (names, w) = match listed {
+            Ok(x) => x,
+            Err(e) if e.code() == Some(Code::NoNode) => return Err(Error::NoQueue { path: self.path.clone() }),
+            Err(e) => return Err(e.into()),
+        };
+        let mut items: Vec<(Position, String)> =
+            names.into_iter().filter_map(|n| Position::parse(&n).map(|p| (p, n))).collect();
+        items.sort_unstable();
+        Ok((items.into_iter().map(|(_, n)| n).collect(), w))
+    }
+
+    /// The first `n` items, in queue order, left in the queue.
+    pub fn peek(&self, n: usize) -> Result<Vec<Item>> {
+        let (names, _) = self.list_retrying(false)?;
+        let mut out = Vec::new();
+        let mut start = 0;
+        while out.len() < n && start < names.len() {
+            let end = (start + (n - out.len()).min(WINDOW)).min(names.len());
+            let mut p = self.zk.pipeline();
+            for (i, name) in names.iter().enumerate().take(end).skip(start) {
+                p.get(i as u64, &zk::join(&self.path, name))?;
+            }
+            let mut got = std::collections::BTreeMap::new();
+            while let Some((tag, r)) = p.recv_reply() {
+                match r {
+                    Ok(Reply::Data(d)) => {
+                        got.insert(tag as usize, d);
+                    }
+                    Err(e) if e.code() == Some(Code::NoNode) => {} // taken meanwhile
+                    Err(e) => return Err(e.into()),
+                    Ok(_) => {}
+                }
+            }
+            out.extend(got.into_iter().map(|(i, data)| Item { path: zk::join(&self.path, &names[i]), data }));
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// Takes items (delete-as-claim) and hands them to `sink` in queue order, until the queue
+    /// is empty (or, with `follow`, until `max` items, the idle timeout, or `stop`).
+    pub fn consume(&self, opts: &Options, stop: &Receiver<()>, sink: &mut dyn Sink) -> Result<End> {
+        let mut taken: u64 = 0;
+        let mut last_item = Instant::now();
+        loop {
+            if opts.max.is_some_and(|m| taken >= m) {
+                return Ok(End::Count);
+            }
+            if stopped(stop) {
+                return Ok(End::Stopped);
+            }
+            let (mut names, mut watch) = self.list_retrying(false)?;
+            if names.is_empty() && opts.follow {
+                // list again with a watch: whatever arrives after this listing fires it
+                (names, watch) = self.list_retrying(true)?;
+            }
+            if names.is_empty() {
+                sink.idle().map_err(|error| Error::Sink { error, lost: 0 })?;
+                let Some(watch) = watch else { return Ok(End::Empty) };
+                let idle = opts.idle.map(|d| last_item + d);
+                match self.wait(&[watch], idle, stop)? {
+                    Woke::Changed => continue,
+                    Woke::Idle => return Ok(End::Idle),
+                    Woke::Stopped => return Ok(End::Stopped),
+                }
+            }
+            let remaining = opts.max.map(|m| m - taken);
+            let (n, busy) = self.take_batch(&names, remaining, stop, sink)?;
+            if n > 0 {
+                last_item = Instant::now();
+            }
+            taken += n;
+            sink.idle().map_err(|error| Error::Sink { error, lost: 0 })?;
+            if n == 0 && busy == names.len() {
+                // every item is claimed by a CMD consumer: nothing for us until new ones come
+                if !opts.follow {
+                    return Ok(End::Empty);
+                }
+                let (_, watch) = self.list_retrying(true)?;
+                let idle = opts.idle.map(|d| last_item + d);
+                match self.wait(&watch.into_iter().collect::<Vec<_>>(), idle, stop)? {
+                    Woke::Changed => {}
+                    Woke::Idle => return Ok(End::Idle),
+                    Woke::Stopped => return Ok(End::Stopped),
+                }
+            }
+        }
+    }
+
+    /// Works through one sorted listing: get+delete pairs, pipelined. Returns the items taken
+    /// and how many were claimed by CMD consumers.
+    fn take_batch(
+        &self,
+        names: &[String],
+        max: Option<u64>,
+        stop: &Receiver<()>,
+        sink: &mut dyn Sink,
+    ) -> Result<(u64, usize)> {
+        let mut p = self.zk.pipeline();
+        let mut next = 0usize; // next name to submit
+        let mut pairs = 0u64; // pairs in flight
+        let mut taken = 0u64;
+        let mut data: HashMap<usize, Vec<u8>> = HashMap::new();
+        let mut unknown: Vec<Item> = Vec::new(); // read, delete outcome unknown
+        let mut failure: Option<Error> = None;
+        let mut lost = 0usize;
+        let mut halt = false;
+        let mut busy = 0usize;
+        loop {
+            while !halt
+                && failure.is_none()
+                && next < names.len()
+                && (pairs as usize) < WINDOW / 2
+                && max.is_none_or(|m| taken + pairs < m)
+            {
+                if stopped(stop) {
+                    halt = true;
+                    break;
+                }
+                let path = zk::join(&self.path, &names[next]);
+                let tag = next as u64 * 2;
+                if let Err(e) = p.get(tag, &path).and_then(|_| p.delete(tag + 1, &path, None)) {
+                    failure = Some(e.into());
+                    break;
+                }
+                pairs += 1;
+                next += 1;
+            }
+            let Some((tag, r)) = p.recv_reply() else { break };
+            let idx = (tag / 2) as usize;
+            if tag % 2 == 0 {
+                if let Ok(Reply::Data(d)) = r {
+                    data.insert(idx, d);
+                }
+                continue;
+            }
+            pairs -= 1;
+            let got = data.remove(&idx);
+            match r {
+                Ok(_) => {
+                    let item = Item { path: zk::join(&self.path, &names[idx]), data: got.unwrap_or_default() };
+                    taken += 1;
+                    if failure.is_none() {
+                        if let Err(error) = sink.item(item) {
+                            failure = Some(Error::Sink { error, lost: 0 });
+                        }
+                    } else {
+                        lost += 1;
+                    }
+                }
+                // another consumer won it
+                Err(e) if e.code() == Some(Code::NoNode) => {}
+                // a CMD consumer holds it (its claim is a child of the item)
+                Err(e) if e.code() == Some(Code::NotEmpty) => busy += 1,
+                Err(e) if e.is_outcome_unknown() => {
+                    if let Some(d) = got {
+                        unknown.push(Item { path: zk::join(&self.path, &names[idx]), data: d });
+                    }
+                    halt = true; // every later request fails the same way; re-list after reconnecting
+                }
+                Err(e) => {
+                    halt = true;
+                    if failure.is_none() {
+                        failure = Some(e.into());
+                    }
+                }
+            }
+        }
+        drop(p);
+        if let Some(f) = failure {
+            return Err(match f {
+                Error::Sink { error, .. } => Error::Sink { error, lost },
+                f => f,
+            });
+        }
+        if !unknown.is_empty() || (halt && !stopped(stop)) {
+            self.await_connected()?;
+            // An item we read whose delete outcome is unknown: still there means our delete
+            // did not happen (it will be listed again); gone means we (or a rival) took it.
+            // Deliver it: at least once rather than lose it.
+            for item in unknown {
+                if self.retry(|| Ok(self.zk.exists(&item.path)?))?.is_none() {
+                    log::warn!("{}: taken while the connection was lost; may be a duplicate", item.path);
+                    taken += 1;
+                    sink.item(item).map_err(|error| Error::Sink { error, lost: 0 })?;
+                }
+            }
+        }
+        Ok((taken, busy))
+    }
+
+    /// Runs `f`, retrying after the connection comes back when its outcome is unknown.
+    /// Only for idempotent calls.
+    fn retry<T>(&self, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+        loop {
+            match f() {
+                Err(Error::Zk(e)) if e.is_outcome_unknown() => self.await_connected()?,
+                other => return other,
+            }
+        }
+    }
+
+    /// Waits until the client has a connection again (the C client reconnects by itself
+    /// within the session timeout), or fails once the session is gone.
+    fn await_connected(&self) -> Result<()> {
+        let events = self.zk.session_events();
+        let deadline = Instant::now() + self.zk.session_timeout().max(Duration::from_secs(1)) * 2;
+        loop {
+            match self.zk.state() {
+                Some(SessionEvent::Connected | SessionEvent::ConnectedReadOnly) => return Ok(()),
+                Some(SessionEvent::Expired | SessionEvent::AuthFailed) => {
+                    return Err(Error::SessionLost { cause: zk::Error::Zk { code: Code::SessionExpired, path: None } });
+                }
+                _ => {}
+            }
+            if events.recv_deadline(deadline).is_err() {
+                return Err(Error::SessionLost { cause: zk::Error::Zk { code: Code::ConnectionLoss, path: None } });
+            }
+        }
+    }
+
+    /// Waits for any of `watches`, the idle deadline, or `stop`.
+    fn wait(&self, watches: &[Receiver<zk::WatchEvent>], idle: Option<Instant>, stop: &Receiver<()>) -> Result<Woke> {
+        let deadline = idle.map_or_else(crossbeam_channel::never, crossbeam_channel::at);
+        let mut sel = Select::new();
+        for w in watches {
+            sel.recv(w);
+        }
+        let stop_i = sel.recv(stop);
+        let idle_i = sel.recv(&deadline);
+        let op = sel.select();
+        let i = op.index();
+        if i == stop_i {
+            let _ = op.recv(stop);
+            return Ok(Woke::Stopped);
+        }
+        if i == idle_i {
+            let _ = op.recv(&deadline);
+            return Ok(Woke::Idle);
+        }
+        match op.recv(&watches[i]) {
+            Ok(_) => Ok(Woke::Changed),
+            // the watch's sender went away: the session expired or closed
+            Err(_) if self.zk.is_dead() => {
+                Err(Error::SessionLost { cause: zk::Error::Zk { code: Code::SessionExpired, path: None } })
+            }
+            Err(_) => Ok(Woke::Changed),
+        }
+    }
+}
+
+enum Woke {
+    Changed,
+    Idle,
+    Stopped,
+}
+
+/// How a claim attempt ended.
+#[derive(Debug)]
+pub enum Claimed<'q, 'zk> {
+    /// An item, claimed: complete or release it.
+    Item(Claim<'q, 'zk>),
+    /// Nothing to take (without `follow`).
+    Empty,
+    /// Nothing arrived for the idle timeout.
+    Idle,
+    /// The stop channel disconnected.
+    Stopped,
+}
+
+/// Takes items one at a time, at least once: claim, work, then complete (or release).
+#[derive(Debug)]
+pub struct Claimer<'q, 'zk> {
+    queue: &'q Queue<'zk>,
+    cache: VecDeque<String>,
+    last_item: Instant,
+}
+
+impl<'q, 'zk> Claimer<'q, 'zk> {
+    pub fn new(queue: &'q Queue<'zk>) -> Claimer<'q, 'zk> {
+        Claimer { queue, cache: VecDeque::new(), last_item: Instant::now() }
+    }
+
+    /// Claims the next free item in queue order. With `follow` it waits for one (new items,
+    /// or a claim released by a consumer that failed or died).
+    pub fn next(&mut self, follow: bool, idle: Option<Duration>, stop: &Receiver<()>) -> Result<Claimed<'q, 'zk>> {
+        let q = self.queue;
+        loop {
+            if stopped(stop) {
+                return Ok(Claimed::Stopped);
+            }
+            while let Some(name) = self.cache.pop_front() {
+                if let Attempt::Claimed(c) = self.try_claim(&name)? {
+                    return Ok(Claimed::Item(c));
+                }
+            }
+            let (names, watch) = q.list_retrying(follow)?;
+            let mut busy = Vec::new();
+            let mut names = names.into_iter();
+            while let Some(name) = names.next() {
+                match self.try_claim(&name)? {
+                    Attempt::Claimed(c) => {
+                        self.cache.extend(names);
+                        return Ok(Claimed::Item(c));
+                    }
+                    Attempt::Busy(claim) => busy.push(claim),
+                    Attempt::Gone => {}
+                }
+            }
+            let Some(watch) = watch else { return Ok(Claimed::Empty) };
+            let mut watches = vec![watch];
+            let mut released = false;
+            for claim in busy.into_iter().take(WATCHED_CLAIMS) {
+                let (stat, w) = q.retry(|| Ok(q.zk.exists_w(&claim)?))?;
+                if stat.is_none() {
+                    released = true; // released since we tried: list again
+                    break;
+                }
+                watches.push(w);
+            }
+            if released {
+                continue;
+            }
+            match q.wait(&watches, idle.map(|d| self.last_item + d), stop)? {
+                Woke::Changed => continue,
+                Woke::Idle => return Ok(Claimed::Idle),
+                Woke::Stopped => return Ok(Claimed::Stopped),
+            }
+        }
+    }
+
+    fn try_claim(&mut self, name: &str) -> Result<Attempt<'q, 'zk>> {
+        let q = self.queue;
+        let item = zk::join(&q.path, name);
+        let claim = zk::join(&item, CLAIM);
+        let me = q.zk.session_id();
+        let id = format!("{me:x} pid {}", std::process::id());
+        let created = q.retry(|| match q.zk.create(&claim, id.as_bytes(), CreateMode::Ephemeral) {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some(Code::NoNode) => Ok(false),
+            // ours if a retried create had already gone through
+            Err(e) if e.code() == Some(Code::NodeExists) => {
+                Ok(q.zk.exists(&claim)?.is_some_and(|s| s.ephemeral_owner == me))
+            }
+            Err(e) => Err(e.into()),
+        });
+        match created? {
+            true => {}
+            false if q.zk.exists(&item)?.is_some() => return Ok(Attempt::Busy(claim)),
+            false => return Ok(Attempt::Gone),
+        }
+        match q.retry(|| Ok(q.zk.get(&item)?)) {
+            Ok((data, _)) => {
+                self.last_item = Instant::now();
+                Ok(Attempt::Claimed(Claim { queue: q, item: Item { path: item, data }, claim, done: false }))
+            }
+            Err(Error::Zk(e)) if e.code() == Some(Code::NoNode) => {
+                let _ = q.zk.delete(&claim, None); // cannot be: the claim keeps the item
+                Ok(Attempt::Gone)
+            }
+            Err(e) => {
+                let _ = q.zk.delete(&claim, None);
+                Err(e)
+            }
+        }
+    }
+}
+
+enum Attempt<'q, 'zk> {
+    Claimed(Claim<'q, 'zk>),
+    /// Claimed by another consumer: the path of its claim.
+    Busy(String),
+    Gone,
+}
+
+/// A claimed item. `complete` removes it from the queue; `release` (or dropping the claim)
+/// puts it back for another consumer.
+#[derive(Debug)]
+#[must_use = "a claim is released when dropped; call complete() once the item is handled"]
+pub struct Claim<'q, 'zk> {
+    queue: &'q Queue<'zk>,
+    item: Item,
+    claim: String,
+    done: bool,
+}
+
+impl Claim<'_, '_> {
+    pub fn item(&self) -> &Item {
+        &self.item
+    }
+
+    /// Removes the item and the claim in one multi.
+    pub fn complete(mut self) -> Result<()> {
+        self.done = true;
+        let q = self.queue;
+        let ops = [
+            Op::Delete { path: self.claim.clone(), version: None },
+            Op::Delete { path: self.item.path.clone(), version: None },
+        ];
+        loop {
+            match q.zk.multi(&ops) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_outcome_unknown() => {
+                    q.await_connected().map_err(|e| self.lost(e))?;
+                    // a retry finding the item gone: our multi went through
+                    if q.zk.exists(&self.item.path).map_err(|e| self.lost(e.into()))?.is_none() {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(Error::ClaimLost { item: self.item.path.clone(), cause: e }),
+            }
+        }
+    }
+
+    fn lost(&self, e: Error) -> Error {
+        let cause = match e {
+            Error::Zk(z) | Error::SessionLost { cause: z } => z,
+            other => zk::Error::Zk { code: Code::SessionExpired, path: Some(other.to_string()) },
+        };
+        Error::ClaimLost { item: self.item.path.clone(), cause }
+    }
+
+    /// Deletes the claim, leaving the item in the queue.
+    pub fn release(mut self) -> Result<()> {
+        self.done = true;
+        match self.queue.retry(|| Ok(self.queue.zk.delete(&self.claim, None)?)) {
+            Err(Error::Zk(e)) if e.code() == Some(Code::NoNode) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+impl Drop for Claim<'_, '_> {
+    fn drop(&mut self) {
+        if !self.done
+            && let Err(e) = self.queue.zk.delete(&self.claim, None)
+        {
+            log::warn!("releasing {}: {e}", self.claim);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_parse_and_order() {
+        let a = Position::parse("entry-100-0000000007").unwrap();
+        assert_eq!(a, Position { priority: 100, sequence: 7 });
+        let b = Position::parse("entry-005-0000000009").unwrap();
+        assert!(b < a);
+        assert!(Position::parse("entry-100-").is_none());
+        assert!(Position::parse("entry-1-0000000001").is_none());
+        assert!(Position::parse("taken").is_none());
+        assert!(Position::parse("entry-abc-0000000001").is_none());
+    }
+}

@@ -1,0 +1,237 @@
+//! `zkutil queue`: the recipe end to end through the built binary, outcomes checked with the
+//! client.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+use crate::t;
+use zkutil::zk::{Code, CreateMode, Reply};
+
+fn produce_stdin(args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut child = zkutil(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let w = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    w.join().unwrap();
+    out
+}
+
+fn spawn_piped(args: &[&str]) -> Child {
+    zkutil(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+#[test]
+fn pipelined_get_reads_what_the_delete_removes() {
+    let root = unique_root("q-pget");
+    let zk = connect();
+    let a = format!("{root}/a");
+    t!(zk.create(&a, b"data-a", CreateMode::Persistent));
+    let mut p = zk.pipeline();
+    t!(p.get(0, &a));
+    t!(p.delete(1, &a, None));
+    t!(p.get(2, &a));
+    assert_eq!(p.recv_reply().map(|(t, r)| (t, r.unwrap())), Some((0, Reply::Data(b"data-a".to_vec()))));
+    assert_eq!(p.recv_reply().map(|(t, r)| (t, r.unwrap())), Some((1, Reply::Done)));
+    let (tag, r) = p.recv_reply().unwrap();
+    assert_eq!((tag, r.unwrap_err().code()), (2, Some(Code::NoNode)));
+    assert!(p.recv_reply().is_none());
+}
+
+#[test]
+fn order_priorities_len_and_peek() {
+    let q = format!("{}/q", unique_root("q-order"));
+    assert_eq!(ok(&["queue", "produce", &q, "a", "b", "c"]), format!("queued 3 items to {q}\n"));
+    let out = produce_stdin(&["queue", "produce", "--priority", "5", &q], b"urgent-1\nurgent-2\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    ok(&["queue", "produce", "-p", "999", &q, "last"]);
+    // kazoo's names: entry-<priority:03>-<seq:010>, data = the raw item
+    let zk = connect();
+    let mut kids = t!(zk.children(&q));
+    kids.sort();
+    assert_eq!(kids[0], "entry-005-0000000003");
+    assert_eq!(t!(zk.get(&format!("{q}/entry-100-0000000000"))).0, b"a");
+    assert_eq!(ok(&["queue", "len", &q]), "6\n");
+    assert_eq!(ok(&["queue", "peek", "-n", "3", &q]), "urgent-1\nurgent-2\na\n");
+    assert_eq!(ok(&["queue", "consume", "-n", "2", &q]), "urgent-1\nurgent-2\n");
+    assert_eq!(ok(&["queue", "consume", &q]), "a\nb\nc\nlast\n");
+    assert_eq!(ok(&["queue", "len", &q]), "0\n");
+    // an empty queue: consume prints nothing and succeeds
+    assert_eq!(ok(&["queue", "consume", &q]), "");
+}
+
+#[test]
+fn three_producers_three_consumers_exactly_once() {
+    let q = format!("{}/q", unique_root("q-mpmc"));
+    ok(&["queue", "produce", &q, "start"]);
+    let consumers: Vec<Child> =
+        (0..3).map(|_| spawn_piped(&["queue", "consume", "--follow", "--timeout", "3s", &q])).collect();
+    let producers: Vec<_> = (0..3)
+        .map(|p| {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let input: String = (0..2000).map(|i| format!("p{p}-{i}\n")).collect();
+                produce_stdin(&["queue", "produce", &q], input.as_bytes())
+            })
+        })
+        .collect();
+    for p in producers {
+        let out = p.join().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), format!("queued 2000 items to {q}\n"));
+    }
+    let mut all = Vec::new();
+    for c in consumers {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
+        // each consumer sees each producer's items in order
+        for p in 0..3 {
+            let prefix = format!("p{p}-");
+            let seq: Vec<u32> = lines.iter().filter_map(|l| l.strip_prefix(&prefix)?.parse().ok()).collect();
+            assert!(seq.windows(2).all(|w| w[0] < w[1]), "producer {p} out of order");
+        }
+        all.extend(lines);
+    }
+    assert_eq!(all.len(), 6001, "items delivered more than once or lost");
+    let set: HashSet<&str> = all.iter().map(String::as_str).collect();
+    assert_eq!(set.len(), 6001);
+    for p in 0..3 {
+        for i in 0..2000 {
+            assert!(set.contains(format!("p{p}-{i}").as_str()));
+        }
+    }
+    assert_eq!(t!(connect().children(&q)).len(), 0);
+}
+
+#[test]
+fn follow_receives_new_items_within_a_second() {
+    let q = format!("{}/q", unique_root("q-follow"));
+    ok(&["queue", "produce", &q, "first"]);
+    let mut c = spawn_piped(&["queue", "consume", "--follow", "-n", "2", &q]);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let out = BufReader::new(c.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in out.lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "first");
+    // the consumer is now past its first item: anything produced from here is "new"
+    let zk = connect();
+    let t0 = Instant::now();
+    t!(zk.create(&format!("{q}/entry-100-"), b"second", CreateMode::PersistentSequential));
+    let got = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let waited = t0.elapsed();
+    assert_eq!(got, "second");
+    assert!(waited < Duration::from_secs(1), "took {waited:?}");
+    assert!(c.wait().unwrap().success());
+}
+
+#[test]
+fn idle_timeout_ends_follow() {
+    let q = format!("{}/q", unique_root("q-idle"));
+    ok(&["queue", "produce", &q, "x"]);
+    let t0 = Instant::now();
+    assert_eq!(ok(&["queue", "consume", "--follow", "--timeout", "500ms", &q]), "x\n");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn cmd_failure_leaves_the_item() {
+    let q = format!("{}/q", unique_root("q-cmd-fail"));
+    ok(&["queue", "produce", &q, "good", "bad", "after"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let script = format!("read x; echo \"$x\" >> {}; [ \"$x\" != bad ]", log.display());
+    let err = fails(&["queue", "consume", &q, "--", "sh", "-c", &script]);
+    assert!(err.contains("exited with status 1") && err.contains("entry-100-0000000001"), "{err}");
+    assert!(err.contains("stays in the queue"), "{err}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "good\nbad\n");
+    // "bad" and "after" are still queued, and no claim is left behind
+    let zk = connect();
+    let mut kids = t!(zk.children(&q));
+    kids.sort();
+    assert_eq!(kids, ["entry-100-0000000001", "entry-100-0000000002"]);
+    assert!(t!(zk.children(&format!("{q}/entry-100-0000000001"))).is_empty());
+    assert_eq!(ok(&["queue", "consume", &q]), "bad\nafter\n");
+}
+
+#[test]
+fn killed_cmd_consumer_item_goes_to_another_after_session_expiry() {
+    let q = format!("{}/q", unique_root("q-kill"));
+    ok(&["queue", "produce", &q, "precious"]);
+    let item = format!("{q}/entry-100-0000000000");
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let script = format!("cat > {}; sleep 20", started.display());
+    let mut a = zkutil(&["--session-timeout", "2s", "queue", "consume", &q, "--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || std::fs::read(&started).is_ok_and(|d| d == b"precious")));
+    let zk = connect();
+    let claim = t!(zk.exists(&format!("{item}/taken"))).expect("claimed");
+    assert_ne!(claim.ephemeral_owner, 0);
+    a.kill().unwrap(); // SIGKILL: no chance to release the claim
+    a.wait().unwrap();
+    // another consumer waits (the item is claimed), then gets it once the session expires
+    let dir2 = tempfile::tempdir().unwrap();
+    let got = dir2.path().join("got");
+    let script = format!("cat > {}", got.display());
+    let t0 = Instant::now();
+    ok(&["queue", "consume", "--follow", "-n", "1", "--timeout", "30s", &q, "--", "sh", "-c", &script]);
+    assert_eq!(std::fs::read(&got).unwrap(), b"precious");
+    assert!(t0.elapsed() > Duration::from_millis(500), "taken before the claim expired");
+    assert!(t!(zk.exists(&item)).is_none());
+    assert!(t!(zk.children(&q)).is_empty());
+}
+
+#[test]
+fn hundred_thousand_items() {
+    let q = format!("{}/q", unique_root("q-100k"));
+    assert_eq!(ok(&["queue", "produce", "--count", "100000", &q]), format!("queued 100000 items to {q}\n"));
+    assert_eq!(ok(&["queue", "len", &q]), "100000\n");
+    // the listing is over 2 MB: the C client and ZooKeeper 3.8 take it
+    assert_eq!(ok(&["queue", "peek", &q]), "item-0\n");
+    let out = ok(&["queue", "consume", &q]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 100000);
+    assert!(lines.iter().enumerate().all(|(i, l)| *l == format!("item-{i}")));
+    assert_eq!(ok(&["queue", "len", &q]), "0\n");
+}
+
+#[test]
+fn oversized_item_queues_nothing() {
+    let q = format!("{}/q", unique_root("q-big"));
+    let mut input = b"small\n".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 1 << 20));
+    input.extend(b"\nafter\n");
+    let out = produce_stdin(&["queue", "produce", &q], &input);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.starts_with("zkutil: ") && err.contains("item 2 is 1048576 bytes"), "{err}");
+    assert!(err.contains("nothing was queued"), "{err}");
+    assert!(t!(connect().exists(&q)).is_none());
+}
+
+#[test]
+fn missing_queue_and_unreachable_zookeeper() {
+    let q = format!("{}/nope", unique_root("q-missing"));
+    let err = fails(&["queue", "consume", &q]);
+    assert!(err.contains(&format!("queue {q} does not exist")), "{err}");
+    let err = fails(&["queue", "len", &q]);
+    assert!(err.contains("does not exist"), "{err}");
+    let err = fails(&["queue", "consume", "--follow", &q, "--", "true"]);
+    assert!(err.contains("does not exist"), "{err}");
+    let o =
+        zkutil(&["--hosts", "127.0.0.1:1", "--connect-timeout", "1s", "queue", "produce", "/q", "x"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot reach ZooKeeper at 127.0.0.1:1"), "{}", stderr(&o));
+}
