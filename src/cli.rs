@@ -70,6 +70,10 @@ pub enum Cmd {
     /// Measure throughput and latency against ZooKeeper
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Run tasks that take a distributed lock in turn (the classic mutex task loop)
+    Mutex(MutexArgs),
+    /// Run a command while holding a distributed lock (a flock over ZooKeeper)
+    Lock(LockArgs),
 }
 
 #[derive(Debug, Args)]
@@ -226,6 +230,8 @@ pub struct DemoArgs {
 pub enum BenchCmd {
     /// Raw client limits: sequential create+delete round trips, pipelined creates
     Raw(BenchRawArgs),
+    /// Clients contending for one lock: acquisitions/s and acquire latency
+    Lock(BenchLockArgs),
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +253,50 @@ fn parse_nodes(s: &str) -> Result<usize, String> {
         "3" => Ok(3),
         _ => Err("1 (standalone) or 3 (ensemble)".into()),
     }
+}
+
+#[derive(Debug, Args)]
+pub struct MutexArgs {
+    /// Number of tasks to run, one after another
+    #[arg(long, default_value_t = 5)]
+    pub tasks: u32,
+    /// The lock's znode (created as a container if missing)
+    #[arg(long, default_value = "/mutex")]
+    pub path: String,
+    /// Each task works a random time up to this long while holding the lock (0s: no work)
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub max_work: Duration,
+    /// Begin each line with the wall-clock time (RFC 3339, microseconds), to compare terminals
+    #[arg(long)]
+    pub timestamps: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Give up (exit 1) if the lock is not had within this long (e.g. 30s)
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Take the lock shared (a read lock): readers run together, a writer excludes all
+    #[arg(long, visible_alias = "read")]
+    pub shared: bool,
+    /// The lock's znode (created as a container if missing)
+    pub path: String,
+    /// The command to run while holding the lock, after `--`
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchLockArgs {
+    /// Sessions contending for the lock (each on its own thread)
+    #[arg(long, default_value_t = 2)]
+    pub clients: usize,
+    /// Acquisitions per client
+    #[arg(long, default_value_t = 500)]
+    pub rounds: usize,
+    /// Sequential create+delete pairs for the raw reference
+    #[arg(long, default_value_t = 2000)]
+    pub raw_ops: usize,
 }
 
 #[cfg(test)]

@@ -107,6 +107,12 @@ pub fn stop_requested() -> bool {
     stopped_by().is_some()
 }
 
+/// Sends `sig` to process `pid` (e.g. a child to stop). Safe wrapper: nix's `kill`.
+pub fn send_signal(pid: u32, sig: nix::sys::signal::Signal) -> std::io::Result<()> {
+    let pid = i32::try_from(pid).map_err(|_| std::io::Error::other(format!("pid {pid} out of range")))?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).map_err(std::io::Error::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

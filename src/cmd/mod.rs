@@ -11,6 +11,7 @@ use crate::zk::{ConnectOptions, ZooKeeper};
 pub mod bench;
 pub mod demo;
 pub mod exit;
+pub mod lock;
 pub mod server;
 pub mod shell;
 
@@ -37,6 +38,8 @@ impl Run for Cmd {
             Cmd::Server(c) => c.run(g),
             Cmd::Demo(c) => c.run(g),
             Cmd::Bench(c) => c.run(g),
+            Cmd::Mutex(c) => c.run(g),
+            Cmd::Lock(c) => c.run(g),
         }
     }
 }

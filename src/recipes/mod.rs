@@ -1,1 +1,2 @@
 //! Coordination recipes built on the safe zk API.
+pub mod lock;
