@@ -266,6 +266,9 @@ pub struct MutexArgs {
     /// Each task works a random time up to this long while holding the lock (0s: no work)
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub max_work: Duration,
+    /// Each task works at least this long (e.g. to hold the lock for a known time)
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub min_work: Duration,
     /// Begin each line with the wall-clock time (RFC 3339, microseconds), to compare terminals
     #[arg(long)]
     pub timestamps: bool,

@@ -40,13 +40,14 @@ impl MutexArgs {
     }
 }
 
-/// A random duration in `0..=max`.
-fn random_upto(max: Duration) -> Duration {
-    let nanos = max.as_nanos();
-    if nanos == 0 {
-        return Duration::ZERO;
+/// A random duration in `min..=max` (`min` when `max` is not above it).
+fn random_between(min: Duration, max: Duration) -> Duration {
+    let span = max.saturating_sub(min).as_nanos();
+    if span == 0 {
+        return min;
     }
-    Duration::from_nanos((uuid::Uuid::new_v4().as_u128() % (nanos + 1)) as u64)
+    // 128 random bits from the OS: uuid v4 is already how contender ids are made.
+    min + Duration::from_nanos((uuid::Uuid::new_v4().as_u128() % (span + 1)) as u64)
 }
 
 impl Run for MutexArgs {
@@ -67,7 +68,7 @@ impl Run for MutexArgs {
             let name = task_name(held.contender());
             self.say(&format!("task {name} starts"))?;
             let started = Instant::now();
-            let until = started + random_upto(self.max_work);
+            let until = started + random_between(self.min_work, self.max_work);
             loop {
                 let left = until.saturating_duration_since(Instant::now());
                 select! {

@@ -3,5 +3,6 @@
 
 mod cli;
 mod client;
+mod lock;
 mod support;
 mod watch;
