@@ -13,7 +13,7 @@ use nix::sys::signal::Signal;
 use super::Run;
 use super::exit::after_stop;
 use crate::cli::{Global, LockArgs, MutexArgs};
-use crate::recipes::lock::{Contender, Lock, LockError, Mode};
+use crate::recipes::lock::{Contender, Held, Lock, LockError, Mode};
 use crate::util::{Stop, send_signal, shutdown, stopped_by};
 
 /// `task-0000000003`: the sequence part of the lock node.
@@ -55,11 +55,17 @@ impl Run for MutexArgs {
         let stop = shutdown();
         let zk = g.connect()?;
         let lock = Lock::new(&zk, &self.path, Mode::Exclusive)?;
-        for _ in 0..self.tasks {
+        // A finished task's hold, released by the next task's requeue (one round trip
+        // releases it and queues again) or after the last task.
+        let mut previous: Option<Held> = None;
+        for task in 0..self.tasks {
             let mut awaiting = Ok(());
-            let held = match lock
-                .acquire(None, &stop, |c| awaiting = self.say(&format!("task {} is awaiting...", task_name(c))))
-            {
+            let on_wait = |c: &Contender| awaiting = self.say(&format!("task {} is awaiting...", task_name(c)));
+            let attempt = match previous.take() {
+                None => lock.acquire(None, &stop, on_wait),
+                Some(h) => h.requeue(None, &stop, on_wait),
+            };
+            let held = match attempt {
                 Ok(h) => h,
                 Err(LockError::Cancelled) => return Ok(after_stop()),
                 Err(e) => return Err(anyhow!(e).context(format!("taking the lock {}", self.path))),
@@ -86,7 +92,11 @@ impl Run for MutexArgs {
             // Both lines before the release: the next holder's `starts` comes after them.
             self.say(&format!("task {name} ends"))?;
             self.say(&format!("task {name} consumes {:.2} s", started.elapsed().as_secs_f64()))?;
-            held.release().with_context(|| format!("releasing the lock {}", self.path))?;
+            if task + 1 < self.tasks {
+                previous = Some(held);
+            } else {
+                held.release().with_context(|| format!("releasing the lock {}", self.path))?;
+            }
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvError, never, select};
 
-use crate::zk::{self, Acl, Code, CreateMode, EventKind, SessionEvent, Stat, ZooKeeper};
+use crate::zk::{self, Acl, Code, CreateMode, EventKind, Op, OpResult, SessionEvent, Stat, ZooKeeper};
 
 /// How a contender takes the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,17 +126,31 @@ impl<'z> Lock<'z> {
             return Err(LockError::Zk(zk::Error::Zk { code: Code::SessionExpired, path: None }));
         }
         let id = uuid::Uuid::new_v4().to_string();
-        let (node, stat) = match self.create_node(&id, deadline, cancel) {
+        let created = self.create_node(&id, deadline, cancel);
+        self.queued(&id, created.map(|(node, stat)| (node, stat.ephemeral_owner)), deadline, cancel, on_wait)
+    }
+
+    /// Continues an attempt whose create returned `created` (node, ephemeralOwner): waits
+    /// for the lock, cleaning up on every way out but success.
+    fn queued(
+        &self,
+        id: &str,
+        created: Result<(String, i64), LockError>,
+        deadline: Option<Instant>,
+        cancel: &Receiver<()>,
+        on_wait: impl FnOnce(&Contender),
+    ) -> Result<Held<'_, 'z>, LockError> {
+        let (node, owner) = match created {
             Ok(n) => n,
             Err(e) => {
                 // The create's outcome may be unknown: find and delete the node if it landed.
-                self.cleanup_unknown(&id, cancel);
+                self.cleanup_unknown(id, cancel);
                 return Err(e);
             }
         };
         let seq = zk::sequence_of(&node).ok_or_else(|| LockError::Vanished { node: node.clone() })?;
         let me = Contender { node, seq };
-        match self.wait(&me, &stat, deadline, cancel, on_wait) {
+        match self.wait(&me, owner, deadline, cancel, on_wait) {
             Ok(()) => {
                 // Stale events of the wait (a reconnect) say nothing about the hold; an
                 // ended session does.
@@ -156,6 +170,11 @@ impl<'z> Lock<'z> {
         }
     }
 
+    /// The path (before the sequence number) of the node for attempt `id`.
+    fn node_prefix(&self, id: &str) -> String {
+        zk::join(&self.dir, &format!("_c_{id}-{}", self.mode.tag()))
+    }
+
     fn acl(&self) -> Vec<Acl> {
         if self.zk.options().digest.is_some() { Acl::creator_all() } else { Acl::open() }
     }
@@ -168,7 +187,7 @@ impl<'z> Lock<'z> {
         cancel: &Receiver<()>,
     ) -> Result<(String, Stat), LockError> {
         let prefix = format!("_c_{id}-");
-        let path = zk::join(&self.dir, &format!("{prefix}{}", self.mode.tag()));
+        let path = self.node_prefix(id);
         let acl = self.acl();
         let mut parent_tries = 0;
         loop {
@@ -271,12 +290,13 @@ impl<'z> Lock<'z> {
     fn wait(
         &self,
         me: &Contender,
-        stat: &Stat,
+        owner: i64,
         deadline: Option<Instant>,
         cancel: &Receiver<()>,
         on_wait: impl FnOnce(&Contender),
     ) -> Result<(), LockError> {
-        if stat.ephemeral_owner != self.zk.session_id() {
+        // A node of another session (an earlier one of ours) must not count.
+        if owner != self.zk.session_id() {
             return Err(LockError::Vanished { node: me.node.clone() });
         }
         let my_name = me.node.rsplit('/').next().unwrap_or_default();
@@ -376,7 +396,7 @@ pub struct Held<'l, 'z> {
     released: bool,
 }
 
-impl Held<'_, '_> {
+impl<'l, 'z> Held<'l, 'z> {
     /// Our node.
     pub fn contender(&self) -> &Contender {
         &self.me
@@ -391,6 +411,53 @@ impl Held<'_, '_> {
     /// True when an event from `lost()` means the lock is gone.
     pub fn is_lost(&self, ev: Result<SessionEvent, RecvError>) -> bool {
         ev.map_or(true, |e| e.is_terminal())
+    }
+
+    /// Releases the lock and queues for it again, as `acquire` does, in one round trip: a
+    /// multi deletes our node and creates the next one (a loop that takes the lock again
+    /// and again saves a round trip per turn). Waiters queued behind us go first.
+    pub fn requeue(
+        mut self,
+        deadline: Option<Instant>,
+        cancel: &Receiver<()>,
+        on_wait: impl FnOnce(&Contender),
+    ) -> Result<Held<'l, 'z>, LockError> {
+        self.released = true;
+        let lock = self.lock;
+        let id = uuid::Uuid::new_v4().to_string();
+        let ops = [
+            Op::Delete { path: self.me.node.clone(), version: None },
+            Op::Create { path: lock.node_prefix(&id), data: Vec::new(), mode: CreateMode::EphemeralSequential },
+        ];
+        let created = match lock.zk.multi(&ops) {
+            // Created by this session in this call: ours by construction.
+            Ok(r) => match r.get(1) {
+                Some(OpResult::Created(node)) => Ok((node.clone(), lock.zk.session_id())),
+                _ => Err(LockError::Vanished { node: self.me.node.clone() }),
+            },
+            Err(e) if e.is_outcome_unknown() => {
+                // Both or neither applied: our uuid tells which.
+                let prefix = format!("_c_{id}-");
+                match lock.retrying(|| lock.find_ours(&prefix), deadline, cancel) {
+                    Ok(Some((node, stat))) => Ok((node, stat.ephemeral_owner)),
+                    Ok(None) => lock
+                        .delete_node(&self.me.node, cancel)
+                        .and_then(|()| lock.create_node(&id, deadline, cancel))
+                        .map(|(node, stat)| (node, stat.ephemeral_owner)),
+                    Err(e) => Err(e),
+                }
+            }
+            // Our node is gone already (deleted by someone, or the session ended): queue
+            // the ordinary way (which reports an ended session).
+            Err(e) if e.code() == Some(Code::NoNode) => {
+                lock.create_node(&id, deadline, cancel).map(|(node, stat)| (node, stat.ephemeral_owner))
+            }
+            Err(e) => {
+                let _ = lock.delete_node(&self.me.node, cancel);
+                Err(e.into())
+            }
+        };
+        lock.queued(&id, created, deadline, cancel, on_wait)
     }
 
     /// Releases the lock: deletes our node, through connection loss.

@@ -395,6 +395,7 @@ fn mutual_exclusion_survives_a_killed_ensemble_member() {
         all.extend(tasks_of(&finished).0);
         codes.insert(i, code);
     }
+    eprintln!("killed member {victim}; exit codes {codes:?}; {} finished tasks", all.len());
     assert!(all.len() >= 3, "{codes:?}");
     assert_no_overlap(&mut all);
 }
