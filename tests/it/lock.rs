@@ -399,3 +399,24 @@ fn mutual_exclusion_survives_a_killed_ensemble_member() {
     assert!(all.len() >= 3, "{codes:?}");
     assert_no_overlap(&mut all);
 }
+
+#[test]
+fn foreign_contenders_count_by_their_sequence() {
+    let root = unique_root("lock-foreign");
+    let path = format!("{root}/l");
+    let zk = connect();
+    t!(zkutil::recipes::lock::create_containers(&zk, &path));
+    // kazoo's Lock names its nodes `<uuid>__lock__<seq>`: a writer to zkutil
+    let kazoo = t!(zk.create(&format!("{path}/0a1b2c3d__lock__"), b"", zkutil::zk::CreateMode::EphemeralSequential));
+    let err = fails(&["lock", "--timeout", "300ms", "--read", &path, "--", "true"]);
+    assert!(err.contains("not acquired"), "{err}");
+    t!(zk.delete(&kazoo, None));
+    // a foreign reader (Curator's read lock) does not block a zkutil reader, but blocks a writer
+    let curator_reader =
+        t!(zk.create(&format!("{path}/_c_x-__READ__"), b"", zkutil::zk::CreateMode::EphemeralSequential));
+    assert_eq!(ok(&["lock", "--timeout", "10s", "--read", &path, "--", "echo", "shared"]), "shared\n");
+    fails(&["lock", "--timeout", "300ms", &path, "--", "true"]);
+    t!(zk.delete(&curator_reader, None));
+    assert_eq!(ok(&["lock", "--timeout", "10s", &path, "--", "echo", "alone"]), "alone\n");
+    assert!(children_of(&zk, &path).is_empty());
+}
