@@ -83,6 +83,10 @@ pub enum Cmd {
     /// A producer/consumer queue on sequential znodes (kazoo's Queue format)
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// Run tasks that take a distributed lock in turn (the classic mutex task loop)
+    Mutex(MutexArgs),
+    /// Run a command while holding a distributed lock (a flock over ZooKeeper)
+    Lock(LockArgs),
 }
 
 #[derive(Debug, Args)]
@@ -241,6 +245,8 @@ pub enum BenchCmd {
     Raw(BenchRawArgs),
     /// Queue throughput: produce, consume, and both at once
     Queue(BenchQueueArgs),
+    /// Clients contending for one lock: acquisitions/s and acquire latency
+    Lock(BenchLockArgs),
 }
 
 #[derive(Debug, Args)]
@@ -416,6 +422,53 @@ pub struct BenchQueueArgs {
     /// Concurrent consumers (each its own session)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub consumers: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct MutexArgs {
+    /// Number of tasks to run, one after another
+    #[arg(long, default_value_t = 5)]
+    pub tasks: u32,
+    /// The lock's znode (created as a container if missing)
+    #[arg(long, default_value = "/mutex")]
+    pub path: String,
+    /// Each task works a random time up to this long while holding the lock (0s: no work)
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub max_work: Duration,
+    /// Each task works at least this long (e.g. to hold the lock for a known time)
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub min_work: Duration,
+    /// Begin each line with the wall-clock time (RFC 3339, microseconds), to compare terminals
+    #[arg(long)]
+    pub timestamps: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Give up (exit 1) if the lock is not had within this long (e.g. 30s)
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Take the lock shared (a read lock): readers run together, a writer excludes all
+    #[arg(long, visible_alias = "read")]
+    pub shared: bool,
+    /// The lock's znode (created as a container if missing)
+    pub path: String,
+    /// The command to run while holding the lock, after `--`
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchLockArgs {
+    /// Sessions contending for the lock (each on its own thread)
+    #[arg(long, default_value_t = 2)]
+    pub clients: usize,
+    /// Acquisitions per client
+    #[arg(long, default_value_t = 500)]
+    pub rounds: usize,
+    /// Sequential create+delete pairs for the raw reference
+    #[arg(long, default_value_t = 2000)]
+    pub raw_ops: usize,
 }
 
 #[cfg(test)]

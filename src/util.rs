@@ -109,7 +109,7 @@ pub fn stop_requested() -> bool {
 
 /// Sends `sig` to process `pid` (a child we started). Errors when it is already gone.
 pub fn send_signal(pid: u32, sig: nix::sys::signal::Signal) -> std::io::Result<()> {
-    let pid = i32::try_from(pid).map_err(|_| std::io::Error::other("pid out of range"))?;
+    let pid = i32::try_from(pid).map_err(|_| std::io::Error::other(format!("pid {pid} out of range")))?;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).map_err(std::io::Error::from)
 }
 

@@ -15,6 +15,7 @@ pub mod counter;
 pub mod demo;
 pub mod exit;
 pub mod group;
+pub mod lock;
 pub mod queue;
 pub mod server;
 pub mod shell;
@@ -48,6 +49,8 @@ impl Run for Cmd {
             Cmd::Group(c) => c.run(g),
             Cmd::Txn(c) => c.run(g),
             Cmd::Queue(c) => c.run(g),
+            Cmd::Mutex(c) => c.run(g),
+            Cmd::Lock(c) => c.run(g),
         }
     }
 }

@@ -3,5 +3,6 @@
 pub mod barrier;
 pub mod counter;
 pub mod group;
-mod support;
+pub mod lock;
 pub mod queue;
+mod support;

@@ -3,7 +3,8 @@
 
 mod cli;
 mod client;
-mod recipes;
+mod lock;
 mod queue;
+mod recipes;
 mod support;
 mod watch;

@@ -8,6 +8,7 @@ use anyhow::Result;
 use super::Run;
 use crate::cli::{BenchCmd, Global};
 
+pub mod lock;
 pub mod queue;
 pub mod raw;
 
@@ -16,6 +17,7 @@ impl Run for BenchCmd {
         match self {
             BenchCmd::Raw(a) => raw::run(g, a),
             BenchCmd::Queue(a) => queue::run(g, a),
+            BenchCmd::Lock(a) => lock::run(g, a),
         }
     }
 }

@@ -11,6 +11,7 @@ use super::Run;
 use crate::cli::{DemoArgs, Global};
 use crate::server::{Ensemble, Options};
 
+mod mutex;
 mod queue;
 mod znodes;
 
@@ -89,6 +90,7 @@ impl Run for DemoArgs {
         println!("ZooKeeper is serving at {} (ZK_HOSTS points every command there).", demo.hosts);
         znodes::run(&demo)?;
         queue::run(&demo)?;
+        mutex::run(&demo)?;
         println!("\nDone. The demo's ZooKeeper is stopped and its data removed.");
         drop(server);
         Ok(ExitCode::SUCCESS)

@@ -1,0 +1,503 @@
+//! The distributed lock: Curator's InterProcessMutex semantics, plus a read/write lock.
+//!
+//! Every contender creates an ephemeral-sequential node under the lock's directory and
+//! waits until no node that blocks it precedes it:
+//! - exclusive (write) contenders `_c_<uuid>-lock-<seq>` are blocked by any earlier node;
+//! - shared (read) contenders `_c_<uuid>-__READ__<seq>` only by an earlier writer.
+//!
+//! Contenders are ordered by the 10-digit sequence suffix whatever the prefix (all children
+//! of one parent share one counter), so the lock is shared with Curator's InterProcessMutex
+//! (same names), and with kazoo's Lock when kazoo is told the `-lock-` pattern. A node whose
+//! name (before the suffix) ends with `__READ__` (Curator) or `__rlock__` (kazoo) is a
+//! reader; every other sequential child is a writer.
+//!
+//! Safety properties:
+//! - a waiter watches only the node that blocks it (`get_w`, never `exists_w`, which would
+//!   arm a watch on a missing node that never fires): no herd, no polling;
+//! - the uuid is new for every attempt: after a connection loss during the create, the
+//!   children are searched for it before anything is created again (never two nodes);
+//! - before acting as holder, the node's ephemeralOwner must be this session;
+//! - a contender that gives up (deadline, cancel) deletes its node;
+//! - the guard deletes its node on Drop; `Held::lost` reports a session that ended.
+//!
+//! This module never prints: it returns typed results and lets the command choose words.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvError, never, select};
+
+use crate::zk::{self, Acl, Code, CreateMode, EventKind, Op, OpResult, SessionEvent, Stat, ZooKeeper};
+
+/// How a contender takes the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Write lock: excludes every other holder (Curator's InterProcessMutex).
+    Exclusive,
+    /// Read lock: held together with other readers, never with a writer.
+    Shared,
+}
+
+impl Mode {
+    /// The part of the node name between `_c_<uuid>-` and the sequence number.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Mode::Exclusive => "lock-",
+            Mode::Shared => "__READ__",
+        }
+    }
+}
+
+/// Why `acquire` did not return the lock.
+#[derive(Debug)]
+pub enum LockError {
+    /// The deadline passed first; our contender node is deleted.
+    TimedOut,
+    /// The cancel receiver fired; our contender node is deleted (or dies with the session).
+    Cancelled,
+    /// Our contender node disappeared, or belongs to another session: someone deleted it,
+    /// or the session ended.
+    Vanished { node: String },
+    /// ZooKeeper refused or the session is gone.
+    Zk(zk::Error),
+}
+
+impl fmt::Display for LockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::TimedOut => f.write_str("timed out waiting for the lock"),
+            LockError::Cancelled => f.write_str("cancelled while waiting for the lock"),
+            LockError::Vanished { node } => write!(f, "our contender node {node} vanished (session ended?)"),
+            LockError::Zk(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for LockError {}
+
+impl From<zk::Error> for LockError {
+    fn from(e: zk::Error) -> LockError {
+        LockError::Zk(e)
+    }
+}
+
+/// A contender node: its name (without the directory) and sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contender {
+    /// Full path of the node.
+    pub node: String,
+    /// The 10-digit sequence number the server appended.
+    pub seq: u32,
+}
+
+/// A lock at one directory, used through one session. Make one per session and call
+/// `acquire` as often as needed (each attempt creates a fresh node).
+pub struct Lock<'z> {
+    zk: &'z ZooKeeper,
+    dir: String,
+    mode: Mode,
+    /// One subscription for the lock's lifetime (a subscription per attempt would pile up
+    /// senders in the client until the next session event).
+    events: Receiver<SessionEvent>,
+}
+
+impl<'z> Lock<'z> {
+    /// A lock at `dir` (created as containers on first use) in `mode`.
+    pub fn new(zk: &'z ZooKeeper, dir: &str, mode: Mode) -> zk::Result<Lock<'z>> {
+        zk::validate_path(dir, false)?;
+        Ok(Lock { zk, dir: dir.to_string(), mode, events: zk.session_events() })
+    }
+
+    /// The lock's directory.
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    /// Takes the lock, waiting until `deadline` (None: forever) unless `cancel` fires
+    /// (a message or a disconnect). `on_wait` is called once, with our node, when another
+    /// contender holds the lock and we have to wait.
+    pub fn acquire(
+        &self,
+        deadline: Option<Instant>,
+        cancel: &Receiver<()>,
+        on_wait: impl FnOnce(&Contender),
+    ) -> Result<Held<'_, 'z>, LockError> {
+        if self.zk.is_dead() {
+            return Err(LockError::Zk(zk::Error::Zk { code: Code::SessionExpired, path: None }));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let created = self.create_node(&id, deadline, cancel);
+        self.queued(&id, created.map(|(node, stat)| (node, stat.ephemeral_owner)), deadline, cancel, on_wait)
+    }
+
+    /// Continues an attempt whose create returned `created` (node, ephemeralOwner): waits
+    /// for the lock, cleaning up on every way out but success.
+    fn queued(
+        &self,
+        id: &str,
+        created: Result<(String, i64), LockError>,
+        deadline: Option<Instant>,
+        cancel: &Receiver<()>,
+        on_wait: impl FnOnce(&Contender),
+    ) -> Result<Held<'_, 'z>, LockError> {
+        let (node, owner) = match created {
+            Ok(n) => n,
+            Err(e) => {
+                // The create's outcome may be unknown: find and delete the node if it landed.
+                self.cleanup_unknown(id, cancel);
+                return Err(e);
+            }
+        };
+        let seq = zk::sequence_of(&node).ok_or_else(|| LockError::Vanished { node: node.clone() })?;
+        let me = Contender { node, seq };
+        match self.wait(&me, owner, deadline, cancel, on_wait) {
+            Ok(()) => {
+                // Stale events of the wait (a reconnect) say nothing about the hold; an
+                // ended session does.
+                while let Ok(ev) = self.events.try_recv() {
+                    if ev.is_terminal() {
+                        return Err(LockError::Vanished { node: me.node });
+                    }
+                }
+                Ok(Held { lock: self, me, released: false })
+            }
+            Err(e) => {
+                if !matches!(e, LockError::Vanished { .. }) {
+                    let _ = self.delete_node(&me.node, cancel);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The path (before the sequence number) of the node for attempt `id`.
+    fn node_prefix(&self, id: &str) -> String {
+        zk::join(&self.dir, &format!("_c_{id}-{}", self.mode.tag()))
+    }
+
+    fn acl(&self) -> Vec<Acl> {
+        if self.zk.options().digest.is_some() { Acl::creator_all() } else { Acl::open() }
+    }
+
+    /// Creates our node, never two: after an unknown outcome, looks for our uuid first.
+    fn create_node(
+        &self,
+        id: &str,
+        deadline: Option<Instant>,
+        cancel: &Receiver<()>,
+    ) -> Result<(String, Stat), LockError> {
+        let prefix = format!("_c_{id}-");
+        let path = self.node_prefix(id);
+        let acl = self.acl();
+        let mut parent_tries = 0;
+        loop {
+            match self.zk.create_with_acl(&path, b"", CreateMode::EphemeralSequential, &acl) {
+                Ok(r) => return Ok(r),
+                // The directory is missing (first use, or the server removed the empty
+                // container meanwhile).
+                Err(e) if e.code() == Some(Code::NoNode) && parent_tries < 10 => {
+                    parent_tries += 1;
+                    self.retrying(|| create_containers(self.zk, &self.dir), deadline, cancel)?;
+                }
+                Err(e) if e.is_outcome_unknown() => {
+                    self.pause(deadline, cancel)?;
+                    let found = self.retrying(|| self.find_ours(&prefix), deadline, cancel)?;
+                    if let Some(r) = found {
+                        return Ok(r);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Our node (by its uuid prefix) and its Stat, if the create landed.
+    fn find_ours(&self, prefix: &str) -> zk::Result<Option<(String, Stat)>> {
+        let kids = match self.zk.children(&self.dir) {
+            Ok(k) => k,
+            Err(e) if e.code() == Some(Code::NoNode) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        for k in kids.iter().filter(|k| k.starts_with(prefix)) {
+            let p = zk::join(&self.dir, k);
+            if let Some(stat) = self.zk.exists(&p)? {
+                return Ok(Some((p, stat)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// After a failed attempt whose create may have landed: find and delete the node, for
+    /// at most a session timeout (after that the session is gone, and the node with it).
+    fn cleanup_unknown(&self, id: &str, cancel: &Receiver<()>) {
+        let until = Some(Instant::now() + self.zk.session_timeout() + Duration::from_secs(1));
+        let prefix = format!("_c_{id}-");
+        if let Ok(Some((node, _))) = self.retrying(|| self.find_ours(&prefix), until, cancel) {
+            let _ = self.delete_node(&node, cancel);
+        }
+    }
+
+    /// Deletes a node, retrying through connection loss for at most a session timeout.
+    fn delete_node(&self, node: &str, cancel: &Receiver<()>) -> Result<(), LockError> {
+        let until = Some(Instant::now() + self.zk.session_timeout() + Duration::from_secs(1));
+        self.retrying(
+            || match self.zk.delete(node, None) {
+                Err(e) if e.code() == Some(Code::NoNode) => Ok(()),
+                r => r,
+            },
+            until,
+            cancel,
+        )
+    }
+
+    /// Runs an idempotent call, again after each connection loss.
+    fn retrying<T>(
+        &self,
+        mut f: impl FnMut() -> zk::Result<T>,
+        deadline: Option<Instant>,
+        cancel: &Receiver<()>,
+    ) -> Result<T, LockError> {
+        loop {
+            match f() {
+                Err(e) if e.is_outcome_unknown() => self.pause(deadline, cancel)?,
+                r => return r.map_err(LockError::from),
+            }
+        }
+    }
+
+    /// Waits a little after a connection loss (less if the session reconnects), unless
+    /// the deadline passes, `cancel` fires or the session ends.
+    fn pause(&self, deadline: Option<Instant>, cancel: &Receiver<()>) -> Result<(), LockError> {
+        let mut wait = Duration::from_millis(100);
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(LockError::TimedOut);
+            }
+            wait = wait.min(left);
+        }
+        select! {
+            recv(self.events) -> ev => match ev {
+                Ok(ev) if ev.is_terminal() => Err(session_gone()),
+                _ => Ok(()),
+            },
+            recv(cancel) -> _ => Err(LockError::Cancelled),
+            default(wait) => Ok(()),
+        }
+    }
+
+    /// Waits until nothing that blocks `me` precedes it.
+    fn wait(
+        &self,
+        me: &Contender,
+        owner: i64,
+        deadline: Option<Instant>,
+        cancel: &Receiver<()>,
+        on_wait: impl FnOnce(&Contender),
+    ) -> Result<(), LockError> {
+        // A node of another session (an earlier one of ours) must not count.
+        if owner != self.zk.session_id() {
+            return Err(LockError::Vanished { node: me.node.clone() });
+        }
+        let my_name = me.node.rsplit('/').next().unwrap_or_default();
+        let timer = deadline.map_or_else(never, crossbeam_channel::at);
+        let mut on_wait = Some(on_wait);
+        loop {
+            let kids = self.retrying(|| self.zk.children(&self.dir), deadline, cancel)?;
+            let order = contenders(&kids);
+            let Some(idx) = order.iter().position(|c| *c == my_name) else {
+                return Err(LockError::Vanished { node: me.node.clone() });
+            };
+            let blockers: Vec<&str> = match self.mode {
+                Mode::Exclusive => order[..idx].to_vec(),
+                Mode::Shared => order[..idx].iter().copied().filter(|n| !is_reader(n)).collect(),
+            };
+            let Some(&pred) = blockers.last() else { return Ok(()) };
+            // When the only blocker goes, nothing can take its place: later nodes get
+            // higher sequence numbers. Then its deletion alone hands us the lock, without
+            // listing the children again.
+            let only = blockers.len() == 1;
+            if let Some(f) = on_wait.take() {
+                f(me);
+            }
+            let pred_path = zk::join(&self.dir, pred);
+            let watch = match self.zk.get_w(&pred_path) {
+                Ok((_, _, rx)) => rx,
+                Err(e) if e.code() == Some(Code::NoNode) => {
+                    if only {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Err(e) if e.is_outcome_unknown() => {
+                    self.pause(deadline, cancel)?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            select! {
+                recv(watch) -> ev => match ev {
+                    Ok(ev) if ev.kind == EventKind::Deleted && only => return Ok(()),
+                    Ok(_) => continue,
+                    // Watches disconnect when the session ends.
+                    Err(_) => return Err(session_gone()),
+                },
+                recv(cancel) -> _ => return Err(LockError::Cancelled),
+                recv(timer) -> _ => return Err(LockError::TimedOut),
+            }
+        }
+    }
+}
+
+fn session_gone() -> LockError {
+    LockError::Zk(zk::Error::Zk { code: Code::SessionExpired, path: None })
+}
+
+/// The sequential children in lock order (by the 10-digit suffix, whatever the prefix).
+pub fn contenders<S: AsRef<str>>(children: &[S]) -> Vec<&str> {
+    let mut v: Vec<(u32, &str)> =
+        children.iter().filter_map(|c| zk::sequence_of(c.as_ref()).map(|s| (s, c.as_ref()))).collect();
+    v.sort_unstable();
+    v.into_iter().map(|(_, n)| n).collect()
+}
+
+/// True for a read-lock contender (Curator's `__READ__`, kazoo's `__rlock__`).
+pub fn is_reader(name: &str) -> bool {
+    let head = &name[..name.len().saturating_sub(10)];
+    head.ends_with("__READ__") || head.ends_with("__rlock__")
+}
+
+/// Creates `dir` and its missing ancestors as containers (the server removes them once
+/// they had children and have none left), as Curator's creatingParentContainersIfNeeded.
+pub fn create_containers(zk: &ZooKeeper, dir: &str) -> zk::Result<()> {
+    let mut missing = Vec::new();
+    let mut p = Some(dir);
+    while let Some(d) = p {
+        if d == "/" || zk.exists(d)?.is_some() {
+            break;
+        }
+        missing.push(d);
+        p = zk::parent(d);
+    }
+    for d in missing.into_iter().rev() {
+        match zk.create(d, b"", CreateMode::Container) {
+            Err(e) if e.code() != Some(Code::NodeExists) => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The lock, held. Dropping it releases the lock (deletes our node).
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct Held<'l, 'z> {
+    lock: &'l Lock<'z>,
+    me: Contender,
+    released: bool,
+}
+
+impl<'l, 'z> Held<'l, 'z> {
+    /// Our node.
+    pub fn contender(&self) -> &Contender {
+        &self.me
+    }
+
+    /// Every later session event. Select on it while holding and ask `is_lost`: an ended
+    /// session means the lock is gone (its node with it) and someone else may hold it now.
+    pub fn lost(&self) -> &Receiver<SessionEvent> {
+        &self.lock.events
+    }
+
+    /// True when an event from `lost()` means the lock is gone.
+    pub fn is_lost(&self, ev: Result<SessionEvent, RecvError>) -> bool {
+        ev.map_or(true, |e| e.is_terminal())
+    }
+
+    /// Releases the lock and queues for it again, as `acquire` does, in one round trip: a
+    /// multi deletes our node and creates the next one (a loop that takes the lock again
+    /// and again saves a round trip per turn). Waiters queued behind us go first.
+    pub fn requeue(
+        mut self,
+        deadline: Option<Instant>,
+        cancel: &Receiver<()>,
+        on_wait: impl FnOnce(&Contender),
+    ) -> Result<Held<'l, 'z>, LockError> {
+        self.released = true;
+        let lock = self.lock;
+        let id = uuid::Uuid::new_v4().to_string();
+        let ops = [
+            Op::Delete { path: self.me.node.clone(), version: None },
+            Op::Create { path: lock.node_prefix(&id), data: Vec::new(), mode: CreateMode::EphemeralSequential },
+        ];
+        let created = match lock.zk.multi(&ops) {
+            // Created by this session in this call: ours by construction.
+            Ok(r) => match r.get(1) {
+                Some(OpResult::Created(node)) => Ok((node.clone(), lock.zk.session_id())),
+                _ => Err(LockError::Vanished { node: self.me.node.clone() }),
+            },
+            Err(e) if e.is_outcome_unknown() => {
+                // Both or neither applied: our uuid tells which.
+                let prefix = format!("_c_{id}-");
+                match lock.retrying(|| lock.find_ours(&prefix), deadline, cancel) {
+                    Ok(Some((node, stat))) => Ok((node, stat.ephemeral_owner)),
+                    Ok(None) => lock
+                        .delete_node(&self.me.node, cancel)
+                        .and_then(|()| lock.create_node(&id, deadline, cancel))
+                        .map(|(node, stat)| (node, stat.ephemeral_owner)),
+                    Err(e) => Err(e),
+                }
+            }
+            // Our node is gone already (deleted by someone, or the session ended): queue
+            // the ordinary way (which reports an ended session).
+            Err(e) if e.code() == Some(Code::NoNode) => {
+                lock.create_node(&id, deadline, cancel).map(|(node, stat)| (node, stat.ephemeral_owner))
+            }
+            Err(e) => {
+                let _ = lock.delete_node(&self.me.node, cancel);
+                Err(e.into())
+            }
+        };
+        lock.queued(&id, created, deadline, cancel, on_wait)
+    }
+
+    /// Releases the lock: deletes our node, through connection loss.
+    pub fn release(mut self) -> Result<(), LockError> {
+        self.released = true;
+        self.lock.delete_node(&self.me.node, &never())
+    }
+}
+
+impl Drop for Held<'_, '_> {
+    fn drop(&mut self) {
+        if !self.released
+            && !self.lock.zk.is_dead()
+            && let Err(e) = self.lock.delete_node(&self.me.node, &never())
+        {
+            log::warn!("releasing {}: {e}", self.me.node);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orders_by_suffix_whatever_the_prefix() {
+        let kids = [
+            "_c_b-lock-0000000003",
+            "lock-0000000001",
+            "_c_a-__READ__0000000002",
+            "not-a-contender",
+            "x__rlock__0000000010",
+        ];
+        assert_eq!(
+            contenders(&kids),
+            ["lock-0000000001", "_c_a-__READ__0000000002", "_c_b-lock-0000000003", "x__rlock__0000000010"]
+        );
+        assert!(is_reader("_c_a-__READ__0000000002"));
+        assert!(is_reader("x__rlock__0000000010"));
+        assert!(!is_reader("_c_b-lock-0000000003"));
+        assert!(!is_reader("_c_b-__WRIT__0000000003"));
+    }
+}
