@@ -72,11 +72,13 @@ impl Run for QueuePeekArgs {
     }
 }
 
-/// Items to stdout, raw, newline-terminated; flushed whenever the consumer runs dry.
+/// Items to stdout, raw, newline-terminated. Stdout is line-buffered, so a write error
+/// (a reader that went away) shows up on the item that was not delivered, and the recipe
+/// puts it back in the queue.
 struct Lines<W: Write>(W);
 
 impl<W: Write> Sink for Lines<W> {
-    fn item(&mut self, item: Item) -> io::Result<()> {
+    fn item(&mut self, item: &Item) -> io::Result<()> {
         self.0.write_all(&item.data)?;
         self.0.write_all(b"\n")
     }
@@ -95,13 +97,16 @@ impl Run for QueueConsumeArgs {
             return self.run_cmd(&zk, &q, &stop);
         }
         let opts = queue::Options { max: self.count, follow: self.follow, idle: self.timeout };
-        let mut sink = Lines(BufWriter::with_capacity(64 * 1024, io::stdout().lock()));
+        let mut sink = Lines(io::stdout().lock());
         let end = q.consume(&opts, &stop, &mut sink);
         let flushed = sink.0.flush();
         match end {
-            Err(queue::Error::Sink { error, lost }) => {
+            Err(queue::Error::Sink { error, lost, requeued }) => {
+                if requeued > 0 {
+                    log::warn!("{requeued} taken but unwritten items were put back in the queue");
+                }
                 if lost > 0 {
-                    log::warn!("{lost} taken items could not be written and are lost");
+                    log::warn!("{lost} taken items could not be written nor put back");
                 }
                 Err(error.into())
             }

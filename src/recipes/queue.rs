@@ -59,7 +59,7 @@ pub enum Error {
     SessionLost { cause: zk::Error },
     /// The item sink (the caller's callback) failed; `lost` taken items could not be handed
     /// over.
-    Sink { error: std::io::Error, lost: usize },
+    Sink { error: std::io::Error, lost: usize, requeued: usize },
     /// Listing the queue failed with connection loss again and again: the listing is
     /// probably larger than a packet limit.
     ListingFailed { path: String, children: Option<i32>, cause: zk::Error },
@@ -89,10 +89,13 @@ impl fmt::Display for Error {
                 write!(f, "lost the claim on {item} ({cause}); the item stays in the queue")
             }
             Error::SessionLost { cause } => write!(f, "ZooKeeper session lost: {cause}"),
-            Error::Sink { error, lost } => {
+            Error::Sink { error, lost, requeued } => {
                 write!(f, "writing items: {error}")?;
+                if *requeued > 0 {
+                    write!(f, " ({requeued} taken but unwritten items were put back in the queue)")?;
+                }
                 if *lost > 0 {
-                    write!(f, " ({lost} taken items were not written)")?;
+                    write!(f, " ({lost} taken items could not be written nor put back)")?;
                 }
                 Ok(())
             }
@@ -184,7 +187,7 @@ pub struct Options {
 /// Where consumed items go, in queue order.
 pub trait Sink {
     /// One taken item; an error stops the consumer.
-    fn item(&mut self, item: Item) -> std::io::Result<()>;
+    fn item(&mut self, item: &Item) -> std::io::Result<()>;
     /// Called when the consumer has nothing more at hand (before it waits or lists again).
     fn idle(&mut self) -> std::io::Result<()> {
         Ok(())
@@ -369,7 +372,7 @@ impl<'zk> Queue<'zk> {
                 (names, watch) = self.list_retrying(true)?;
             }
             if names.is_empty() {
-                sink.idle().map_err(|error| Error::Sink { error, lost: 0 })?;
+                sink.idle().map_err(|error| Error::Sink { error, lost: 0, requeued: 0 })?;
                 let Some(watch) = watch else { return Ok(End::Empty) };
                 let idle = opts.idle.map(|d| last_item + d);
                 match self.wait(&[watch], idle, stop)? {
@@ -384,7 +387,7 @@ impl<'zk> Queue<'zk> {
                 last_item = Instant::now();
             }
             taken += n;
-            sink.idle().map_err(|error| Error::Sink { error, lost: 0 })?;
+            sink.idle().map_err(|error| Error::Sink { error, lost: 0, requeued: 0 })?;
             if n == 0 && busy == names.len() {
                 // every item is claimed by a CMD consumer: nothing for us until new ones come
                 if !opts.follow {
@@ -417,7 +420,7 @@ impl<'zk> Queue<'zk> {
         let mut data: HashMap<usize, Vec<u8>> = HashMap::new();
         let mut unknown: Vec<Item> = Vec::new(); // read, delete outcome unknown
         let mut failure: Option<Error> = None;
-        let mut lost = 0usize;
+        let mut unwritten: Vec<Item> = Vec::new(); // taken after the sink failed
         let mut halt = false;
         let mut busy = 0usize;
         loop {
@@ -455,11 +458,15 @@ impl<'zk> Queue<'zk> {
                     let item = Item { path: zk::join(&self.path, &names[idx]), data: got.unwrap_or_default() };
                     taken += 1;
                     if failure.is_none() {
-                        if let Err(error) = sink.item(item) {
-                            failure = Some(Error::Sink { error, lost: 0 });
+                        if let Err(error) = sink.item(&item) {
+                            failure = Some(Error::Sink { error, lost: 0, requeued: 0 });
+                            unwritten.push(item);
                         }
+                    } else if matches!(failure, Some(Error::Sink { .. })) {
+                        unwritten.push(item);
                     } else {
-                        lost += 1;
+                        log::warn!("{}: taken after a failure; putting it back", item.path);
+                        unwritten.push(item);
                     }
                 }
                 // another consumer won it
@@ -482,8 +489,12 @@ impl<'zk> Queue<'zk> {
         }
         drop(p);
         if let Some(f) = failure {
+            // Items we own but could not hand over go back rather than vanish (at the tail of
+            // their priority: the sequence numbers are new).
+            let n = unwritten.len();
+            let requeued = if n > 0 { self.requeue(&unwritten) } else { 0 };
             return Err(match f {
-                Error::Sink { error, .. } => Error::Sink { error, lost },
+                Error::Sink { error, .. } => Error::Sink { error, lost: n - requeued, requeued },
                 f => f,
             });
         }
@@ -496,11 +507,28 @@ impl<'zk> Queue<'zk> {
                 if self.retry(|| Ok(self.zk.exists(&item.path)?))?.is_none() {
                     log::warn!("{}: taken while the connection was lost; may be a duplicate", item.path);
                     taken += 1;
-                    sink.item(item).map_err(|error| Error::Sink { error, lost: 0 })?;
+                    if let Err(error) = sink.item(&item) {
+                        let requeued = self.requeue(std::slice::from_ref(&item));
+                        return Err(Error::Sink { error, lost: 1 - requeued, requeued });
+                    }
                 }
             }
         }
         Ok((taken, busy))
+    }
+
+    /// Produces taken items again, each with its old priority; returns how many went back.
+    fn requeue(&self, items: &[Item]) -> usize {
+        let mut back = 0;
+        for item in items {
+            let name = item.path.rsplit('/').next().unwrap_or_default();
+            let priority = Position::parse(name).map_or(DEFAULT_PRIORITY, |p| p.priority);
+            match self.produce(std::slice::from_ref(&item.data), priority) {
+                Ok(n) => back += n,
+                Err(e) => log::warn!("{}: could not put it back: {e}", item.path),
+            }
+        }
+        back
     }
 
     /// Runs `f`, retrying after the connection comes back when its outcome is unknown.

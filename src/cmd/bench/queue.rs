@@ -24,7 +24,7 @@ struct Count {
 }
 
 impl Sink for Count {
-    fn item(&mut self, _item: Item) -> std::io::Result<()> {
+    fn item(&mut self, _item: &Item) -> std::io::Result<()> {
         if self.n.fetch_add(1, Ordering::Relaxed) + 1 >= self.target {
             self.stop.lock().unwrap_or_else(|e| e.into_inner()).take();
         }
