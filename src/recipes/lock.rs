@@ -99,13 +99,17 @@ pub struct Lock<'z> {
     /// One subscription for the lock's lifetime (a subscription per attempt would pile up
     /// senders in the client until the next session event).
     events: Receiver<SessionEvent>,
+    /// Disconnects when the session is lost: expired, or cut off from ZooKeeper for longer
+    /// than the session timeout (by then the server has dropped our node, and another
+    /// contender may hold the lock: Curator's LOST).
+    lost: Receiver<()>,
 }
 
 impl<'z> Lock<'z> {
     /// A lock at `dir` (created as containers on first use) in `mode`.
     pub fn new(zk: &'z ZooKeeper, dir: &str, mode: Mode) -> zk::Result<Lock<'z>> {
         zk::validate_path(dir, false)?;
-        Ok(Lock { zk, dir: dir.to_string(), mode, events: zk.session_events() })
+        Ok(Lock { zk, dir: dir.to_string(), mode, events: zk.session_events(), lost: zk.session_lost() })
     }
 
     /// The lock's directory.
@@ -402,15 +406,16 @@ impl<'l, 'z> Held<'l, 'z> {
         &self.me
     }
 
-    /// Every later session event. Select on it while holding and ask `is_lost`: an ended
-    /// session means the lock is gone (its node with it) and someone else may hold it now.
-    pub fn lost(&self) -> &Receiver<SessionEvent> {
-        &self.lock.events
+    /// Select on it while holding and ask `is_lost`: it fires when the session ended, or
+    /// when the client has been cut off for longer than the session timeout. Either way the
+    /// lock is gone (its node with it) and someone else may hold it now.
+    pub fn lost(&self) -> &Receiver<()> {
+        &self.lock.lost
     }
 
-    /// True when an event from `lost()` means the lock is gone.
-    pub fn is_lost(&self, ev: Result<SessionEvent, RecvError>) -> bool {
-        ev.map_or(true, |e| e.is_terminal())
+    /// True when what `lost()` delivered means the lock is gone (it only ever disconnects).
+    pub fn is_lost(&self, ev: Result<(), RecvError>) -> bool {
+        ev.is_err()
     }
 
     /// Releases the lock and queues for it again, as `acquire` does, in one round trip: a

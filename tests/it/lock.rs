@@ -420,3 +420,19 @@ fn foreign_contenders_count_by_their_sequence() {
     assert_eq!(ok(&["lock", "--timeout", "10s", &path, "--", "echo", "alone"]), "alone\n");
     assert!(children_of(&zk, &path).is_empty());
 }
+
+#[test]
+fn a_holder_cut_off_from_zookeeper_gives_the_lock_up() {
+    // The server dies: no expiry event can ever arrive, but after the session timeout
+    // the server side (when it comes back) has dropped our node, so the holder must stop.
+    let mut server = t!(zkutil::server::Ensemble::standalone());
+    let script = "trap 'echo got-term; exit 0' TERM; echo started; while :; do sleep 0.05; done";
+    let a =
+        Proc::start(&server.connect_string(), &["--session-timeout", "2s", "lock", "/cut", "--", "sh", "-c", script]);
+    assert!(a.wait_line("started", Duration::from_secs(20)).is_some());
+    t!(server.kill(0));
+    let (code, lines, err) = a.finish();
+    assert_eq!(code, Some(1), "{lines:?} {err}");
+    assert!(lines.contains(&"got-term".to_string()), "{lines:?}");
+    assert!(err.contains("lost the lock"), "{err}");
+}
