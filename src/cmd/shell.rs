@@ -123,35 +123,16 @@ impl CreateArgs {
     }
 }
 
-/// Creates every missing ancestor of `path` as a persistent node (races are fine).
-pub fn create_parents(zk: &ZooKeeper, path: &str) -> zk::Result<()> {
-    let mut missing = Vec::new();
-    let mut p = zk::parent(path);
-    while let Some(parent) = p {
-        if parent == "/" || zk.exists(parent)?.is_some() {
-            break;
-        }
-        missing.push(parent);
-        p = zk::parent(parent);
-    }
-    for parent in missing.into_iter().rev() {
-        match zk.create(parent, b"", CreateMode::Persistent) {
-            Ok(_) => {}
-            Err(e) if e.code() == Some(Code::NodeExists) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 impl Run for CreateArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let data = read_data(self.data.as_deref())?;
         let mode = self.mode();
         zk::validate_path(&self.path, mode.is_sequential())?;
         let zk = g.connect()?;
-        if self.parents {
-            create_parents(&zk, &self.path)?;
+        if self.parents
+            && let Some(parent) = zk::parent(&self.path)
+        {
+            zk.ensure_path(parent, CreateMode::Persistent)?;
         }
         let created = zk.create(&self.path, &data, mode)?;
         println!("{created}");

@@ -374,22 +374,7 @@ pub fn is_reader(name: &str) -> bool {
 /// Creates `dir` and its missing ancestors as containers (the server removes them once
 /// they had children and have none left), as Curator's creatingParentContainersIfNeeded.
 pub fn create_containers(zk: &ZooKeeper, dir: &str) -> zk::Result<()> {
-    let mut missing = Vec::new();
-    let mut p = Some(dir);
-    while let Some(d) = p {
-        if d == "/" || zk.exists(d)?.is_some() {
-            break;
-        }
-        missing.push(d);
-        p = zk::parent(d);
-    }
-    for d in missing.into_iter().rev() {
-        match zk.create(d, b"", CreateMode::Container) {
-            Err(e) if e.code() != Some(Code::NodeExists) => return Err(e),
-            _ => {}
-        }
-    }
-    Ok(())
+    zk.ensure_path(dir, CreateMode::Container)
 }
 
 /// The lock, held. Dropping it releases the lock (deletes our node).

@@ -228,26 +228,7 @@ impl<'zk> Queue<'zk> {
 
     /// Creates the queue node (and its parents) if missing.
     pub fn ensure(&self) -> Result<()> {
-        if self.zk.exists(&self.path)?.is_some() {
-            return Ok(());
-        }
-        let mut missing = vec![self.path.as_str()];
-        let mut p = zk::parent(&self.path);
-        while let Some(parent) = p {
-            if parent == "/" || self.zk.exists(parent)?.is_some() {
-                break;
-            }
-            missing.push(parent);
-            p = zk::parent(parent);
-        }
-        for node in missing.into_iter().rev() {
-            match self.zk.create(node, b"", CreateMode::Persistent) {
-                Ok(_) => {}
-                Err(e) if e.code() == Some(Code::NodeExists) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+        Ok(self.zk.ensure_path(&self.path, CreateMode::Persistent)?)
     }
 
     /// Queues every item, in order, pipelined. Sizes are checked first: one oversized item

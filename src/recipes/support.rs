@@ -43,19 +43,10 @@ pub(crate) fn session_expired(path: &str) -> Error {
 
 /// Creates every missing ancestor of `path` as a persistent node (races are fine).
 pub(crate) fn ensure_parents(zk: &ZooKeeper, path: &str) -> Result<()> {
-    let mut missing = Vec::new();
-    let mut p = crate::zk::parent(path);
-    while let Some(parent) = p {
-        if parent == "/" || retrying(zk, || zk.exists(parent))?.is_some() {
-            break;
-        }
-        missing.push(parent);
-        p = crate::zk::parent(parent);
+    match crate::zk::parent(path) {
+        Some(parent) => retrying(zk, || zk.ensure_path(parent, CreateMode::Persistent)),
+        None => Ok(()),
     }
-    for parent in missing.into_iter().rev() {
-        ensure_node(zk, parent, b"")?;
-    }
-    Ok(())
 }
 
 /// Creates a persistent node unless it exists; true when this call created it.

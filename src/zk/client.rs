@@ -441,6 +441,28 @@ impl ZooKeeper {
         Ok((String::from_utf8_lossy(&buf[..end]).into_owned(), stat_from(&stat)))
     }
 
+    /// Makes sure `path` exists, creating it and every missing ancestor with `mode` (empty
+    /// data). Nodes that exist already, or that a rival creates meanwhile, are fine.
+    pub fn ensure_path(&self, path: &str, mode: CreateMode) -> Result<()> {
+        validate_path(path, false)?;
+        let mut missing = Vec::new();
+        let mut p = Some(path);
+        while let Some(node) = p {
+            if node == "/" || self.exists(node)?.is_some() {
+                break;
+            }
+            missing.push(node);
+            p = super::types::parent(node);
+        }
+        for node in missing.into_iter().rev() {
+            match self.create(node, b"", mode) {
+                Err(e) if e.code() != Some(Code::NodeExists) => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Reads a node's data and Stat.
     pub fn get(&self, path: &str) -> Result<(Vec<u8>, Stat)> {
         self.get_inner(path, None)
