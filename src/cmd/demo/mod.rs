@@ -70,10 +70,45 @@ impl Demo {
         Ok(())
     }
 
+    /// Shows and starts `zkutil ARGS` in the background, its output lines prefixed with
+    /// `[tag]` (as if it ran in its own terminal). Wait for it with `Tagged::wait`.
+    pub fn spawn_tagged(&self, tag: &str, args: &[&str]) -> Result<Tagged> {
+        println!("[{tag}]$ zkutil {} &", args.join(" "));
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting zkutil {}", args.join(" ")))?;
+        let out = child.stdout.take().context("child stdout")?;
+        let tag = tag.to_string();
+        let printer = std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                println!("[{tag}] {line}");
+            }
+        });
+        Ok(Tagged { child, printer })
+    }
+
     /// Shows and starts `zkutil ARGS` in the background.
     pub fn spawn(&self, args: &[&str]) -> Result<Child> {
         println!("$ zkutil {} &", args.join(" "));
         self.command(args).spawn().with_context(|| format!("starting zkutil {}", args.join(" ")))
+    }
+}
+
+/// A background zkutil whose output is printed with a tag.
+pub struct Tagged {
+    child: Child,
+    printer: std::thread::JoinHandle<()>,
+}
+
+impl Tagged {
+    /// Waits for it to exit and for its last line to be printed.
+    pub fn wait(mut self) -> Result<std::process::ExitStatus> {
+        let status = self.child.wait()?;
+        let _ = self.printer.join();
+        Ok(status)
     }
 }
 
