@@ -87,6 +87,8 @@ pub enum Cmd {
     Mutex(MutexArgs),
     /// Run a command while holding a distributed lock (a flock over ZooKeeper)
     Lock(LockArgs),
+    /// Run a command holding one of N leases: at most N such commands at once (Curator's semaphore)
+    Semaphore(SemaphoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -469,6 +471,21 @@ pub struct BenchLockArgs {
     /// Sequential create+delete pairs for the raw reference
     #[arg(long, default_value_t = 2000)]
     pub raw_ops: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct SemaphoreArgs {
+    /// How many holders at once (every process sharing the semaphore must agree)
+    #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub leases: u32,
+    /// Give up (exit 1) if no lease is had within this long (e.g. 30s)
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// The semaphore's znode (its `locks` and `leases` children are created as containers)
+    pub path: String,
+    /// The command to run while holding a lease, after `--`
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod exit;
 pub mod group;
 pub mod lock;
 pub mod queue;
+pub mod semaphore;
 pub mod server;
 pub mod shell;
 pub mod txn;
@@ -51,6 +52,7 @@ impl Run for Cmd {
             Cmd::Queue(c) => c.run(g),
             Cmd::Mutex(c) => c.run(g),
             Cmd::Lock(c) => c.run(g),
+            Cmd::Semaphore(c) => c.run(g),
         }
     }
 }

@@ -5,4 +5,5 @@ pub mod counter;
 pub mod group;
 pub mod lock;
 pub mod queue;
+pub mod semaphore;
 mod support;

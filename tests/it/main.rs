@@ -6,5 +6,6 @@ mod client;
 mod lock;
 mod queue;
 mod recipes;
+mod semaphore;
 mod support;
 mod watch;

@@ -1,0 +1,388 @@
+//! The counting semaphore: at most N holders at once, with Curator's InterProcessSemaphoreV2
+//! layout, so zkutil and Curator processes can share one semaphore.
+//!
+//! Under the semaphore's node `PATH`:
+//! - `PATH/locks` is an exclusive lock (`recipes::lock`, Curator's InterProcessMutex names);
+//! - `PATH/leases` holds one ephemeral-sequential node `_c_<uuid>-lease-<seq>` per contender.
+//!
+//! A contender takes the lock, creates its lease, and lists the leases (with a children
+//! watch): when fewer than N leases precede its own (by the 10-digit sequence), it holds a
+//! lease; otherwise it waits for the next change of the leases and looks again. The lock is
+//! held across that wait and released once the lease is had (or given up), as Curator does
+//! (`internalAcquire1Lease` releases it in its outer `finally`). So at most one contender at
+//! a time watches the leases; the others queue on the lock, each watching only its
+//! predecessor there: no herd, first come first served, and a Curator contender waiting
+//! under the lock (it counts all leases) never sees new leases pile up in front of it.
+//!
+//! Safety does not depend on the lock: a holder saw fewer than N leases before its own, and
+//! leases created later get higher sequence numbers, so N+1 holders would need the last of
+//! them to have listed N earlier, still living, leases. Curator's rule (`children <= N`,
+//! counted under the lock) is the same one when a single contender waits.
+//!
+//! Safety properties as for the lock: the uuid in the name finds our lease after a
+//! connection loss during the create (never two); the lease must belong to this session;
+//! a contender that gives up (deadline, cancel) deletes its lease; the guard deletes it on
+//! Drop; `Lease::lost` fires when the session is gone (expired, or disconnected longer than
+//! the session timeout, after which the server has expired it or will).
+//!
+//! This module never prints: it returns typed results and lets the command choose words.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, never, select};
+
+use super::lock::{self, Lock, LockError, Mode};
+use crate::zk::{self, Acl, Code, CreateMode, SessionEvent, Stat, ZooKeeper};
+
+/// The name of a lease node, after the protection prefix `_c_<uuid>-` (Curator's).
+pub const LEASE_NAME: &str = "lease-";
+
+/// Why `acquire` did not return a lease.
+#[derive(Debug)]
+pub enum SemaphoreError {
+    /// The deadline passed first; our lease (if any) is deleted and the lock released.
+    TimedOut,
+    /// The cancel receiver fired; our lease is deleted and the lock released.
+    Cancelled,
+    /// Our lease or lock node disappeared, or belongs to another session: someone deleted
+    /// it, or the session ended.
+    Vanished { node: String },
+    /// ZooKeeper refused, or the session is gone.
+    Zk(zk::Error),
+}
+
+impl fmt::Display for SemaphoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SemaphoreError::TimedOut => f.write_str("timed out waiting for a lease"),
+            SemaphoreError::Cancelled => f.write_str("cancelled while waiting for a lease"),
+            SemaphoreError::Vanished { node } => write!(f, "our node {node} vanished (session ended?)"),
+            SemaphoreError::Zk(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for SemaphoreError {}
+
+impl From<zk::Error> for SemaphoreError {
+    fn from(e: zk::Error) -> SemaphoreError {
+        SemaphoreError::Zk(e)
+    }
+}
+
+impl From<LockError> for SemaphoreError {
+    fn from(e: LockError) -> SemaphoreError {
+        match e {
+            LockError::TimedOut => SemaphoreError::TimedOut,
+            LockError::Cancelled => SemaphoreError::Cancelled,
+            LockError::Vanished { node } => SemaphoreError::Vanished { node },
+            LockError::Zk(e) => SemaphoreError::Zk(e),
+        }
+    }
+}
+
+fn session_gone() -> SemaphoreError {
+    SemaphoreError::Zk(zk::Error::Zk { code: Code::SessionExpired, path: None })
+}
+
+/// A semaphore at one node, used through one session. Make one per session and call
+/// `acquire` as often as needed (each attempt creates a fresh lease).
+pub struct Semaphore<'z> {
+    zk: &'z ZooKeeper,
+    path: String,
+    leases_dir: String,
+    max: NonZeroU32,
+    lock: Lock<'z>,
+    /// One subscription for the semaphore's lifetime (as the lock does).
+    events: Receiver<SessionEvent>,
+    /// Disconnects once the session is lost (one watcher thread per semaphore).
+    lost: Receiver<()>,
+}
+
+impl<'z> Semaphore<'z> {
+    /// The semaphore at `path` (its nodes are created as containers on first use) with at
+    /// most `max` holders.
+    pub fn new(zk: &'z ZooKeeper, path: &str, max: NonZeroU32) -> zk::Result<Semaphore<'z>> {
+        zk::validate_path(path, false)?;
+        let lock = Lock::new(zk, &zk::join(path, "locks"), Mode::Exclusive)?;
+        Ok(Semaphore {
+            zk,
+            path: path.to_string(),
+            leases_dir: zk::join(path, "leases"),
+            max,
+            lock,
+            events: zk.session_events(),
+            lost: zk.session_lost(),
+        })
+    }
+
+    /// The semaphore's node.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The directory of the lease nodes (`PATH/leases`).
+    pub fn leases_dir(&self) -> &str {
+        &self.leases_dir
+    }
+
+    /// The most holders at once.
+    pub fn max(&self) -> NonZeroU32 {
+        self.max
+    }
+
+    /// Takes a lease, waiting until `deadline` (None: forever) unless `cancel` fires (a
+    /// message or a disconnect). `on_wait` is called once, with the number of leases that
+    /// must go before ours is had, when all leases are taken and we have to wait.
+    pub fn acquire(
+        &self,
+        deadline: Option<Instant>,
+        cancel: &Receiver<()>,
+        on_wait: impl FnOnce(usize),
+    ) -> Result<Lease<'_, 'z>, SemaphoreError> {
+        if self.zk.is_dead() {
+            return Err(session_gone());
+        }
+        let held = self.lock.acquire(deadline, cancel, |_| {})?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let (node, stat) = match self.create_lease(&id, deadline, cancel) {
+            Ok(r) => r,
+            Err(e) => {
+                // The create's outcome may be unknown: find and delete the lease if it landed.
+                self.cleanup_unknown(&id, cancel);
+                return Err(e); // `held` drops: the lock is released
+            }
+        };
+        let seq = zk::sequence_of(&node);
+        let waited = match seq {
+            // A node of another session (an earlier one of ours) must not count.
+            Some(_) if stat.ephemeral_owner == self.zk.session_id() => self.wait_turn(&node, deadline, cancel, on_wait),
+            _ => Err(SemaphoreError::Vanished { node: node.clone() }),
+        };
+        let lease = Lease { sem: self, node, seq: seq.unwrap_or_default(), released: false };
+        match waited {
+            Ok(()) => {
+                // Ours now: let the next contender in. A failed release means the session
+                // is in trouble; the lease guard then deletes the lease on the way out.
+                held.release()?;
+                // Stale events of the wait (a reconnect) say nothing about the hold; an
+                // ended session does.
+                while let Ok(ev) = self.events.try_recv() {
+                    if ev.is_terminal() {
+                        return Err(SemaphoreError::Vanished { node: lease.node.clone() });
+                    }
+                }
+                Ok(lease)
+            }
+            Err(e) => {
+                drop(lease); // deletes it (unless the session is gone)
+                drop(held);
+                Err(e)
+            }
+        }
+    }
+
+    /// The lease nodes, in order (by sequence); the first `max` are the holders.
+    pub fn leases(&self) -> zk::Result<Vec<String>> {
+        match self.zk.children(&self.leases_dir) {
+            Ok(kids) => Ok(lock::contenders(&kids).into_iter().map(str::to_string).collect()),
+            Err(e) if e.code() == Some(Code::NoNode) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn acl(&self) -> Vec<Acl> {
+        if self.zk.options().digest.is_some() { Acl::creator_all() } else { Acl::open() }
+    }
+
+    /// Creates our lease, never two: after an unknown outcome, looks for our uuid first.
+    fn create_lease(
+        &self,
+        id: &str,
+        deadline: Option<Instant>,
+        cancel: &Receiver<()>,
+    ) -> Result<(String, Stat), SemaphoreError> {
+        let prefix = format!("_c_{id}-");
+        let path = zk::join(&self.leases_dir, &format!("{prefix}{LEASE_NAME}"));
+        let acl = self.acl();
+        let mut parent_tries = 0;
+        loop {
+            match self.zk.create_with_acl(&path, b"", CreateMode::EphemeralSequential, &acl) {
+                Ok(r) => return Ok(r),
+                // The directory is missing (first use, or the server removed the empty
+                // container meanwhile).
+                Err(e) if e.code() == Some(Code::NoNode) && parent_tries < 10 => {
+                    parent_tries += 1;
+                    self.retrying(|| lock::create_containers(self.zk, &self.leases_dir), deadline, cancel)?;
+                }
+                Err(e) if e.is_outcome_unknown() => {
+                    self.pause(deadline, cancel)?;
+                    if let Some(r) = self.retrying(|| self.find_ours(&prefix), deadline, cancel)? {
+                        return Ok(r);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Our lease (by its uuid prefix) and its Stat, if the create landed.
+    fn find_ours(&self, prefix: &str) -> zk::Result<Option<(String, Stat)>> {
+        let kids = match self.zk.children(&self.leases_dir) {
+            Ok(k) => k,
+            Err(e) if e.code() == Some(Code::NoNode) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        for k in kids.iter().filter(|k| k.starts_with(prefix)) {
+            let p = zk::join(&self.leases_dir, k);
+            if let Some(stat) = self.zk.exists(&p)? {
+                return Ok(Some((p, stat)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// After a failed create that may have landed: find and delete the lease, for at most
+    /// a session timeout (after that the session is gone, and the lease with it).
+    fn cleanup_unknown(&self, id: &str, cancel: &Receiver<()>) {
+        let until = Some(Instant::now() + self.zk.session_timeout() + Duration::from_secs(1));
+        let prefix = format!("_c_{id}-");
+        if let Ok(Some((node, _))) = self.retrying(|| self.find_ours(&prefix), until, cancel) {
+            let _ = self.delete_node(&node, cancel);
+        }
+    }
+
+    /// Deletes a node, retrying through connection loss for at most a session timeout.
+    fn delete_node(&self, node: &str, cancel: &Receiver<()>) -> Result<(), SemaphoreError> {
+        let until = Some(Instant::now() + self.zk.session_timeout() + Duration::from_secs(1));
+        self.retrying(
+            || match self.zk.delete(node, None) {
+                Err(e) if e.code() == Some(Code::NoNode) => Ok(()),
+                r => r,
+            },
+            until,
+            cancel,
+        )
+    }
+
+    /// Runs an idempotent call, again after each connection loss.
+    fn retrying<T>(
+        &self,
+        mut f: impl FnMut() -> zk::Result<T>,
+        deadline: Option<Instant>,
+        cancel: &Receiver<()>,
+    ) -> Result<T, SemaphoreError> {
+        loop {
+            match f() {
+                Err(e) if e.is_outcome_unknown() => self.pause(deadline, cancel)?,
+                r => return r.map_err(SemaphoreError::from),
+            }
+        }
+    }
+
+    /// Waits a little after a connection loss (less if the session reconnects), unless
+    /// the deadline passes, `cancel` fires or the session is lost.
+    fn pause(&self, deadline: Option<Instant>, cancel: &Receiver<()>) -> Result<(), SemaphoreError> {
+        let mut wait = Duration::from_millis(100);
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(SemaphoreError::TimedOut);
+            }
+            wait = wait.min(left);
+        }
+        select! {
+            recv(self.events) -> ev => match ev {
+                Ok(ev) if ev.is_terminal() => Err(session_gone()),
+                _ => Ok(()),
+            },
+            recv(self.lost) -> _ => Err(session_gone()),
+            recv(cancel) -> _ => Err(SemaphoreError::Cancelled),
+            default(wait) => Ok(()),
+        }
+    }
+
+    /// Waits (holding the lock) until fewer than `max` leases precede ours.
+    fn wait_turn(
+        &self,
+        node: &str,
+        deadline: Option<Instant>,
+        cancel: &Receiver<()>,
+        on_wait: impl FnOnce(usize),
+    ) -> Result<(), SemaphoreError> {
+        let my_name = node.rsplit('/').next().unwrap_or_default();
+        let timer = deadline.map_or_else(never, crossbeam_channel::at);
+        let mut on_wait = Some(on_wait);
+        let max = self.max.get() as usize;
+        loop {
+            let (kids, _, watch) = self.retrying(|| self.zk.children_w(&self.leases_dir), deadline, cancel)?;
+            let order = lock::contenders(&kids);
+            let Some(ahead) = order.iter().position(|c| *c == my_name) else {
+                return Err(SemaphoreError::Vanished { node: node.to_string() });
+            };
+            if ahead < max {
+                return Ok(());
+            }
+            if let Some(f) = on_wait.take() {
+                f(ahead + 1 - max);
+            }
+            select! {
+                recv(watch) -> ev => match ev {
+                    Ok(_) => continue, // a lease came or went: look again
+                    // Watches disconnect when the session ends.
+                    Err(_) => return Err(session_gone()),
+                },
+                recv(self.lost) -> _ => return Err(session_gone()),
+                recv(cancel) -> _ => return Err(SemaphoreError::Cancelled),
+                recv(timer) -> _ => return Err(SemaphoreError::TimedOut),
+            }
+        }
+    }
+}
+
+/// A lease, held. Dropping it releases the lease (deletes its node).
+#[must_use = "the lease is released when the guard is dropped"]
+pub struct Lease<'s, 'z> {
+    sem: &'s Semaphore<'z>,
+    node: String,
+    seq: u32,
+    released: bool,
+}
+
+impl Lease<'_, '_> {
+    /// The lease node's full path.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The lease node's sequence number.
+    pub fn seq(&self) -> u32 {
+        self.seq
+    }
+
+    /// Disconnects when the session is lost (expired, or disconnected longer than the
+    /// session timeout): the lease is gone (or going) and another contender may hold it.
+    /// Select on it while holding.
+    pub fn lost(&self) -> &Receiver<()> {
+        &self.sem.lost
+    }
+
+    /// Releases the lease: deletes its node, through connection loss.
+    pub fn release(mut self) -> Result<(), SemaphoreError> {
+        self.released = true;
+        self.sem.delete_node(&self.node, &never())
+    }
+}
+
+impl Drop for Lease<'_, '_> {
+    fn drop(&mut self) {
+        if !self.released
+            && !self.sem.zk.is_dead()
+            && let Err(e) = self.sem.delete_node(&self.node, &never())
+        {
+            log::warn!("releasing {}: {e}", self.node);
+        }
+    }
+}
