@@ -70,6 +70,9 @@ pub enum Cmd {
     /// Measure throughput and latency against ZooKeeper
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// A replicated key-value server with a ZooKeeper-elected leader (netcat or redis-cli)
+    #[command(subcommand)]
+    Kv(KvCmd),
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +250,35 @@ fn parse_nodes(s: &str) -> Result<usize, String> {
         "3" => Ok(3),
         _ => Err("1 (standalone) or 3 (ensemble)".into()),
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KvCmd {
+    /// Serve the key-value store; servers sharing --cluster (and ZooKeeper) form one cluster
+    Serve(KvServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KvServeArgs {
+    /// Address for clients and peers (loopback)
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    pub listen: std::net::SocketAddr,
+    /// Cluster name: servers with the same name elect one leader under /kv/NAME/election
+    #[arg(long, default_value = "default")]
+    pub cluster: String,
+    /// Copy the leader's state before serving reads (default: start empty, get new writes only)
+    #[arg(long)]
+    pub catch_up: bool,
+    /// File holding a secret shared by the servers; peers prove they know it (without it,
+    /// peers are accepted only from loopback)
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Most client connections served at once
+    #[arg(long, default_value_t = 1024)]
+    pub max_clients: usize,
+    /// How long a write may wait for a leader and for every live replica's ack
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub write_timeout: Duration,
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::zk::{ConnectOptions, ZooKeeper};
 pub mod bench;
 pub mod demo;
 pub mod exit;
+pub mod kv;
 pub mod server;
 pub mod shell;
 
@@ -37,6 +38,7 @@ impl Run for Cmd {
             Cmd::Server(c) => c.run(g),
             Cmd::Demo(c) => c.run(g),
             Cmd::Bench(c) => c.run(g),
+            Cmd::Kv(c) => c.run(g),
         }
     }
 }
