@@ -3,5 +3,6 @@
 
 mod cli;
 mod client;
+mod kv;
 mod support;
 mod watch;
