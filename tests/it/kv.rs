@@ -445,3 +445,26 @@ fn peers_need_the_shared_secret() {
     let log = c.s(a).log_text() + &c.s(b).log_text();
     assert!(log.contains("authentication failed") || log.contains("refused a peer"), "{log}");
 }
+
+/// A leader frozen (SIGSTOP) past its session timeout loses its session: another server
+/// takes over; once thawed, the old one steps down, registers again with a new session and
+/// follows; writes through it reach the new leader.
+#[test]
+fn a_leader_whose_session_expired_steps_down_and_rejoins() {
+    let mut c = Cluster::start("kv-expire", 2);
+    let l = c.leader();
+    let other = 1 - l;
+    assert_eq!(c.s(l).req("PUT before freeze"), "OK");
+    c.servers[l].as_mut().unwrap().signal("STOP");
+    assert!(wait_until(LONG, || c.s(other).role() == "leader"), "{}", c.s(other).log_text());
+    assert_eq!(c.s(other).req("PUT during freeze"), "OK", "the live members are only those registered");
+    c.servers[l].as_mut().unwrap().signal("CONT");
+    assert_eq!(c.leader(), other);
+    let log = c.s(l).log_text();
+    assert!(log.contains("lost the ZooKeeper session") && log.matches("registered as").count() == 2, "{log}");
+    assert_eq!(c.s(l).req("PUT after thaw"), "OK");
+    for (_, s) in c.live() {
+        assert_eq!(s.req("GET after"), "VALUE thaw");
+        assert_eq!(s.req("GET during"), "VALUE freeze");
+    }
+}
