@@ -229,6 +229,10 @@ pub struct DemoArgs {
 pub enum BenchCmd {
     /// Raw client limits: sequential create+delete round trips, pipelined creates
     Raw(BenchRawArgs),
+    /// A 3-server `kv serve` cluster: GET and PUT throughput, next to redis-server
+    Kv(BenchKvArgs),
+    /// `kv serve` leader handover after SIGTERM and SIGKILL: min/median/max
+    Election(BenchElectionArgs),
 }
 
 #[derive(Debug, Args)]
@@ -279,6 +283,32 @@ pub struct KvServeArgs {
     /// How long a write may wait for a leader and for every live replica's ack
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub write_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchKvArgs {
+    /// Concurrent clients
+    #[arg(long, default_value_t = 50)]
+    pub clients: usize,
+    /// How long each phase (GET, PUT) runs
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub duration: Duration,
+    /// Distinct keys
+    #[arg(long, default_value_t = 10000)]
+    pub keys: usize,
+    /// Value size in bytes
+    #[arg(long, default_value_t = 16)]
+    pub value_size: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchElectionArgs {
+    /// Handovers timed per signal
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// Session timeout of the kv servers (bounds the SIGKILL handover)
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub server_session_timeout: Duration,
 }
 
 #[cfg(test)]

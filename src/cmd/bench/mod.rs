@@ -8,12 +8,16 @@ use anyhow::Result;
 use super::Run;
 use crate::cli::{BenchCmd, Global};
 
+pub mod election;
+pub mod kv;
 pub mod raw;
 
 impl Run for BenchCmd {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         match self {
             BenchCmd::Raw(a) => raw::run(g, a),
+            BenchCmd::Kv(a) => kv::run(g, a),
+            BenchCmd::Election(a) => election::run(g, a),
         }
     }
 }

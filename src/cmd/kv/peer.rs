@@ -121,7 +121,8 @@ impl Peer {
         let s = TcpStream::connect_timeout(&sa, timeout)?;
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(timeout))?;
-        let mut p = Peer { r: BufReader::with_capacity(64 * 1024, s.try_clone()?), w: BufWriter::new(s) };
+        let mut p =
+            Peer { r: BufReader::with_capacity(64 * 1024, s.try_clone()?), w: BufWriter::with_capacity(64 * 1024, s) };
         let nonce = p.call(&[b"PEER"])?;
         match nonce.first().map(|v| &v[..]) {
             Some(b"CHALLENGE") if nonce.len() == 2 => {}

@@ -138,8 +138,7 @@ fn stream_once(node: &Arc<Node>, name: &str, addr: &str, epoch: u64, term: u64) 
                 if let Some(rep) = st.replicas.get_mut(&name) {
                     rep.acked = rep.acked.max(seq);
                 }
-                drop(st);
-                node.store.acked.notify_all();
+                node.store.wake_committed(&mut st);
             }
             broken.store(true, Ordering::SeqCst);
             let _ = r.get_ref().shutdown(std::net::Shutdown::Both);
@@ -219,29 +218,58 @@ pub fn serve_stream(
     write_array(w, &refs)?;
     w.flush()?;
     debug!("replication stream from {leader} (term {term})");
+    let parse_op = |a: &[Vec<u8>]| -> Option<(Pos, Op)> {
+        match a {
+            [op, t, q, verb, rest @ ..] if op == b"OP" => {
+                let p = Pos { term: num(t)?, seq: num(q)? };
+                match (&verb[..], rest) {
+                    (b"PUT", [k, v]) => Some((p, Op::Put(k.clone(), v.clone()))),
+                    (b"DEL", [k]) => Some((p, Op::Del(k.clone()))),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    };
+    let mut pending: Option<Vec<Vec<u8>>> = None;
     loop {
-        let a = match read_frame(r) {
-            Ok(Frame::Resp(a)) => a,
-            _ => return Ok(()),
+        let a = match pending.take() {
+            Some(a) => a,
+            None => match read_frame(r) {
+                Ok(Frame::Resp(a)) => a,
+                _ => return Ok(()),
+            },
         };
         let pos = |t: &[u8], q: &[u8]| Some(Pos { term: num(t)?, seq: num(q)? });
         match &a[..] {
-            [op, t, q, verb, rest @ ..] if op == b"OP" => {
-                let Some(p) = pos(t, q) else { return Ok(()) };
-                let op = match (&verb[..], rest) {
-                    (b"PUT", [k, v]) => Op::Put(k.clone(), v.clone()),
-                    (b"DEL", [k]) => Op::Del(k.clone()),
-                    _ => return Ok(()),
-                };
+            [op, ..] if op == b"OP" => {
+                // Everything already received is applied under one lock.
+                let Some(first) = parse_op(&a) else { return Ok(()) };
+                let mut ops = vec![first];
+                while !r.buffer().is_empty() && ops.len() < 4096 {
+                    let Ok(Frame::Resp(b)) = read_frame(r) else { return Ok(()) };
+                    match parse_op(&b) {
+                        Some(o) => ops.push(o),
+                        None => {
+                            pending = Some(b);
+                            break;
+                        }
+                    }
+                }
                 let mut st = node.store.st();
                 if st.stream_gen != gen_ {
                     return Ok(()); // replaced by a newer leader's stream
                 }
-                if p.seq != st.last.seq + 1 {
-                    warn!("replication from {leader}: got seq {} after {}; dropping the stream", p.seq, st.last.seq);
-                    return Ok(());
+                for (p, op) in ops {
+                    if p.seq != st.last.seq + 1 {
+                        warn!(
+                            "replication from {leader}: got seq {} after {}; dropping the stream",
+                            p.seq, st.last.seq
+                        );
+                        return Ok(());
+                    }
+                    node.store.apply(&mut st, p, op);
                 }
-                node.store.apply(&mut st, p, op);
             }
             [b, t, q] if b == b"BASE" => {
                 let Some(p) = pos(t, q) else { return Ok(()) };
@@ -277,7 +305,7 @@ pub fn serve_stream(
             }
             _ => return Ok(()),
         }
-        if r.buffer().is_empty() {
+        if pending.is_none() && r.buffer().is_empty() {
             let last = node.store.st().last.seq;
             write_array(w, &[b"ACK", &s(last)])?;
             w.flush()?;

@@ -9,6 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 /// Where a write sits in the history: the leader's term (its election node's sequence
@@ -106,6 +107,9 @@ pub struct St {
     pub fresh: bool,
     /// Serving reads (false while a `--catch-up` server copies the leader's state).
     pub ready: bool,
+    /// Leader: writers waiting for acks, in sequence order, each woken alone once every
+    /// replica acknowledged its write (no herd of 50 writers woken by every ack).
+    pub waiters: VecDeque<(u64, Thread)>,
 }
 
 impl St {
@@ -131,8 +135,6 @@ pub struct Store {
     st: Mutex<St>,
     /// The log grew, or the role changed: replication senders wake.
     pub grew: Condvar,
-    /// Acks advanced, replicas changed, or the role changed: waiting writers wake.
-    pub acked: Condvar,
     /// The role changed: requests waiting for a leader wake.
     pub role_changed: Condvar,
     last_write_log: AtomicU64,
@@ -163,9 +165,9 @@ impl Store {
                 stream_gen: 0,
                 fresh: true,
                 ready,
+                waiters: VecDeque::new(),
             }),
             grew: Condvar::new(),
-            acked: Condvar::new(),
             role_changed: Condvar::new(),
             last_write_log: AtomicU64::new(0),
             started: Instant::now(),
@@ -225,6 +227,15 @@ impl Store {
     /// registered but whose stream is not up yet (mid-join) counts as not acknowledged:
     /// the write waits for it (or for its node to vanish), never skips it.
     pub fn write(&self, op: Op, timeout: Duration) -> Result<(bool, usize), WriteError> {
+        let deadline = Instant::now() + timeout;
+        let (seq, epoch, existed) = self.append(op)?;
+        let n = self.wait_acked(seq, epoch, deadline)?;
+        Ok((existed, n))
+    }
+
+    /// Leader: applies `op` with the next sequence number and hands it to the replication
+    /// senders. Returns (seq, epoch, whether the key existed).
+    pub fn append(&self, op: Op) -> Result<(u64, u64, bool), WriteError> {
         let mut st = self.st();
         let Role::Leader { term } = st.role else { return Err(WriteError::NotLeader) };
         if !st.writable {
@@ -233,20 +244,42 @@ impl Store {
         let pos = Pos { term, seq: st.last.seq + 1 };
         let existed = self.apply(&mut st, pos, op);
         self.grew.notify_all();
-        let epoch = st.epoch;
-        let deadline = Instant::now() + timeout;
-        loop {
+        Ok((pos.seq, st.epoch, existed))
+    }
+
+    /// Leader: waits until every live replica acknowledged `seq` (acks are cumulative, so
+    /// every earlier write too). Returns how many replicas that was.
+    pub fn wait_acked(&self, seq: u64, epoch: u64, deadline: Instant) -> Result<usize, WriteError> {
+        let mut st = self.st();
+        let at = st.waiters.partition_point(|(q, _)| *q < seq);
+        st.waiters.insert(at, (seq, std::thread::current()));
+        let out = loop {
             if st.epoch != epoch {
-                return Err(WriteError::NotLeader);
+                break Err(WriteError::NotLeader);
             }
-            if st.replicas.values().all(|r| r.acked >= pos.seq) {
-                return Ok((existed, st.replicas.len()));
+            if st.replicas.values().all(|r| r.acked >= seq) {
+                break Ok(st.replicas.len());
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(WriteError::Timeout);
+                break Err(WriteError::Timeout);
             }
-            st = self.acked.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            drop(st);
+            std::thread::park_timeout(deadline - now); // spurious wake-ups are fine: re-checked
+            st = self.st();
+        };
+        let me = std::thread::current().id();
+        st.waiters.retain(|(q, t)| *q != seq || t.id() != me);
+        out
+    }
+
+    /// After acks advanced: wakes the writers whose write every replica now has.
+    pub fn wake_committed(&self, st: &mut St) {
+        let committed = st.replicas.values().map(|r| r.acked).min().unwrap_or(u64::MAX);
+        while st.waiters.front().is_some_and(|(q, _)| *q <= committed) {
+            if let Some((_, t)) = st.waiters.pop_front() {
+                t.unpark();
+            }
         }
     }
 
@@ -256,13 +289,22 @@ impl Store {
         st.writable = writable;
         st.epoch += 1;
         st.replicas.clear();
-        self.notify_all();
+        self.wake(st);
     }
 
+    /// Wakes every waiting thread: replication senders, writers, requests waiting for a
+    /// leader (the writers drop out of the queue themselves if they must keep waiting).
     pub fn notify_all(&self) {
+        let st = self.st();
+        self.wake(&st);
+    }
+
+    fn wake(&self, st: &St) {
         self.grew.notify_all();
-        self.acked.notify_all();
         self.role_changed.notify_all();
+        for (_, t) in &st.waiters {
+            t.unpark();
+        }
     }
 
     /// True at most once per second: lets per-write info lines through without flooding
@@ -309,8 +351,10 @@ mod tests {
         while s.st().last.seq == 0 {
             std::thread::yield_now();
         }
-        s.st().replicas.get_mut("r").unwrap().acked = 1;
-        s.acked.notify_all();
+        let mut st = s.st();
+        st.replicas.get_mut("r").unwrap().acked = 1;
+        s.wake_committed(&mut st);
+        drop(st);
         assert_eq!(t.join().unwrap(), Ok((false, 1)));
         assert_eq!(s.write(Op::Del(b"zz".to_vec()), Duration::from_millis(10)), Err(WriteError::Timeout));
     }
