@@ -150,6 +150,7 @@ fn stream_once(node: &Arc<Node>, name: &str, addr: &str, epoch: u64, term: u64) 
     }
     let mut w: BufWriter<TcpStream> = p.w;
     let result = (|| -> Result<(), PeerError> {
+        let mut yielded = false;
         loop {
             let batch: Vec<_> = {
                 let mut st = node.store.st();
@@ -161,10 +162,20 @@ fn stream_once(node: &Arc<Node>, name: &str, addr: &str, epoch: u64, term: u64) 
                         return Err(PeerError::Refused("the replica closed the stream".into()));
                     }
                     if st.last.seq >= next {
+                        if st.last.seq - next < 8 && !yielded {
+                            // Only a few writes so far: let the writers that are running
+                            // add theirs, so one send (and one ack) carries more of them.
+                            yielded = true;
+                            drop(st);
+                            std::thread::yield_now();
+                            st = node.store.st();
+                            continue;
+                        }
                         break;
                     }
                     st = node.store.grew.wait(st).unwrap_or_else(|e| e.into_inner());
                 }
+                yielded = false;
                 if st.entry(next).is_none() {
                     return Err(PeerError::Refused(format!(
                         "seq {next} is no longer in the log; resending a snapshot"
