@@ -167,9 +167,21 @@ impl Cluster {
             let want = format!("follower {}", l.addr);
             self.live().filter(|(j, _)| *j != i).all(|(_, s)| s.role() == want)
         });
-        let logs: String = self.live().map(|(_, s)| format!("--- {}\n{}", s.addr, s.log_text())).collect();
-        assert!(agreed, "no agreed leader; logs:\n{logs}");
-        found.unwrap()
+        let logs = || -> String { self.live().map(|(_, s)| format!("--- {}\n{}", s.addr, s.log_text())).collect() };
+        assert!(agreed, "no agreed leader; logs:\n{}", logs());
+        let l = found.unwrap();
+        // A server's role comes from its own election watch; the leader adds it to the
+        // replicas it waits for from its membership watch, a moment later. Writes made in
+        // between are not streamed to it (it joined empty). Settle: write through the
+        // leader until a write reaches every live server.
+        static SYNC: AtomicU32 = AtomicU32::new(0);
+        let settled = wait_until(LONG, || {
+            let key = format!("_sync{}", SYNC.fetch_add(1, Ordering::Relaxed));
+            self.s(l).try_req(&format!("PUT {key} x")).as_deref() == Some("OK")
+                && self.live().all(|(_, s)| s.try_req(&format!("GET {key}")).as_deref() == Some("VALUE x"))
+        });
+        assert!(settled, "the leader never replicated to every server; logs:\n{}", logs());
+        l
     }
 
     fn take(&mut self, i: usize) -> Server {
