@@ -480,3 +480,39 @@ fn a_leader_whose_session_expired_steps_down_and_rejoins() {
         assert_eq!(s.req("GET during"), "VALUE freeze");
     }
 }
+
+/// The election recipe on its own: order, handover through the predecessor watch, the
+/// observers' view, and loss on session end.
+#[test]
+fn election_recipe_hands_over_in_order() {
+    use zkutil::recipes::election::{self, Election, Wake};
+    let root = crate::support::unique_root("election");
+    let dir = format!("{root}/e");
+    let (za, zb) = (crate::support::connect(), crate::support::connect());
+    let never = crossbeam_channel::never::<()>();
+    let deadline = || Some(Instant::now() + LONG);
+    let a = Election::campaign(&za, &dir, "server_", b"a").unwrap();
+    let mut b = Election::campaign(&zb, &dir, "server_", b"b").unwrap();
+    assert!(b.seq() > a.seq());
+    let sb = b.state().unwrap();
+    assert!(!sb.is_leader());
+    assert_eq!(sb.leader.data, b"a");
+    let (l, watch) = election::leader_w(&za, &dir, "server_").unwrap();
+    assert_eq!(l.unwrap().name, a.name());
+    let names: Vec<String> = election::candidates(&za, &dir, "server_").unwrap().into_iter().map(|c| c.name).collect();
+    assert_eq!(names, vec![a.name().to_string(), b.name().to_string()]);
+    a.resign().unwrap();
+    assert!(watch.recv_timeout(LONG).is_ok(), "observers learn the leader left");
+    match b.wait(&never, deadline()).unwrap() {
+        Wake::Changed(s) => assert!(s.is_leader()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(election::leader(&za, &dir, "server_").unwrap().unwrap().data, b"b");
+    drop(za);
+    // Closing b's session: b's node goes with it, nobody leads.
+    let zb_id = zb.session_id();
+    drop(b);
+    drop(zb);
+    let zc = crate::support::connect();
+    assert!(election::leader(&zc, &dir, "server_").unwrap().is_none(), "session {zb_id:x} closed");
+}
