@@ -89,6 +89,9 @@ pub enum Cmd {
     Lock(LockArgs),
     /// Run a command holding one of N leases: at most N such commands at once (Curator's semaphore)
     Semaphore(SemaphoreArgs),
+    /// A replicated key-value server with a ZooKeeper-elected leader (netcat or redis-cli)
+    #[command(subcommand)]
+    Kv(KvCmd),
 }
 
 #[derive(Debug, Args)]
@@ -249,6 +252,10 @@ pub enum BenchCmd {
     Queue(BenchQueueArgs),
     /// Clients contending for one lock: acquisitions/s and acquire latency
     Lock(BenchLockArgs),
+    /// A 3-server `kv serve` cluster: GET and PUT throughput, next to redis-server
+    Kv(BenchKvArgs),
+    /// `kv serve` leader handover after SIGTERM and SIGKILL: min/median/max
+    Election(BenchElectionArgs),
 }
 
 #[derive(Debug, Args)]
@@ -486,6 +493,61 @@ pub struct SemaphoreArgs {
     /// The command to run while holding a lease, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KvCmd {
+    /// Serve the key-value store; servers sharing --cluster (and ZooKeeper) form one cluster
+    Serve(KvServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KvServeArgs {
+    /// Address for clients and peers (loopback)
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    pub listen: std::net::SocketAddr,
+    /// Cluster name: servers with the same name elect one leader under /kv/NAME/election
+    #[arg(long, default_value = "default")]
+    pub cluster: String,
+    /// Copy the leader's state before serving reads (default: start empty, get new writes only)
+    #[arg(long)]
+    pub catch_up: bool,
+    /// File holding a secret shared by the servers; peers prove they know it (without it,
+    /// peers are accepted only from loopback)
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Most client connections served at once
+    #[arg(long, default_value_t = 1024)]
+    pub max_clients: usize,
+    /// How long a write may wait for a leader and for every live replica's ack
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub write_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchKvArgs {
+    /// Concurrent clients
+    #[arg(long, default_value_t = 50)]
+    pub clients: usize,
+    /// How long each phase (GET, PUT) runs
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub duration: Duration,
+    /// Distinct keys
+    #[arg(long, default_value_t = 10000)]
+    pub keys: usize,
+    /// Value size in bytes
+    #[arg(long, default_value_t = 16)]
+    pub value_size: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchElectionArgs {
+    /// Handovers timed per signal
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// Session timeout of the kv servers (bounds the SIGKILL handover)
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub server_session_timeout: Duration,
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod counter;
 pub mod demo;
 pub mod exit;
 pub mod group;
+pub mod kv;
 pub mod lock;
 pub mod queue;
 pub mod semaphore;
@@ -53,6 +54,7 @@ impl Run for Cmd {
             Cmd::Mutex(c) => c.run(g),
             Cmd::Lock(c) => c.run(g),
             Cmd::Semaphore(c) => c.run(g),
+            Cmd::Kv(c) => c.run(g),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod barrier;
 pub mod counter;
+pub mod election;
 pub mod group;
 pub mod lock;
 pub mod queue;

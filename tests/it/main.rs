@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod kv;
 mod lock;
 mod queue;
 mod recipes;

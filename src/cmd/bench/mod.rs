@@ -8,6 +8,8 @@ use anyhow::Result;
 use super::Run;
 use crate::cli::{BenchCmd, Global};
 
+pub mod election;
+pub mod kv;
 pub mod lock;
 pub mod queue;
 pub mod raw;
@@ -18,6 +20,8 @@ impl Run for BenchCmd {
             BenchCmd::Raw(a) => raw::run(g, a),
             BenchCmd::Queue(a) => queue::run(g, a),
             BenchCmd::Lock(a) => lock::run(g, a),
+            BenchCmd::Kv(a) => kv::run(g, a),
+            BenchCmd::Election(a) => election::run(g, a),
         }
     }
 }

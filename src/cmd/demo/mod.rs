@@ -11,6 +11,7 @@ use super::Run;
 use crate::cli::{DemoArgs, Global};
 use crate::server::{Ensemble, Options};
 
+mod kv;
 mod mutex;
 mod queue;
 mod znodes;
@@ -126,6 +127,7 @@ impl Run for DemoArgs {
         znodes::run(&demo)?;
         queue::run(&demo)?;
         mutex::run(&demo)?;
+        kv::run(&demo)?;
         println!("\nDone. The demo's ZooKeeper is stopped and its data removed.");
         drop(server);
         Ok(ExitCode::SUCCESS)

@@ -1,0 +1,227 @@
+//! The acceptor and the per-connection threads: frame a request (line or RESP), run it,
+//! answer. Replies are buffered and flushed when no further request is already waiting in
+//! the input buffer, so pipelined clients (redis-benchmark -P) get one write per burst.
+
+use std::io::{self, BufReader, BufWriter, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use log::{debug, warn};
+
+use super::Node;
+use super::protocol::{
+    Frame, FrameError, MAX_LINE, Request, check_key, parse_line, read_frame, write_bulk, write_error, write_int,
+    write_simple,
+};
+use super::store::{Op, Role};
+use super::{forward, peer, replication};
+
+/// Accepts connections, one thread each, at most `max_clients` at a time (the next ones
+/// get `ERR too many clients` and are closed).
+pub fn spawn_acceptor(node: Arc<Node>, listener: TcpListener, max_clients: usize) -> io::Result<()> {
+    let open = Arc::new(AtomicUsize::new(0));
+    std::thread::Builder::new().name("acceptor".into()).spawn(move || {
+        for conn in listener.incoming() {
+            let mut s = match conn {
+                Ok(s) => s,
+                Err(e) => {
+                    debug!("accept: {e}");
+                    continue;
+                }
+            };
+            if open.fetch_add(1, Ordering::SeqCst) >= max_clients {
+                open.fetch_sub(1, Ordering::SeqCst);
+                let _ = s.write_all(b"ERR too many clients\n");
+                continue;
+            }
+            let node = node.clone();
+            let open2 = open.clone();
+            let spawned = std::thread::Builder::new().name("conn".into()).spawn(move || {
+                if let Err(e) = handle(&node, s) {
+                    debug!("connection: {e}");
+                }
+                open2.fetch_sub(1, Ordering::SeqCst);
+            });
+            if let Err(e) = spawned {
+                open.fetch_sub(1, Ordering::SeqCst);
+                warn!("cannot start a connection thread: {e}");
+            }
+        }
+    })?;
+    Ok(())
+}
+
+fn handle(node: &Node, s: TcpStream) -> io::Result<()> {
+    s.set_nodelay(true)?;
+    let from = s.peer_addr()?;
+    let mut r = BufReader::with_capacity(64 * 1024, s.try_clone()?);
+    let mut w = BufWriter::with_capacity(64 * 1024, s);
+    loop {
+        match read_frame(&mut r) {
+            Ok(Frame::Eof) => return Ok(()),
+            Ok(Frame::TooLong) => writeln!(w, "ERR line longer than {MAX_LINE} bytes")?,
+            Ok(Frame::Line(l)) => match parse_line(&l) {
+                Ok(Request::Quit) => {
+                    w.flush()?;
+                    return Ok(());
+                }
+                Ok(req) => line_reply(node, &mut w, req)?,
+                Err(why) => writeln!(w, "ERR {why}")?,
+            },
+            Ok(Frame::Resp(args)) => {
+                if args.first().is_some_and(|a| a.eq_ignore_ascii_case(b"PEER")) {
+                    w.flush()?;
+                    return peer_conn(node, r, w, &from);
+                }
+                if !resp_reply(node, &mut w, &args)? {
+                    w.flush()?;
+                    return Ok(());
+                }
+            }
+            Err(FrameError::Protocol(m)) => {
+                write_error(&mut w, &format!("Protocol error: {m}"))?;
+                w.flush()?;
+                return Ok(());
+            }
+            Err(FrameError::Io(e)) => return Err(e),
+        }
+        if r.buffer().is_empty() {
+            w.flush()?;
+        }
+    }
+}
+
+/// The answer to a write, in words.
+fn write_result(node: &Node, op: Op) -> Result<bool, String> {
+    node.submit(op)
+}
+
+fn line_reply(node: &Node, w: &mut impl Write, req: Request) -> io::Result<()> {
+    match req {
+        Request::Get { key } => {
+            if !node.store.st().ready {
+                return writeln!(w, "ERR catching up with the leader; try again");
+            }
+            match node.store.get(&key) {
+                Some(v) if v.contains(&b'\n') || v.contains(&b'\r') => {
+                    writeln!(w, "ERR the value contains a line break; read it with RESP (redis-cli)")
+                }
+                Some(v) => {
+                    w.write_all(b"VALUE ")?;
+                    w.write_all(&v)?;
+                    w.write_all(b"\n")
+                }
+                None => writeln!(w, "NONE"),
+            }
+        }
+        Request::Put { key, value } => match write_result(node, Op::Put(key, value)) {
+            Ok(_) => writeln!(w, "OK"),
+            Err(why) => writeln!(w, "ERR {why}"),
+        },
+        Request::Del { key } => match write_result(node, Op::Del(key)) {
+            Ok(true) => writeln!(w, "OK"),
+            Ok(false) => writeln!(w, "NONE"),
+            Err(why) => writeln!(w, "ERR {why}"),
+        },
+        Request::Leader => match node.store.st().role.clone() {
+            Role::Leader { .. } => writeln!(w, "{}", node.addr),
+            Role::Follower { addr, .. } => writeln!(w, "{addr}"),
+            _ => writeln!(w, "ERR no leader elected yet"),
+        },
+        Request::Role => match node.store.st().role.clone() {
+            Role::Leader { .. } => writeln!(w, "leader"),
+            Role::Follower { addr, .. } => writeln!(w, "follower {addr}"),
+            Role::Stopping => writeln!(w, "ERR shutting down"),
+            Role::Electing => writeln!(w, "ERR no leader elected yet"),
+        },
+        Request::Ping => writeln!(w, "PONG"),
+        Request::Quit => Ok(()),
+    }
+}
+
+/// Answers one RESP command; false when the connection should close (QUIT).
+fn resp_reply(node: &Node, w: &mut impl Write, args: &[Vec<u8>]) -> io::Result<bool> {
+    let Some(cmd) = args.first() else {
+        return write_error(w, "empty command").map(|_| true);
+    };
+    let cmd = cmd.to_ascii_uppercase();
+    let n = args.len();
+    let wrong = |w: &mut dyn Write| {
+        write_error(
+            w,
+            &format!("wrong number of arguments for '{}' command", String::from_utf8_lossy(&cmd).to_lowercase()),
+        )
+    };
+    match (&cmd[..], n) {
+        (b"GET", 2) => match check_key(&args[1]) {
+            Err(why) => write_error(w, &why)?,
+            Ok(_) if !node.store.st().ready => write_error(w, "catching up with the leader; try again")?,
+            Ok(k) => write_bulk(w, node.store.get(&k).as_deref())?,
+        },
+        (b"SET", 3) => match check_key(&args[1]) {
+            Err(why) => write_error(w, &why)?,
+            Ok(k) => match write_result(node, Op::Put(k, args[2].clone())) {
+                Ok(_) => write_simple(w, "OK")?,
+                Err(why) => write_error(w, &why)?,
+            },
+        },
+        (b"SET", n) if n > 3 => write_error(w, "syntax error (SET options are not supported)")?,
+        (b"DEL", n) if n >= 2 => {
+            let mut count = 0;
+            for k in &args[1..] {
+                match check_key(k).and_then(|k| write_result(node, Op::Del(k))) {
+                    Ok(true) => count += 1,
+                    Ok(false) => {}
+                    Err(why) => {
+                        write_error(w, &why)?;
+                        return Ok(true);
+                    }
+                }
+            }
+            write_int(w, count)?
+        }
+        (b"PING", 1) => write_simple(w, "PONG")?,
+        (b"PING", 2) | (b"ECHO", 2) => write_bulk(w, Some(&args[1]))?,
+        (b"QUIT", _) => {
+            write_simple(w, "OK")?;
+            return Ok(false);
+        }
+        // What redis-cli and redis-benchmark ask on connect: empty answers keep them happy.
+        (b"COMMAND", _) | (b"CONFIG", _) => w.write_all(b"*0\r\n")?,
+        (b"SELECT", 2) | (b"CLIENT", _) => write_simple(w, "OK")?,
+        (b"DBSIZE", 1) => write_int(w, node.store.len() as i64)?,
+        (b"GET" | b"SET" | b"DEL" | b"PING" | b"ECHO" | b"SELECT" | b"DBSIZE", _) => wrong(w)?,
+        _ => write_error(
+            w,
+            &format!("unknown command '{}'", String::from_utf8_lossy(&cmd[..cmd.len().min(32)]).to_lowercase()),
+        )?,
+    }
+    Ok(true)
+}
+
+/// A peer connection: authenticate, then either a replication stream (`REPL`) or
+/// forwarded writes.
+fn peer_conn(
+    node: &Node,
+    mut r: BufReader<TcpStream>,
+    mut w: BufWriter<TcpStream>,
+    from: &SocketAddr,
+) -> io::Result<()> {
+    if !peer::accept(&mut r, &mut w, from, &node.secret)? {
+        warn!("refused a peer connection from {from}");
+        return Ok(());
+    }
+    let first = match read_frame(&mut r) {
+        Ok(Frame::Resp(a)) => a,
+        _ => return Ok(()),
+    };
+    match &first[..] {
+        [c, term, leader] if c == b"REPL" => {
+            let Some(term) = std::str::from_utf8(term).ok().and_then(|t| t.parse().ok()) else { return Ok(()) };
+            let leader = String::from_utf8_lossy(leader).into_owned();
+            replication::serve_stream(node, &mut r, &mut w, term, &leader)
+        }
+        _ => forward::serve(node, &mut r, &mut w, first, from),
+    }
+}

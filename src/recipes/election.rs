@@ -1,0 +1,464 @@
+//! Leader election (the ZooKeeper recipe, kazoo's `Election` / Curator's `LeaderLatch`).
+//!
+//! Every candidate creates an EPHEMERAL_SEQUENTIAL node `<dir>/<prefix>NNNNNNNNNN` holding
+//! its data (an address, a name). The smallest sequence number leads. A candidate watches
+//! only its predecessor (no herd: when a middle node goes, only its successor wakes), and
+//! followers also watch the leader's node with `get_w`, so every candidate learns each new
+//! leader through a watch. The leader watches its own node, so it learns when someone
+//! deletes it. When the session ends, every watch disconnects and the candidate is told it
+//! lost ([`Error::Lost`]): it must stop acting as leader at once and campaign again with a
+//! new session.
+//!
+//! A sequential create that fails with connection loss may still have created the node.
+//! Rather than a GUID in the name (Curator's "protected" mode), the candidate looks for an
+//! ephemeral node in `dir` owned by its own session: names keep the plain
+//! `<prefix>NNNNNNNNNN` form, and a session campaigns at most once per dir.
+//!
+//! ```no_run
+//! # use zkutil::recipes::election::{Election, Wake};
+//! # let zk = zkutil::zk::ZooKeeper::connect("127.0.0.1:2181", std::time::Duration::from_secs(10)).unwrap();
+//! let stop = zkutil::util::shutdown();
+//! let mut e = Election::campaign(&zk, "/kv/default/election", "server_", b"127.0.0.1:7001").unwrap();
+//! let mut state = e.state().unwrap();
+//! loop {
+//!     // act on state.is_leader() / state.leader.data ...
+//!     match e.wait(&stop, None).unwrap() {
+//!         Wake::Changed(s) | Wake::Resumed(s) => state = s,
+//!         Wake::Suspended => { /* connection lost: stop leading until Resumed */ }
+//!         Wake::Stopped | Wake::TimedOut => break,
+//!     }
+//! }
+//! ```
+
+use std::fmt;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, never, select};
+
+use crate::zk::{self, Code, CreateMode, SessionEvent, WatchEvent, ZooKeeper, join, sequence_of};
+
+/// Why an election call failed.
+#[derive(Debug)]
+pub enum Error {
+    /// ZooKeeper refused or failed a call.
+    Zk(zk::Error),
+    /// The candidacy is over: the session expired or was closed, or our node was deleted.
+    /// The caller is no longer leader (if it was) and must campaign again.
+    Lost,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Zk(e) => e.fmt(f),
+            Error::Lost => f.write_str("the candidacy was lost (session ended or node deleted)"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Zk(e) => Some(e),
+            Error::Lost => None,
+        }
+    }
+}
+
+impl From<zk::Error> for Error {
+    fn from(e: zk::Error) -> Error {
+        match e.code() {
+            Some(c) if c.is_session_lost() => Error::Lost,
+            _ => Error::Zk(e),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One registered candidate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Node name, e.g. `server_0000000003`.
+    pub name: String,
+    /// Full path of the node.
+    pub path: String,
+    /// Its sequence number (the smallest leads).
+    pub seq: u32,
+    /// The data it registered with.
+    pub data: Vec<u8>,
+}
+
+/// Who leads, as one candidate sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    /// The current leader (possibly us).
+    pub leader: Candidate,
+    /// Our own node name.
+    pub me: String,
+}
+
+impl State {
+    /// True when we lead.
+    pub fn is_leader(&self) -> bool {
+        self.leader.name == self.me
+    }
+}
+
+/// What [`Election::wait`] woke up for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wake {
+    /// The leader changed (a new leader, possibly us).
+    Changed(State),
+    /// The connection to ZooKeeper dropped; the session may still survive. A leader cannot
+    /// know whether it still leads: it should act as a follower until `Resumed`.
+    Suspended,
+    /// Reconnected within the session; the state as it is now.
+    Resumed(State),
+    /// The `stop` receiver delivered a message or disconnected.
+    Stopped,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// Our candidacy in one election directory, on one session.
+pub struct Election<'zk> {
+    zk: &'zk ZooKeeper,
+    dir: String,
+    prefix: String,
+    name: String,
+    seq: u32,
+    session: Receiver<SessionEvent>,
+    /// Armed watches: (path, receiver). Kept while the watched path stays the same, so a
+    /// re-check does not pile up watches on one node.
+    leader_watch: Option<(String, Receiver<WatchEvent>)>,
+    pred_watch: Option<(String, Receiver<WatchEvent>)>,
+    last: Option<State>,
+    resigned: bool,
+}
+
+impl std::fmt::Debug for Election<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Election").field("dir", &self.dir).field("name", &self.name).finish()
+    }
+}
+
+impl<'zk> Election<'zk> {
+    /// Registers as a candidate: creates `dir` (and its parents) when missing, then the
+    /// EPHEMERAL_SEQUENTIAL node `<dir>/<prefix>NNNNNNNNNN` holding `data`.
+    pub fn campaign(zk: &'zk ZooKeeper, dir: &str, prefix: &str, data: &[u8]) -> Result<Election<'zk>> {
+        let session = zk.session_events();
+        ensure_path(zk, dir)?;
+        let path = join(dir, prefix);
+        let created = loop {
+            match zk.create(&path, data, CreateMode::EphemeralSequential) {
+                Ok(p) => break p,
+                Err(e) if e.code() == Some(Code::NoNode) => ensure_path(zk, dir)?, // dir deleted meanwhile
+                Err(e) if e.is_outcome_unknown() => {
+                    if let Some(p) = find_own(zk, dir, prefix)? {
+                        break p;
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let name = created.rsplit('/').next().unwrap_or_default().to_string();
+        let seq = sequence_of(&name).ok_or_else(|| {
+            Error::Zk(zk::Error::InvalidPath { path: created.clone(), reason: "created node has no sequence number" })
+        })?;
+        Ok(Election {
+            zk,
+            dir: dir.to_string(),
+            prefix: prefix.to_string(),
+            name,
+            seq,
+            session,
+            leader_watch: None,
+            pred_watch: None,
+            last: None,
+            resigned: false,
+        })
+    }
+
+    /// Our node's name (`<prefix>NNNNNNNNNN`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Our node's full path.
+    pub fn path(&self) -> String {
+        join(&self.dir, &self.name)
+    }
+
+    /// Our sequence number.
+    pub fn seq(&self) -> u32 {
+        self.seq
+    }
+
+    /// The election directory.
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    /// The session this candidacy lives on.
+    pub fn zk(&self) -> &'zk ZooKeeper {
+        self.zk
+    }
+
+    /// Reads who leads now and (re)arms the watches that [`wait`](Self::wait) waits on.
+    pub fn state(&mut self) -> Result<State> {
+        loop {
+            let all = list(self.zk, &self.dir, &self.prefix)?;
+            let Some(pos) = all.iter().position(|(n, _)| *n == self.name) else {
+                return Err(Error::Lost); // our node is gone
+            };
+            let (leader_name, _) = &all[0];
+            let leader_path = join(&self.dir, leader_name);
+            // Follower: the predecessor (when it is not the leader itself) and the leader.
+            // Leader: its own node (to notice a deletion).
+            let pred = (pos > 1).then(|| join(&self.dir, &all[pos - 1].0));
+            if !keep(&self.pred_watch, pred.as_deref()) {
+                self.pred_watch = None;
+                if let Some(p) = pred {
+                    match self.zk.get_w(&p) {
+                        Ok((_, _, rx)) => self.pred_watch = Some((p, rx)),
+                        Err(e) if e.code() == Some(Code::NoNode) => continue, // gone meanwhile: re-read
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            // The leader's data comes from the same get_w that arms the watch on it.
+            let data = if keep(&self.leader_watch, Some(&leader_path)) {
+                match self.zk.get(&leader_path) {
+                    Ok((d, _)) => d,
+                    Err(e) if e.code() == Some(Code::NoNode) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                self.leader_watch = None;
+                match self.zk.get_w(&leader_path) {
+                    Ok((d, _, rx)) => {
+                        self.leader_watch = Some((leader_path.clone(), rx));
+                        d
+                    }
+                    Err(e) if e.code() == Some(Code::NoNode) => {
+                        if pos == 0 {
+                            return Err(Error::Lost);
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            let leader = Candidate { name: leader_name.clone(), path: leader_path, seq: all[0].1, data };
+            let s = State { leader, me: self.name.clone() };
+            self.last = Some(s.clone());
+            return Ok(s);
+        }
+    }
+
+    /// Blocks until the leader changes, the connection is suspended or resumed, `stop`
+    /// delivers (or disconnects), or `deadline` passes. `Err(Lost)` when the session ended
+    /// or our node was deleted.
+    pub fn wait<T>(&mut self, stop: &Receiver<T>, deadline: Option<Instant>) -> Result<Wake> {
+        if self.last.is_none() {
+            let s = self.state()?;
+            return Ok(Wake::Changed(s));
+        }
+        loop {
+            let lw = self.leader_watch.as_ref().map(|(_, r)| r.clone()).unwrap_or_else(never);
+            let pw = self.pred_watch.as_ref().map(|(_, r)| r.clone()).unwrap_or_else(never);
+            let timeout = deadline.map(crossbeam_channel::at).unwrap_or_else(never);
+            let fired = select! {
+                recv(lw) -> ev => { self.leader_watch = None; ev.is_ok() }
+                recv(pw) -> ev => { self.pred_watch = None; ev.is_ok() }
+                recv(self.session) -> ev => match ev {
+                    Ok(SessionEvent::Connecting) => return Ok(Wake::Suspended),
+                    Ok(SessionEvent::Connected | SessionEvent::ConnectedReadOnly) => {
+                        let s = self.state()?;
+                        return Ok(Wake::Resumed(s));
+                    }
+                    Ok(SessionEvent::Expired | SessionEvent::AuthFailed) | Err(_) => return Err(Error::Lost),
+                },
+                recv(stop) -> _ => return Ok(Wake::Stopped),
+                recv(timeout) -> _ => return Ok(Wake::TimedOut),
+            };
+            // A watch receiver that disconnects without an event: the session closed.
+            if !fired && self.zk.is_dead() {
+                return Err(Error::Lost);
+            }
+            let before = self.last.as_ref().map(|s| s.leader.clone());
+            let s = self.state()?;
+            if before.as_ref() != Some(&s.leader) {
+                return Ok(Wake::Changed(s));
+            }
+        }
+    }
+
+    /// Withdraws: deletes our node (the next candidate takes over at once).
+    pub fn resign(mut self) -> Result<()> {
+        self.resigned = true;
+        match self.zk.delete(&self.path(), None) {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some(Code::NoNode) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Drop for Election<'_> {
+    fn drop(&mut self) {
+        if !self.resigned && !self.zk.is_dead() {
+            let _ = self.zk.delete(&self.path(), None); // best effort; the session's end removes it anyway
+        }
+    }
+}
+
+fn keep(armed: &Option<(String, Receiver<WatchEvent>)>, want: Option<&str>) -> bool {
+    match (armed, want) {
+        (Some((p, _)), Some(w)) => p == w,
+        _ => false,
+    }
+}
+
+/// The candidates' names and sequence numbers in `dir`, smallest first.
+fn list(zk: &ZooKeeper, dir: &str, prefix: &str) -> Result<Vec<(String, u32)>> {
+    let mut v: Vec<(String, u32)> = zk
+        .children(dir)?
+        .into_iter()
+        .filter(|n| n.starts_with(prefix) && n.len() == prefix.len() + 10)
+        .filter_map(|n| sequence_of(&n).map(|s| (n, s)))
+        .collect();
+    v.sort_by_key(|(_, s)| *s);
+    Ok(v)
+}
+
+/// Every candidate in `dir` with its data, smallest sequence (the leader) first. Nodes that
+/// vanish while being read are left out.
+pub fn candidates(zk: &ZooKeeper, dir: &str, prefix: &str) -> Result<Vec<Candidate>> {
+    let mut out = Vec::new();
+    for (name, seq) in list(zk, dir, prefix)? {
+        let path = join(dir, &name);
+        match zk.get(&path) {
+            Ok((data, _)) => out.push(Candidate { name, path, seq, data }),
+            Err(e) if e.code() == Some(Code::NoNode) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+/// The candidates' names (smallest first) and a watch that fires when one joins or leaves:
+/// what a leader that must know its followers (a replicating server) watches.
+pub fn members_w(zk: &ZooKeeper, dir: &str, prefix: &str) -> Result<(Vec<String>, Receiver<WatchEvent>)> {
+    let (names, _, rx) = zk.children_w(dir)?;
+    let mut v: Vec<(String, u32)> = names
+        .into_iter()
+        .filter(|n| n.starts_with(prefix) && n.len() == prefix.len() + 10)
+        .filter_map(|n| sequence_of(&n).map(|s| (n, s)))
+        .collect();
+    v.sort_by_key(|(_, s)| *s);
+    Ok((v.into_iter().map(|(n, _)| n).collect(), rx))
+}
+
+/// The current leader, or None when nobody campaigns (or `dir` does not exist).
+pub fn leader(zk: &ZooKeeper, dir: &str, prefix: &str) -> Result<Option<Candidate>> {
+    loop {
+        let all = match list(zk, dir, prefix) {
+            Ok(v) => v,
+            Err(Error::Zk(e)) if e.code() == Some(Code::NoNode) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some((name, seq)) = all.into_iter().next() else { return Ok(None) };
+        let path = join(dir, &name);
+        match zk.get(&path) {
+            Ok((data, _)) => return Ok(Some(Candidate { name, path, seq, data })),
+            Err(e) if e.code() == Some(Code::NoNode) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// For observers that do not campaign: the current leader (None when nobody campaigns)
+/// and a receiver that fires when it may have changed (the leader's node changed or went,
+/// or, with no leader, a candidate arrived). Call again after it fires.
+pub fn leader_w(zk: &ZooKeeper, dir: &str, prefix: &str) -> Result<(Option<Candidate>, Receiver<WatchEvent>)> {
+    loop {
+        let (names, _, rx) = match zk.children_w(dir) {
+            Ok(v) => v,
+            Err(e) if e.code() == Some(Code::NoNode) => {
+                let (_, rx) = zk.exists_w(dir)?;
+                if zk.exists(dir)?.is_some() {
+                    continue;
+                }
+                return Ok((None, rx));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut v: Vec<(String, u32)> = names
+            .into_iter()
+            .filter(|n| n.starts_with(prefix) && n.len() == prefix.len() + 10)
+            .filter_map(|n| sequence_of(&n).map(|s| (n, s)))
+            .collect();
+        v.sort_by_key(|(_, s)| *s);
+        let Some((name, seq)) = v.into_iter().next() else { return Ok((None, rx)) };
+        let path = join(dir, &name);
+        match zk.get_w(&path) {
+            // The leader's own watch is what matters; the children watch (which fires on
+            // every join) is dropped, so an observer only wakes when the leader changes.
+            Ok((data, _, lrx)) => return Ok((Some(Candidate { name, path, seq, data }), lrx)),
+            Err(e) if e.code() == Some(Code::NoNode) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Finds an ephemeral node in `dir` owned by our session (a create whose reply was lost).
+fn find_own(zk: &ZooKeeper, dir: &str, prefix: &str) -> Result<Option<String>> {
+    let me = zk.session_id();
+    loop {
+        let r = (|| -> zk::Result<Option<String>> {
+            for (name, _) in list_raw(zk, dir, prefix)? {
+                let p = join(dir, &name);
+                if let Some(st) = zk.exists(&p)?
+                    && st.ephemeral_owner == me
+                {
+                    return Ok(Some(p));
+                }
+            }
+            Ok(None)
+        })();
+        match r {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_outcome_unknown() => continue, // reconnecting: the C client retries within the session
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn list_raw(zk: &ZooKeeper, dir: &str, prefix: &str) -> zk::Result<Vec<(String, u32)>> {
+    Ok(zk
+        .children(dir)?
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .filter_map(|n| sequence_of(&n).map(|s| (n, s)))
+        .collect())
+}
+
+/// Creates `path` and its missing parents as persistent nodes.
+fn ensure_path(zk: &ZooKeeper, path: &str) -> Result<()> {
+    if path == "/" || zk.exists(path)?.is_some() {
+        return Ok(());
+    }
+    let mut cur = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        cur.push('/');
+        cur.push_str(part);
+        match zk.create(&cur, b"", CreateMode::Persistent) {
+            Ok(_) => {}
+            Err(e) if e.code() == Some(Code::NodeExists) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
