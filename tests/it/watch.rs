@@ -48,3 +48,29 @@ fn failed_reads_arm_no_watch_and_closing_disconnects() {
     drop(zk);
     assert!(rx.recv_timeout(WAIT).is_err(), "closing the session must disconnect armed watches");
 }
+
+#[test]
+fn session_events_neither_fire_nor_disarm_node_watches() {
+    // The C client calls every per-call watcher for session events without disarming it
+    // (collectWatchers); the watch must stay quiet through a reconnect and fire on the change.
+    let mut server = t!(zkutil::server::Ensemble::standalone());
+    let zk = t!(zkutil::zk::ZooKeeper::connect(&server.connect_string(), Duration::from_secs(10)));
+    let events = zk.session_events();
+    t!(zk.create("/w", b"1", CreateMode::Persistent));
+    let (_, _, changed) = t!(zk.get_w("/w"));
+    t!(server.restart(0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut saw_disconnect = false;
+    loop {
+        match t!(events.recv_deadline(deadline)) {
+            zkutil::zk::SessionEvent::Connecting => saw_disconnect = true,
+            zkutil::zk::SessionEvent::Connected if saw_disconnect => break,
+            _ => {}
+        }
+    }
+    assert!(changed.try_recv().is_err_and(|e| e.is_empty()), "watch fired or was dropped by a session event");
+    let other = t!(zkutil::zk::ZooKeeper::connect(&server.connect_string(), Duration::from_secs(10)));
+    t!(other.set("/w", b"2", None));
+    let ev = t!(changed.recv_timeout(WAIT));
+    assert_eq!((ev.kind, ev.path.as_str()), (EventKind::DataChanged, "/w"));
+}
