@@ -66,8 +66,11 @@ fn grace(zk: &ZooKeeper) -> Duration {
 /// What one session's candidacy ended with.
 enum Next {
     Exit(ExitCode),
-    /// Lost (why): campaign again with a new session.
-    Again(String),
+    /// Lost: campaign again with a new session. `stopped_cmd`: we led, and CMD got SIGTERM.
+    Again {
+        why: String,
+        stopped_cmd: bool,
+    },
 }
 
 /// A receiver that disconnects once `stop` fires or CMD exits. It does not take CMD's exit
@@ -114,15 +117,16 @@ fn reconnect(g: &Global, what: &str, stop: &Receiver<()>) -> Result<Option<ZooKe
     }
 }
 
-/// Turns an election error into "campaign again" (the session is gone or unreachable) or a
+/// Turns an election error into "campaign again" (the session or our node is gone) or a
 /// failure.
-fn again_or_fail(err: election::Error, zk: &ZooKeeper, what: &str, doing: &str) -> Result<Next> {
-    match err {
-        election::Error::Lost if zk.is_dead() => Ok(Next::Again("the session expired".into())),
-        election::Error::Lost => Ok(Next::Again("our candidate node was deleted".into())),
-        election::Error::Zk(e) if e.is_outcome_unknown() => Ok(Next::Again(format!("{doing}: {e}"))),
-        election::Error::Zk(e) => Err(anyhow!(e).context(format!("{what}: {doing}"))),
-    }
+fn again_or_fail(err: election::Error, zk: &ZooKeeper, what: &str, stopped_cmd: bool) -> Result<Next> {
+    let why = match err {
+        election::Error::Lost if zk.is_dead() => "the session expired".to_string(),
+        election::Error::Lost => "our candidate node was deleted".to_string(),
+        election::Error::Zk(e) if e.is_outcome_unknown() => e.to_string(),
+        election::Error::Zk(e) => return Err(anyhow!(e).context(what.to_string())),
+    };
+    Ok(Next::Again { why, stopped_cmd })
 }
 
 impl ElectionRunArgs {
@@ -139,22 +143,25 @@ impl ElectionRunArgs {
         let program = &self.command[0];
         let mut e = match Election::campaign(zk, &self.path, PREFIX, id.as_bytes()) {
             Ok(e) => e,
-            Err(err) => return again_or_fail(err, zk, what, "campaigning"),
+            Err(err) => return again_or_fail(err, zk, what, false),
         };
         self.note(what, format_args!("campaigning as {id} ({})", e.name()));
         let mut state = match e.state() {
             Ok(s) => s,
             Err(err) => {
                 e.abandon();
-                return again_or_fail(err, zk, what, "reading the candidates");
+                return again_or_fail(err, zk, what, false);
             }
         };
         let mut child: Option<Child> = None;
         let mut wake = stop.clone();
-        let mut suspended: Option<Instant> = None; // a leader's deadline to hear from ZooKeeper again
+        // When to give up on hearing from ZooKeeper again: set for a leader whose connection
+        // dropped (CMD gets SIGTERM then), and after a read failed on connection loss (a
+        // follower reads again then, to re-arm its watches).
+        let mut deadline: Option<Instant> = None;
         let mut following: Option<String> = None;
         loop {
-            if state.is_leader() && child.is_none() && suspended.is_none() {
+            if state.is_leader() && child.is_none() {
                 self.note(what, format_args!("elected leader as {id}; running {program}"));
                 let c = match Child::spawn(&self.command) {
                     Ok(c) => c,
@@ -169,27 +176,51 @@ impl ElectionRunArgs {
                 self.note(what, format_args!("following {}", id_line(&state.leader.data)));
                 following = Some(state.leader.name.clone());
             }
-            let deadline = suspended.filter(|_| child.is_some());
-            match e.wait(&wake, deadline) {
-                Ok(Wake::Changed(s)) => state = s,
-                Ok(Wake::Resumed(s)) => {
-                    suspended = None;
+            let woke = match e.wait(&wake, deadline) {
+                // A read failed on connection loss: the client is reconnecting; wait for it
+                // (the Connecting/Connected events follow) as for a dropped connection.
+                Err(election::Error::Zk(err)) if err.is_outcome_unknown() => {
+                    deadline.get_or_insert_with(|| Instant::now() + grace(zk));
+                    continue;
+                }
+                w => w,
+            };
+            match woke {
+                Ok(Wake::Changed(s) | Wake::Resumed(s)) => {
+                    deadline = None; // a successful read: connected
                     state = s;
                 }
                 Ok(Wake::Suspended) => {
-                    suspended.get_or_insert_with(|| Instant::now() + grace(zk));
+                    if child.is_some() {
+                        deadline.get_or_insert_with(|| Instant::now() + grace(zk));
+                    }
                 }
                 Ok(Wake::TimedOut) => {
-                    // Only a leader waits with a deadline: disconnected for too long.
-                    if let Some(mut c) = child.take() {
-                        let _ = c.terminate();
-                    }
+                    let Some(mut c) = child.take() else {
+                        // a follower: read again (re-arms the watches a failed read lost)
+                        deadline = None;
+                        match e.state() {
+                            Ok(s) => state = s,
+                            Err(election::Error::Zk(err)) if err.is_outcome_unknown() => {
+                                deadline = Some(Instant::now() + grace(zk));
+                            }
+                            Err(err) => {
+                                e.abandon();
+                                return again_or_fail(err, zk, what, false);
+                            }
+                        }
+                        continue;
+                    };
+                    let _ = c.terminate();
                     e.abandon();
-                    return Ok(Next::Again(format!(
-                        "no connection to ZooKeeper for {} (a third of the session timeout): another candidate \
-                         may lead by now; sent {program} SIGTERM",
-                        humantime::format_duration(grace(zk))
-                    )));
+                    return Ok(Next::Again {
+                        why: format!(
+                            "no connection to ZooKeeper for {} (a third of the session timeout): another \
+                             candidate may lead by now",
+                            humantime::format_duration(Duration::from_millis(grace(zk).as_millis() as u64))
+                        ),
+                        stopped_cmd: true,
+                    });
                 }
                 Ok(Wake::Stopped) => {
                     if stop_requested() {
@@ -212,12 +243,9 @@ impl ElectionRunArgs {
                     return Ok(Next::Exit(exit_code(status)));
                 }
                 Err(err) => {
-                    if let Some(mut c) = child.take() {
-                        let _ = c.terminate();
-                        eprintln!("zkutil: {what}: lost leadership ({err}); sent {program} SIGTERM");
-                    }
+                    let stopped_cmd = child.take().map(|mut c| c.terminate()).is_some();
                     e.abandon();
-                    return again_or_fail(err, zk, what, "following the election");
+                    return again_or_fail(err, zk, what, stopped_cmd);
                 }
             }
         }
@@ -245,7 +273,13 @@ impl Run for ElectionRunArgs {
             };
             match self.candidacy(&zk, &id, &what, &stop)? {
                 Next::Exit(code) => return Ok(code),
-                Next::Again(why) => eprintln!("zkutil: {what}: {why}; campaigning again with a new session"),
+                Next::Again { why, stopped_cmd: false } => {
+                    eprintln!("zkutil: {what}: {why}; campaigning again with a new session")
+                }
+                Next::Again { why, stopped_cmd: true } => eprintln!(
+                    "zkutil: {what}: lost leadership: {why}; sent {} SIGTERM; campaigning again with a new session",
+                    self.command[0]
+                ),
             }
             drop(zk); // closes the old session (if it is still there): its node goes with it
             if stop_requested() {
