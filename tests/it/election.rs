@@ -300,6 +300,8 @@ fn a_leader_cut_off_from_zookeeper_stops_its_cmd_and_leads_again_later() {
         ],
     );
     wait_log(&log, "start A", Duration::from_secs(20));
+    let w = Proc::start_with(&hosts, &["--session-timeout", "2s", "election", "leader", "--watch", "/e"]);
+    assert!(wait_until(Duration::from_secs(20), || w.lines() == ["A"]), "{:?}", w.lines());
     t!(server.stop(0));
     wait_log(&log, "term A", Duration::from_secs(20));
     t!(server.restart(0));
@@ -309,6 +311,12 @@ fn a_leader_cut_off_from_zookeeper_stops_its_cmd_and_leads_again_later() {
     let (code, _, err) = a.finish();
     assert_eq!(code, Some(143), "{err}");
     assert!(err.contains("lost leadership: no connection to ZooKeeper for"), "{err}");
+    // the watch went on through the outage (with a new session if it had to)
+    let none = || w.lines().last().map(String::as_str) == Some("(none)");
+    assert!(wait_until(Duration::from_secs(30), none), "{:?}", w.lines());
+    w.signal(Signal::SIGTERM);
+    let (code, lines, err) = w.finish();
+    assert_eq!(code, Some(143), "{lines:?} {err}");
 }
 
 #[test]
