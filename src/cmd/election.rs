@@ -189,6 +189,13 @@ impl ElectionRunArgs {
                 Ok(Wake::Changed(s) | Wake::Resumed(s)) => {
                     deadline = None; // a successful read: connected
                     state = s;
+                    if child.is_some() && !state.is_leader() {
+                        // cannot happen while our node stands first; never run CMD as a follower
+                        let _ = child.take().map(|mut c| c.terminate());
+                        e.abandon();
+                        let why = format!("{} leads now", id_line(&state.leader.data));
+                        return Ok(Next::Again { why, stopped_cmd: true });
+                    }
                 }
                 Ok(Wake::Suspended) => {
                     if child.is_some() {
@@ -234,7 +241,10 @@ impl ElectionRunArgs {
                     let Some(c) = child.as_mut() else { continue };
                     let r = match c.done().try_recv() {
                         Ok(r) => Ok(r),
-                        Err(TryRecvError::Empty) => continue,
+                        Err(TryRecvError::Empty) => {
+                            wake = stop_or_exit(stop, c.done())?; // a spurious wake-up: wait anew
+                            continue;
+                        }
                         Err(TryRecvError::Disconnected) => Err(RecvError),
                     };
                     let status = c.reaped(r)?;
