@@ -92,6 +92,9 @@ pub enum Cmd {
     /// A replicated key-value server with a ZooKeeper-elected leader (netcat or redis-cli)
     #[command(subcommand)]
     Kv(KvCmd),
+    /// Leader election: run a command while elected leader; print or watch the leader
+    #[command(subcommand)]
+    Election(ElectionCmd),
 }
 
 #[derive(Debug, Args)]
@@ -557,4 +560,37 @@ mod tests {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ElectionCmd {
+    /// Campaign for leadership of PATH and run CMD while leader (CMD's exit code is ours)
+    Run(ElectionRunArgs),
+    /// Print the current leader's id; --watch: then every change of leader
+    Leader(ElectionLeaderArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ElectionRunArgs {
+    /// This candidate's id, what `election leader` prints (default: HOSTNAME-PID)
+    #[arg(long, value_name = "NAME")]
+    pub id: Option<String>,
+    /// Say on stderr when this candidate is registered, elected, or follows another
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+    /// The election's znode (created if missing); candidates are its children
+    pub path: String,
+    /// The command to run while leader, after `--`
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ElectionLeaderArgs {
+    /// Keep running: print the leader's id at once and again at every change (`(none)`
+    /// while nobody campaigns)
+    #[arg(long, short = 'w')]
+    pub watch: bool,
+    /// The election's znode
+    pub path: String,
 }

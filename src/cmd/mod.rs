@@ -13,6 +13,7 @@ pub mod bench;
 pub mod child;
 pub mod counter;
 pub mod demo;
+pub mod election;
 pub mod exit;
 pub mod group;
 pub mod kv;
@@ -55,6 +56,7 @@ impl Run for Cmd {
             Cmd::Lock(c) => c.run(g),
             Cmd::Semaphore(c) => c.run(g),
             Cmd::Kv(c) => c.run(g),
+            Cmd::Election(c) => c.run(g),
         }
     }
 }

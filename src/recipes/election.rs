@@ -306,6 +306,15 @@ impl<'zk> Election<'zk> {
     }
 }
 
+impl Election<'_> {
+    /// Gives our node up to the session's end without deleting it: for a session that is
+    /// lost or unreachable (a delete would only wait for the connection), and about to be
+    /// closed or replaced.
+    pub fn abandon(mut self) {
+        self.resigned = true;
+    }
+}
+
 impl Drop for Election<'_> {
     fn drop(&mut self) {
         if !self.resigned && !self.zk.is_dead() {

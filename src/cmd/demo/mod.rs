@@ -11,6 +11,7 @@ use super::Run;
 use crate::cli::{DemoArgs, Global};
 use crate::server::{Ensemble, Options};
 
+mod election;
 mod kv;
 mod mutex;
 mod queue;
@@ -128,6 +129,7 @@ impl Run for DemoArgs {
         queue::run(&demo)?;
         mutex::run(&demo)?;
         kv::run(&demo)?;
+        election::run(&demo)?;
         println!("\nDone. The demo's ZooKeeper is stopped and its data removed.");
         drop(server);
         Ok(ExitCode::SUCCESS)

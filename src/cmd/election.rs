@@ -1,0 +1,393 @@
+//! `zkutil election run PATH -- CMD` (run CMD while elected leader) and `zkutil election
+//! leader PATH [--watch]`, on `recipes::election`.
+//!
+//! A candidate is an EPHEMERAL_SEQUENTIAL node `PATH/candidate-NNNNNNNNNN` holding its id;
+//! the smallest leads. CMD's streams pass through untouched (stdout is CMD's alone; zkutil's
+//! notices go to stderr, the routine ones only with `--verbose`).
+//!
+//! Losing leadership. When the session expires (or our node is deleted), CMD gets SIGTERM
+//! at once and we campaign again with a new session. A dropped connection is not yet a
+//! loss: the session lives on at the server for the session timeout T, counted from the
+//! last thing the server heard from us, and the client only notices a silent connection
+//! after 2/3 T. So a leader keeps CMD running through a short disconnection (a server
+//! restart, a move to another ensemble member) but no longer than T/3 after it noticed:
+//! past that, another candidate may be elected, so CMD gets SIGTERM and we start over with
+//! a new session. (Curator's LeaderSelector interrupts at SUSPENDED, which ends CMD on
+//! every blip; waiting for LOST, T after the disconnection, lets two CMDs overlap.)
+//!
+//! CMD exiting by itself ends the candidacy: we resign (the next candidate takes over at
+//! once) and exit with CMD's code. Ctrl-C/SIGTERM: a leader stops CMD first (SIGTERM, then
+//! SIGKILL after a grace period) and resigns after, so two CMDs never overlap; a follower
+//! just withdraws. Both close the session and exit 130/143.
+
+use std::io::{self, Write};
+use std::process::{ExitCode, ExitStatus};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use crossbeam_channel::{Receiver, RecvError, Select, TryRecvError, bounded, select};
+
+use super::Run;
+use super::child::{Child, exit_code};
+use super::exit::after_stop;
+use crate::cli::{ElectionCmd, ElectionLeaderArgs, ElectionRunArgs, Global};
+use crate::recipes::election::{self, Election, Wake};
+use crate::util::{escape_data, shutdown, stop_requested};
+use crate::zk::{SessionEvent, ZooKeeper, validate_path};
+
+/// The candidates' node name prefix: `PATH/candidate-0000000007`.
+pub const PREFIX: &str = "candidate-";
+
+impl Run for ElectionCmd {
+    fn run(&self, g: &Global) -> Result<ExitCode> {
+        match self {
+            ElectionCmd::Run(a) => a.run(g),
+            ElectionCmd::Leader(a) => a.run(g),
+        }
+    }
+}
+
+/// The default candidate id: `HOSTNAME-PID`.
+fn default_id() -> String {
+    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok());
+    format!("{}-{}", host.as_deref().unwrap_or("localhost"), std::process::id())
+}
+
+/// A candidate's id as one printable line.
+fn id_line(data: &[u8]) -> String {
+    escape_data(data).replace('\n', "\\n")
+}
+
+/// How long a leader keeps CMD running once it noticed the connection dropped.
+fn grace(zk: &ZooKeeper) -> Duration {
+    zk.session_timeout() / 3
+}
+
+/// What one session's candidacy ended with.
+enum Next {
+    Exit(ExitCode),
+    /// Lost: campaign again with a new session. `stopped_cmd`: we led, and CMD got SIGTERM.
+    Again {
+        why: String,
+        stopped_cmd: bool,
+    },
+}
+
+/// A receiver that disconnects once `stop` fires or CMD exits. It does not take CMD's exit
+/// status ([`Election::wait`] takes one stop receiver and discards what it delivers): the
+/// status stays in `done` for [`Child::reaped`].
+fn stop_or_exit(stop: &Receiver<()>, done: &Receiver<io::Result<ExitStatus>>) -> Result<Receiver<()>> {
+    let (tx, rx) = bounded::<()>(0);
+    let (stop, done) = (stop.clone(), done.clone());
+    std::thread::Builder::new()
+        .name("election-wake".into())
+        .spawn(move || {
+            let mut sel = Select::new();
+            sel.recv(&stop);
+            sel.recv(&done);
+            sel.ready(); // readiness only: nothing is received
+            drop(tx);
+        })
+        .context("spawning the thread that waits for CMD")?;
+    Ok(rx)
+}
+
+/// Connects again after a lost session, trying until it works or the user stops us (None).
+/// The connect runs on its own thread so that Ctrl-C is served at once.
+fn reconnect(g: &Global, what: &str, stop: &Receiver<()>) -> Result<Option<ZooKeeper>> {
+    loop {
+        let (tx, rx) = bounded(1);
+        let g2 = g.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(g2.connect());
+        });
+        select! {
+            recv(rx) -> r => match r {
+                Ok(Ok(zk)) => return Ok(Some(zk)),
+                Ok(Err(e)) => eprintln!("zkutil: {what}: reconnecting: {e:#}"),
+                Err(_) => bail!("{what}: reconnecting: the connect thread died"),
+            },
+            recv(stop) -> _ => return Ok(None),
+        }
+        // the connect timeout already paced this attempt; a short pause in case it failed fast
+        select! {
+            recv(stop) -> _ => return Ok(None),
+            default(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Turns an election error into "campaign again" (the session or our node is gone) or a
+/// failure.
+fn again_or_fail(err: election::Error, zk: &ZooKeeper, what: &str, stopped_cmd: bool) -> Result<Next> {
+    let why = match err {
+        election::Error::Lost if zk.is_dead() => "the session expired".to_string(),
+        election::Error::Lost => "our candidate node was deleted".to_string(),
+        election::Error::Zk(e) if e.is_outcome_unknown() => e.to_string(),
+        election::Error::Zk(e) => return Err(anyhow!(e).context(what.to_string())),
+    };
+    Ok(Next::Again { why, stopped_cmd })
+}
+
+impl ElectionRunArgs {
+    /// A routine notice, on stderr with --verbose.
+    fn note(&self, what: &str, text: std::fmt::Arguments) {
+        if self.verbose {
+            eprintln!("zkutil: {what}: {text}");
+        }
+    }
+
+    /// One session's candidacy: campaign, run CMD while leader, until CMD exits, the user
+    /// stops us, or the session (or our node) is lost.
+    fn candidacy(&self, zk: &ZooKeeper, id: &str, what: &str, stop: &Receiver<()>) -> Result<Next> {
+        let program = &self.command[0];
+        let mut e = match Election::campaign(zk, &self.path, PREFIX, id.as_bytes()) {
+            Ok(e) => e,
+            Err(err) => return again_or_fail(err, zk, what, false),
+        };
+        self.note(what, format_args!("campaigning as {id} ({})", e.name()));
+        let mut state = match e.state() {
+            Ok(s) => s,
+            Err(err) => {
+                e.abandon();
+                return again_or_fail(err, zk, what, false);
+            }
+        };
+        let mut child: Option<Child> = None;
+        let mut wake = stop.clone();
+        // When to give up on hearing from ZooKeeper again: set for a leader whose connection
+        // dropped (CMD gets SIGTERM then), and after a read failed on connection loss (a
+        // follower reads again then, to re-arm its watches).
+        let mut deadline: Option<Instant> = None;
+        let mut following: Option<String> = None;
+        loop {
+            if state.is_leader() && child.is_none() {
+                self.note(what, format_args!("elected leader as {id}; running {program}"));
+                let c = match Child::spawn(&self.command) {
+                    Ok(c) => c,
+                    Err(err) => {
+                        let _ = e.resign();
+                        return Err(err.context(what.to_string()));
+                    }
+                };
+                wake = stop_or_exit(stop, c.done())?;
+                child = Some(c);
+            } else if !state.is_leader() && following.as_deref() != Some(&state.leader.name) {
+                self.note(what, format_args!("following {}", id_line(&state.leader.data)));
+                following = Some(state.leader.name.clone());
+            }
+            let woke = match e.wait(&wake, deadline) {
+                // A read failed on connection loss: the client is reconnecting; wait for it
+                // (the Connecting/Connected events follow) as for a dropped connection.
+                Err(election::Error::Zk(err)) if err.is_outcome_unknown() => {
+                    deadline.get_or_insert_with(|| Instant::now() + grace(zk));
+                    continue;
+                }
+                w => w,
+            };
+            match woke {
+                Ok(Wake::Changed(s) | Wake::Resumed(s)) => {
+                    deadline = None; // a successful read: connected
+                    state = s;
+                    if child.is_some() && !state.is_leader() {
+                        // cannot happen while our node stands first; never run CMD as a follower
+                        let _ = child.take().map(|mut c| c.terminate());
+                        e.abandon();
+                        let why = format!("{} leads now", id_line(&state.leader.data));
+                        return Ok(Next::Again { why, stopped_cmd: true });
+                    }
+                }
+                Ok(Wake::Suspended) => {
+                    if child.is_some() {
+                        deadline.get_or_insert_with(|| Instant::now() + grace(zk));
+                    }
+                }
+                Ok(Wake::TimedOut) => {
+                    let Some(mut c) = child.take() else {
+                        // a follower: read again (re-arms the watches a failed read lost)
+                        deadline = None;
+                        match e.state() {
+                            Ok(s) => state = s,
+                            Err(election::Error::Zk(err)) if err.is_outcome_unknown() => {
+                                deadline = Some(Instant::now() + grace(zk));
+                            }
+                            Err(err) => {
+                                e.abandon();
+                                return again_or_fail(err, zk, what, false);
+                            }
+                        }
+                        continue;
+                    };
+                    let _ = c.terminate();
+                    e.abandon();
+                    return Ok(Next::Again {
+                        why: format!(
+                            "no connection to ZooKeeper for {} (a third of the session timeout): another \
+                             candidate may lead by now",
+                            humantime::format_duration(Duration::from_millis(grace(zk).as_millis() as u64))
+                        ),
+                        stopped_cmd: true,
+                    });
+                }
+                Ok(Wake::Stopped) => {
+                    if stop_requested() {
+                        // CMD first, then the node: the next leader never overlaps with it.
+                        if let Some(mut c) = child.take() {
+                            c.terminate()?;
+                        }
+                        let _ = e.resign();
+                        return Ok(Next::Exit(after_stop()));
+                    }
+                    let Some(c) = child.as_mut() else { continue };
+                    let r = match c.done().try_recv() {
+                        Ok(r) => Ok(r),
+                        Err(TryRecvError::Empty) => {
+                            wake = stop_or_exit(stop, c.done())?; // a spurious wake-up: wait anew
+                            continue;
+                        }
+                        Err(TryRecvError::Disconnected) => Err(RecvError),
+                    };
+                    let status = c.reaped(r)?;
+                    // The next candidate takes over at once (the session's close would do it too).
+                    let _ = e.resign();
+                    return Ok(Next::Exit(exit_code(status)));
+                }
+                Err(err) => {
+                    let stopped_cmd = child.take().map(|mut c| c.terminate()).is_some();
+                    e.abandon();
+                    return again_or_fail(err, zk, what, stopped_cmd);
+                }
+            }
+        }
+    }
+}
+
+impl Run for ElectionRunArgs {
+    fn run(&self, g: &Global) -> Result<ExitCode> {
+        let stop = shutdown();
+        let what = format!("election {}", self.path);
+        validate_path(&self.path, false).map_err(|e| anyhow!("{what}: {e}"))?;
+        let id = match &self.id {
+            Some(id) if id.is_empty() => bail!("{what}: --id must not be empty"),
+            Some(id) => id.clone(),
+            None => default_id(),
+        };
+        let mut first = Some(g.connect()?);
+        loop {
+            let zk = match first.take() {
+                Some(zk) => zk,
+                None => match reconnect(g, &what, &stop)? {
+                    Some(zk) => zk,
+                    None => return Ok(after_stop()),
+                },
+            };
+            match self.candidacy(&zk, &id, &what, &stop)? {
+                Next::Exit(code) => return Ok(code),
+                Next::Again { why, stopped_cmd: false } => {
+                    eprintln!("zkutil: {what}: {why}; campaigning again with a new session")
+                }
+                Next::Again { why, stopped_cmd: true } => eprintln!(
+                    "zkutil: {what}: lost leadership: {why}; sent {} SIGTERM; campaigning again with a new session",
+                    self.command[0]
+                ),
+            }
+            drop(zk); // closes the old session (if it is still there): its node goes with it
+            if stop_requested() {
+                return Ok(after_stop());
+            }
+        }
+    }
+}
+
+/// Waits until `zk` is connected again after a call failed with connection loss. Some(why)
+/// when the session is lost meanwhile; None when connected (or stopped: the caller checks).
+fn await_connection(
+    zk: &ZooKeeper,
+    events: &Receiver<SessionEvent>,
+    lost: &Receiver<()>,
+    stop: &Receiver<()>,
+) -> Option<&'static str> {
+    if zk.state() == Some(SessionEvent::Connected) {
+        // already back (or the loss was never noticed): pause briefly so a flapping
+        // connection does not spin
+        let _ = events.recv_timeout(Duration::from_millis(50));
+        return None;
+    }
+    loop {
+        select! {
+            recv(events) -> ev => match ev {
+                Ok(SessionEvent::Connected | SessionEvent::ConnectedReadOnly) => return None,
+                Ok(SessionEvent::Connecting) => {}
+                Ok(_) | Err(_) => return Some("the session expired"),
+            },
+            recv(lost) -> _ => return Some("no connection to ZooKeeper for longer than the session timeout"),
+            recv(stop) -> _ => return None,
+        }
+    }
+}
+
+impl Run for ElectionLeaderArgs {
+    fn run(&self, g: &Global) -> Result<ExitCode> {
+        let stop = shutdown();
+        let what = format!("election {}", self.path);
+        validate_path(&self.path, false).map_err(|e| anyhow!("{what}: {e}"))?;
+        let zk = g.connect()?;
+        if !self.watch {
+            return match election::leader(&zk, &self.path, PREFIX) {
+                Ok(Some(c)) => {
+                    println!("{}", id_line(&c.data));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(None) if zk.exists(&self.path)?.is_none() => {
+                    bail!("{what}: no such election (no node {})", self.path)
+                }
+                Ok(None) => bail!("{what}: no leader (nobody campaigns)"),
+                Err(e) => Err(anyhow!(e).context(format!("{what}: reading the leader"))),
+            };
+        }
+        let mut out = io::stdout().lock();
+        let mut zk = zk;
+        // The leader's node name last printed (None: `(none)`), so a change prints one line.
+        let mut last: Option<Option<String>> = None;
+        loop {
+            let events = zk.session_events();
+            let lost = zk.session_lost();
+            let why = loop {
+                if stop_requested() {
+                    return Ok(after_stop());
+                }
+                let (leader, watch) = match election::leader_w(&zk, &self.path, PREFIX) {
+                    Ok(v) => v,
+                    Err(election::Error::Lost) => break "the session expired",
+                    Err(election::Error::Zk(e)) if e.is_outcome_unknown() => {
+                        match await_connection(&zk, &events, &lost, &stop) {
+                            Some(why) => break why,
+                            None => continue,
+                        }
+                    }
+                    Err(e) => return Err(anyhow!(e).context(format!("{what}: reading the leader"))),
+                };
+                let name = leader.as_ref().map(|c| c.name.clone());
+                if last.as_ref() != Some(&name) {
+                    match &leader {
+                        Some(c) => writeln!(out, "{}", id_line(&c.data))?,
+                        None => writeln!(out, "(none)")?,
+                    }
+                    out.flush()?;
+                    last = Some(name);
+                }
+                select! {
+                    recv(watch) -> _ => {} // fired, or disconnected with the session: read again
+                    recv(lost) -> _ => break "the session was lost (expired, or no connection for longer than the session timeout)",
+                    recv(stop) -> _ => return Ok(after_stop()),
+                }
+            };
+            eprintln!("zkutil: {what}: {why}; watching again with a new session");
+            drop(zk);
+            zk = match reconnect(g, &what, &stop)? {
+                Some(zk) => zk,
+                None => return Ok(after_stop()),
+            };
+        }
+    }
+}
