@@ -9,6 +9,7 @@ use crate::cli::{Cmd, Global};
 use crate::zk::{ConnectOptions, ZooKeeper};
 
 pub mod bench;
+pub mod crawl;
 pub mod demo;
 pub mod exit;
 pub mod server;
@@ -37,6 +38,7 @@ impl Run for Cmd {
             Cmd::Server(c) => c.run(g),
             Cmd::Demo(c) => c.run(g),
             Cmd::Bench(c) => c.run(g),
+            Cmd::Crawl(c) => c.run(g),
         }
     }
 }

@@ -1,1 +1,3 @@
 //! Coordination recipes built on the safe zk API.
+
+pub mod urlset;

@@ -8,12 +8,14 @@ use anyhow::Result;
 use super::Run;
 use crate::cli::{BenchCmd, Global};
 
+pub mod crawl;
 pub mod raw;
 
 impl Run for BenchCmd {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         match self {
             BenchCmd::Raw(a) => raw::run(g, a),
+            BenchCmd::Crawl(a) => crawl::run(g, a),
         }
     }
 }
