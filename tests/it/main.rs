@@ -3,5 +3,6 @@
 
 mod cli;
 mod client;
+mod crawl;
 mod support;
 mod watch;

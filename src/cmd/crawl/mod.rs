@@ -303,6 +303,11 @@ impl Run for CrawlArgs {
         };
         let s = crawl(&cfg, &dedupe, &out)?;
         drop(dedupe); // closes the session
+        if !s.interrupted && !s.start_errors.is_empty() && s.start_errors.len() as u64 == s.fetched {
+            // nothing but failed start pages: that is the command failing (the file has the line)
+            let (u, why) = &s.start_errors[0];
+            bail!("crawl: start URL {u}: {why}");
+        }
         for u in &s.start_claimed {
             eprintln!(
                 "crawl {name}: {u} was already claimed (by another crawler of this name, or an earlier crawl: --reset starts over)"
@@ -320,10 +325,6 @@ impl Run for CrawlArgs {
         );
         if s.interrupted {
             return Ok(super::exit::after_stop());
-        }
-        if !s.start_errors.is_empty() && s.start_errors.len() as u64 == s.fetched {
-            let (u, why) = &s.start_errors[0];
-            bail!("crawl: start URL {u}: {why}");
         }
         Ok(ExitCode::SUCCESS)
     }
