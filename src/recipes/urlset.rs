@@ -210,7 +210,23 @@ impl UrlSet {
 
 struct Request {
     urls: Vec<String>,
-    reply: Sender<zk::Result<Vec<Claim>>>,
+    reply: Reply,
+}
+
+/// Where the results of one request go.
+enum Reply {
+    Blocking(Sender<zk::Result<Vec<Claim>>>),
+    Tagged(u64, Sender<(u64, zk::Result<Vec<Claim>>)>),
+}
+
+impl Reply {
+    fn send(self, r: zk::Result<Vec<Claim>>) {
+        // a caller that went away no longer wants the answer
+        let _ = match self {
+            Reply::Blocking(tx) => tx.send(r).is_ok(),
+            Reply::Tagged(tag, tx) => tx.send((tag, r)).is_ok(),
+        };
+    }
 }
 
 /// Counters of a [`Claimer`].
@@ -256,8 +272,23 @@ impl Claimer {
         }
         let (reply, rx) = crossbeam_channel::bounded(1);
         let stopped = || Error::Zk { code: Code::Closing, path: None };
-        self.tx.as_ref().ok_or_else(stopped)?.send(Request { urls, reply }).map_err(|_| stopped())?;
+        let req = Request { urls, reply: Reply::Blocking(reply) };
+        self.tx.as_ref().ok_or_else(stopped)?.send(req).map_err(|_| stopped())?;
         rx.recv().map_err(|_| stopped())?
+    }
+
+    /// Claims every URL without waiting: `(tag, results)` arrives on `reply` once all are
+    /// decided (results in input order), so one thread can keep many requests in flight.
+    pub fn submit(&self, urls: Vec<String>, tag: u64, reply: &Sender<(u64, zk::Result<Vec<Claim>>)>) {
+        let req = Request { urls, reply: Reply::Tagged(tag, reply.clone()) };
+        match self.tx.as_ref() {
+            Some(tx) => {
+                if let Err(e) = tx.send(req) {
+                    e.into_inner().reply.send(Err(Error::Zk { code: Code::Closing, path: None }));
+                }
+            }
+            None => req.reply.send(Err(Error::Zk { code: Code::Closing, path: None })),
+        }
     }
 
     /// Creates sent to ZooKeeper so far (retries included).
@@ -291,7 +322,7 @@ struct Job {
     /// Sent more than once (outcome of an earlier try unknown): NODEEXISTS may be our own.
     retried: Vec<u32>,
     remaining: usize,
-    reply: Sender<zk::Result<Vec<Claim>>>,
+    reply: Reply,
 }
 
 struct ClaimLoop {
@@ -328,7 +359,7 @@ impl ClaimLoop {
                             self.fail_all(&e);
                             // answer later callers too, then stop
                             while let Ok(r) = self.rx.recv() {
-                                let _ = r.reply.send(Err(e.clone()));
+                                r.reply.send(Err(e.clone()));
                             }
                             return;
                         }
@@ -340,7 +371,7 @@ impl ClaimLoop {
 
     fn fail_all(&mut self, e: &Error) {
         for (_, job) in self.jobs.drain() {
-            let _ = job.reply.send(Err(e.clone()));
+            job.reply.send(Err(e.clone()));
         }
     }
 
@@ -406,7 +437,7 @@ impl ClaimLoop {
                     Err(e) => {
                         // nothing was sent (bad path, too large): this job fails
                         if let Some(job) = self.jobs.remove(&id) {
-                            let _ = job.reply.send(Err(e));
+                            job.reply.send(Err(e));
                         }
                     }
                 }
@@ -441,7 +472,7 @@ impl ClaimLoop {
                     }
                     Err(e) => {
                         if let Some(job) = self.jobs.remove(&id) {
-                            let _ = job.reply.send(Err(e));
+                            job.reply.send(Err(e));
                         }
                         continue;
                     }
@@ -452,7 +483,7 @@ impl ClaimLoop {
                     if job.remaining == 0
                         && let Some(job) = self.jobs.remove(&id)
                     {
-                        let _ = job.reply.send(Ok(job.results.into_iter().map(|c| c.expect("resolved")).collect()));
+                        job.reply.send(Ok(job.results.into_iter().map(|c| c.expect("resolved")).collect()));
                     }
                 }
             }

@@ -70,11 +70,14 @@ pub fn run(g: &Global, a: &BenchCrawlArgs) -> Result<ExitCode> {
     println!("raw pipelined creates:        {:>9.0} creates/s", raw.creates_per_s);
     for (what, s) in [("zookeeper dedupe", &zk_run), ("memory dedupe", &mem_run)] {
         let secs = s.elapsed.as_secs_f64().max(1e-9);
+        let claims = match s.zk_creates {
+            0 => "-".to_string(),
+            n => format!("{:.0}", n as f64 / secs),
+        };
         println!(
-            "{what:<17} {:>8.0} pages/s  {:>9.0} link checks/s  {:>8.0} zk claims/s  ({} pages, {} links checked, {} claims, {:.2} s)",
+            "{what:<17} {:>8.0} pages/s  {:>9.0} link checks/s  {claims:>8} zk claims/s  ({} pages, {} links checked, {} claims, {:.2} s)",
             s.pages_per_s(),
             s.checks as f64 / secs,
-            s.zk_creates as f64 / secs,
             s.fetched,
             s.checks,
             s.zk_creates,

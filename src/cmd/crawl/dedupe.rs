@@ -33,7 +33,50 @@ impl Local {
     }
 }
 
+/// What `offer` did with some URLs.
+pub enum Verdict {
+    /// Decided here: these are ours.
+    Ours(Vec<Url>),
+    /// Sent to ZooKeeper: `(tag, claims)` for the URLs given to `register` (in that order)
+    /// comes on the reply channel.
+    Submitted,
+}
+
+/// Where asynchronous claim results arrive.
+pub type ClaimReply = crossbeam_channel::Sender<(u64, zk::Result<Vec<Claim>>)>;
+
 impl Dedupe {
+    /// Like `claim`, without waiting for ZooKeeper: URLs this process has seen are dropped at
+    /// once, the others are submitted to the claimer under `tag` (call `register` first: the
+    /// answer may come before this returns). Also returns how many were dropped here.
+    pub fn offer(
+        &self,
+        urls: Vec<Url>,
+        tag: u64,
+        reply: &ClaimReply,
+        register: impl FnOnce(Vec<Url>),
+    ) -> (Verdict, usize) {
+        let n = urls.len();
+        match self {
+            Dedupe::Memory(local) => {
+                let new = local.first_time(urls);
+                let dups = n - new.len();
+                (Verdict::Ours(new), dups)
+            }
+            Dedupe::ZooKeeper(local, claimer) => {
+                let new = local.first_time(urls);
+                let dups = n - new.len();
+                if new.is_empty() {
+                    return (Verdict::Ours(new), dups);
+                }
+                let strings = new.iter().map(|u| u.as_str().to_string()).collect();
+                register(new);
+                claimer.submit(strings, tag, reply);
+                (Verdict::Submitted, dups)
+            }
+        }
+    }
+
     /// The URLs that are ours to fetch, in input order.
     pub fn claim(&self, urls: Vec<Url>) -> zk::Result<Vec<Url>> {
         match self {

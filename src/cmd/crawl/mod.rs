@@ -6,7 +6,7 @@
 //! Scope: "same host" compares host names only (scheme and port are ignored), so
 //! `http://127.0.0.1:8000` and `http://127.0.0.1:9000` are one host, `localhost` another.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +17,7 @@ use url::Url;
 
 use super::Run;
 use crate::cli::{CrawlArgs, DedupeMode, Global};
-use crate::recipes::urlset::{Claimer, UrlSet};
+use crate::recipes::urlset::{Claim, Claimer, UrlSet};
 
 pub mod dedupe;
 pub mod fetch;
@@ -26,7 +26,7 @@ pub mod links;
 pub mod output;
 pub mod site;
 
-use dedupe::{Dedupe, Local};
+use dedupe::{ClaimReply, Dedupe, Local, Verdict};
 use fetch::{FetchOptions, Fetcher, Outcome};
 use frontier::{Frontier, Item};
 use output::Output;
@@ -126,9 +126,27 @@ pub fn crawl(cfg: &Config, dedupe: &Dedupe, out: &Output) -> Result<Summary> {
     let frontier = Frontier::new(claimed.into_iter().map(|url| Item { url, depth: 0, hops: 0 }).collect());
 
     let fatal: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let set_fatal = |e: anyhow::Error| {
+        fatal.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+        frontier.stop();
+    };
     let start_errors: Mutex<Vec<(Url, String)>> = Mutex::new(Vec::new());
+    // claims in flight: tag -> (URLs, their depth and hops); the fetch that found them stays
+    // "busy" in the frontier until its claims are decided
+    let pending: Mutex<Pending> = Mutex::new(HashMap::new());
+    let ctx = Ctx {
+        cfg,
+        fetcher: &fetcher,
+        dedupe,
+        out,
+        hosts: &hosts,
+        c: &c,
+        start_errors: &start_errors,
+        pending: &pending,
+    };
     let pb = output::progress(cfg.progress);
     let (over_tx, over_rx) = crossbeam_channel::bounded::<()>(0);
+    let (claims_tx, claims_rx) = crossbeam_channel::unbounded();
     let stop = crate::util::shutdown();
 
     std::thread::scope(|s| {
@@ -139,33 +157,61 @@ pub fn crawl(cfg: &Config, dedupe: &Dedupe, out: &Output) -> Result<Summary> {
                 recv(over_rx) -> _ => {}
             }
         });
+        // decided claims: hand the new URLs to the frontier
+        let collector = s.spawn(|| {
+            for (tag, r) in claims_rx.iter() {
+                let Some((urls, depth, hops)) = pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&tag) else {
+                    continue;
+                };
+                match r {
+                    Ok(claims) => {
+                        let mut found = Vec::with_capacity(urls.len());
+                        for (url, claim) in urls.into_iter().zip(claims) {
+                            if claim == Claim::Claimed {
+                                found.push(Item { url, depth, hops });
+                            } else {
+                                c.duplicates.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        frontier.done(found);
+                    }
+                    Err(e) => {
+                        set_fatal(anyhow::Error::new(e).context("claiming URLs in ZooKeeper"));
+                        frontier.done(Vec::new());
+                    }
+                }
+            }
+        });
         let workers: Vec<_> = (0..cfg.threads.max(1))
             .map(|_| {
-                s.spawn(|| {
+                let (tx, ctx, frontier, pb, set_fatal) = (claims_tx.clone(), &ctx, &frontier, &pb, &set_fatal);
+                s.spawn(move || {
                     while let Some(item) = frontier.pop() {
-                        let r = visit(cfg, &fetcher, dedupe, out, &hosts, &c, &item, &start_errors);
-                        match r {
-                            Ok(found) => frontier.done(found),
+                        match ctx.visit(&item, &tx) {
+                            Ok(Some(found)) => frontier.done(found),
+                            Ok(None) => {} // the collector calls done
                             Err(e) => {
-                                fatal.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                                set_fatal(e);
                                 frontier.done(Vec::new());
-                                frontier.stop();
                             }
                         }
                         pb.inc(1);
                         pb.set_message(format!(
                             "({} queued, {} errors, {} duplicates)",
                             frontier.queued(),
-                            c.errors.load(Ordering::Relaxed),
-                            c.duplicates.load(Ordering::Relaxed)
+                            ctx.c.errors.load(Ordering::Relaxed),
+                            ctx.c.duplicates.load(Ordering::Relaxed)
                         ));
                     }
                 })
             })
             .collect();
+        drop(claims_tx);
         for w in workers {
             let _ = w.join();
         }
+        // the collector ends once the claimer has answered every submission
+        let _ = collector.join();
         drop(over_tx);
     });
     pb.finish_and_clear();
@@ -187,71 +233,90 @@ pub fn crawl(cfg: &Config, dedupe: &Dedupe, out: &Output) -> Result<Summary> {
     Ok(summary)
 }
 
-/// Fetches one URL, writes its line, claims what it leads to. Err only for what ends the
-/// crawl (the output file or the dedupe failing).
-#[allow(clippy::too_many_arguments)]
-fn visit(
-    cfg: &Config,
-    fetcher: &Fetcher,
-    dedupe: &Dedupe,
-    out: &Output,
-    hosts: &HashSet<String>,
-    c: &Counters,
-    item: &Item,
-    start_errors: &Mutex<Vec<(Url, String)>>,
-) -> Result<Vec<Item>> {
-    if let Some(max) = cfg.max_pages
-        && c.started.fetch_add(1, Ordering::Relaxed) >= max
-    {
-        return Ok(Vec::new()); // claimed, not fetched: --max-pages is reached
-    }
-    let (status, candidates) = match fetcher.fetch(&item.url) {
-        Outcome::Page { status, links } => {
-            let next: Vec<Item> = if item.depth < cfg.depth {
-                links.into_iter().map(|url| Item { url, depth: item.depth + 1, hops: 0 }).collect()
-            } else {
-                Vec::new()
-            };
-            (status.to_string(), next)
-        }
-        Outcome::Redirect { status, target } => {
-            let next = match target {
-                // a redirect is not a link: the target keeps the depth
-                Ok(url) if item.hops < MAX_HOPS => vec![Item { url, depth: item.depth, hops: item.hops + 1 }],
-                _ => Vec::new(),
-            };
-            (status.to_string(), next)
-        }
-        Outcome::Other { status } => (status.to_string(), Vec::new()),
-        Outcome::Error(reason) => {
-            c.errors.fetch_add(1, Ordering::Relaxed);
-            if item.depth == 0 && item.hops == 0 {
-                start_errors.lock().unwrap_or_else(|e| e.into_inner()).push((item.url.clone(), reason.clone()));
-            }
-            (format!("error:{reason}"), Vec::new())
-        }
-    };
-    c.fetched.fetch_add(1, Ordering::Relaxed);
-    out.write(item.depth, &status, &item.url).context("writing the output file")?;
+/// Claims in flight: tag -> (the URLs, their depth, their hops).
+type Pending = HashMap<u64, (Vec<Url>, u32, u32)>;
 
-    let mut keep = Vec::with_capacity(candidates.len());
-    for it in candidates {
-        if !cfg.any_host && !it.url.host_str().is_some_and(|h| hosts.contains(h)) {
-            c.out_of_scope.fetch_add(1, Ordering::Relaxed);
-        } else if !fetcher.allowed(&it.url) {
-            c.robots.fetch_add(1, Ordering::Relaxed);
-        } else {
-            keep.push(it);
+struct Ctx<'a> {
+    cfg: &'a Config,
+    fetcher: &'a Fetcher,
+    dedupe: &'a Dedupe,
+    out: &'a Output,
+    hosts: &'a HashSet<String>,
+    c: &'a Counters,
+    start_errors: &'a Mutex<Vec<(Url, String)>>,
+    pending: &'a Mutex<Pending>,
+}
+
+static NEXT_TAG: AtomicU64 = AtomicU64::new(0);
+
+impl Ctx<'_> {
+    /// Fetches one URL, writes its line, offers what it leads to to the dedupe: Some(new
+    /// items) when decided here, None when submitted to ZooKeeper. Err only for what ends
+    /// the crawl (the output file failing).
+    fn visit(&self, item: &Item, claims: &ClaimReply) -> Result<Option<Vec<Item>>> {
+        let (cfg, c) = (self.cfg, self.c);
+        if let Some(max) = cfg.max_pages
+            && c.started.fetch_add(1, Ordering::Relaxed) >= max
+        {
+            return Ok(Some(Vec::new())); // claimed, not fetched: --max-pages is reached
         }
+        let (status, candidates) = match self.fetcher.fetch(&item.url) {
+            Outcome::Page { status, links } => {
+                let next: Vec<Item> = if item.depth < cfg.depth {
+                    links.into_iter().map(|url| Item { url, depth: item.depth + 1, hops: 0 }).collect()
+                } else {
+                    Vec::new()
+                };
+                (status.to_string(), next)
+            }
+            Outcome::Redirect { status, target } => {
+                let next = match target {
+                    // a redirect is not a link: the target keeps the depth
+                    Ok(url) if item.hops < MAX_HOPS => vec![Item { url, depth: item.depth, hops: item.hops + 1 }],
+                    _ => Vec::new(),
+                };
+                (status.to_string(), next)
+            }
+            Outcome::Other { status } => (status.to_string(), Vec::new()),
+            Outcome::Error(reason) => {
+                c.errors.fetch_add(1, Ordering::Relaxed);
+                if item.depth == 0 && item.hops == 0 {
+                    self.start_errors
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((item.url.clone(), reason.clone()));
+                }
+                (format!("error:{reason}"), Vec::new())
+            }
+        };
+        c.fetched.fetch_add(1, Ordering::Relaxed);
+        self.out.write(item.depth, &status, &item.url).context("writing the output file")?;
+
+        let mut keep = Vec::with_capacity(candidates.len());
+        for it in candidates {
+            if !cfg.any_host && !it.url.host_str().is_some_and(|h| self.hosts.contains(h)) {
+                c.out_of_scope.fetch_add(1, Ordering::Relaxed);
+            } else if !self.fetcher.allowed(&it.url) {
+                c.robots.fetch_add(1, Ordering::Relaxed);
+            } else {
+                keep.push(it);
+            }
+        }
+        if keep.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let (depth, hops) = (keep[0].depth, keep[0].hops);
+        let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
+        let register = |urls: Vec<Url>| {
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(tag, (urls, depth, hops));
+        };
+        let (verdict, dups) = self.dedupe.offer(keep.into_iter().map(|i| i.url).collect(), tag, claims, register);
+        c.duplicates.fetch_add(dups as u64, Ordering::Relaxed);
+        Ok(match verdict {
+            Verdict::Ours(urls) => Some(urls.into_iter().map(|url| Item { url, depth, hops }).collect()),
+            Verdict::Submitted => None,
+        })
     }
-    if keep.is_empty() {
-        return Ok(Vec::new());
-    }
-    let n = keep.len();
-    let (depth, hops) = (keep[0].depth, keep[0].hops);
-    let claimed = dedupe.claim(keep.into_iter().map(|i| i.url).collect()).context("claiming URLs in ZooKeeper")?;
-    c.duplicates.fetch_add((n - claimed.len()) as u64, Ordering::Relaxed);
-    Ok(claimed.into_iter().map(|url| Item { url, depth, hops }).collect())
 }
 
 impl Run for CrawlArgs {
