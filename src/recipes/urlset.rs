@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use xxhash_rust::xxh3::xxh3_128;
@@ -244,10 +244,6 @@ pub struct Claimer {
     counters: Arc<Counters>,
 }
 
-/// Retries of one create after ZCONNECTIONLOSS before the claim fails (the C client
-/// reconnects by itself within the session timeout; the pause between tries grows to 500 ms).
-const LOSS_RETRIES: u32 = 40;
-
 impl Claimer {
     /// Starts the claimer thread on `zk` (the claimer owns the session from now on).
     pub fn start(set: UrlSet, zk: ZooKeeper) -> Claimer {
@@ -391,6 +387,12 @@ impl ClaimLoop {
             }
         }
         let mut closed = false;
+        // While creates fail with ZCONNECTIONLOSS the C client is reconnecting by itself; we
+        // resend after a pause that grows to 500 ms. Disconnected for longer than the session
+        // timeout means the session is as good as gone (a server that is down never says
+        // "expired"): try a new one, which fails after the connect timeout. Never a hang.
+        let mut lost_since: Option<Instant> = None;
+        let mut pause = Duration::from_millis(10);
         loop {
             // take new requests: block only when nothing is in flight or waiting
             loop {
@@ -420,6 +422,15 @@ impl ClaimLoop {
                     id,
                     Job { urls: req.urls, results: vec![None; n], retried: vec![0; n], remaining: n, reply: req.reply },
                 );
+            }
+            if let Some(t) = lost_since
+                && !todo.is_empty()
+            {
+                if t.elapsed() > zk.session_timeout() {
+                    return Ended::SessionLost;
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(500));
             }
             for (id, i) in todo.drain(..) {
                 let Some(job) = self.jobs.get(&id) else { continue };
@@ -453,6 +464,10 @@ impl ClaimLoop {
                 if job.results[i].is_some() {
                     continue;
                 }
+                if r.is_ok() || r.as_ref().is_err_and(|e| e.code() == Some(Code::NodeExists)) {
+                    lost_since = None;
+                    pause = Duration::from_millis(10);
+                }
                 let outcome = match r {
                     Ok(_) => Some(Claim::Claimed),
                     // After an unknown outcome, NODEEXISTS is most likely our own earlier create
@@ -463,10 +478,9 @@ impl ClaimLoop {
                     Err(e) if e.code().is_some_and(|c| c.is_session_lost()) || zk.is_dead() => {
                         return Ended::SessionLost;
                     }
-                    Err(e) if e.is_outcome_unknown() && job.retried[i] < LOSS_RETRIES => {
+                    Err(e) if e.is_outcome_unknown() => {
                         job.retried[i] += 1;
-                        // the C client is reconnecting: give it a moment before resending
-                        std::thread::sleep(Duration::from_millis((10 * job.retried[i] as u64).min(500)));
+                        lost_since.get_or_insert_with(Instant::now);
                         todo.push((id, i));
                         None
                     }

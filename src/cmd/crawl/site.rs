@@ -220,3 +220,35 @@ pub fn generated(pages: u32, links: u32) -> impl Fn(&str) -> Response + Send + S
         Response::html(body)
     }
 }
+
+/// The small site `zkutil demo` crawls: a blog with a `<base>`, a redirect, a 404, a PDF,
+/// a robots.txt that keeps crawlers out of /admin/, and a link off the site (never fetched).
+pub fn demo_site(path: &str) -> Response {
+    let page = |title: &str, links: &str| {
+        Response::html(format!("<!doctype html><html><head><title>{title}</title></head><body>{links}</body></html>"))
+    };
+    match path {
+        "/robots.txt" => Response::new(200, "text/plain", b"User-agent: *\nDisallow: /admin/\n".to_vec()),
+        "/" => page(
+            "home",
+            r##"<a href="about.html">About</a> <a href="/blog/">Blog</a> <a href="/old-about">old link</a>
+               <a href="/admin/">Admin</a> <a href="manual.pdf">Manual</a> <a href="https://example.org/">elsewhere</a>
+               <a href="mailto:team@example.org">mail us</a> <a href="#top">top</a>
+               <a href="http://127.0.0.1:1/">a server that is down</a>"##,
+        ),
+        "/about.html" => page("about", r#"<a href="/">Home</a> <a href="team.html">Team</a>"#),
+        "/team.html" => page("team", r#"<a href="/about.html#team">About</a>"#),
+        "/blog/" => page(
+            "blog",
+            r#"<base href="/blog/posts/"><a href="1.html">first post</a> <a href="2.html?ref=blog">second post</a>
+               <a href="/gone.html">a dead link</a>"#,
+        ),
+        "/blog/posts/1.html" => page("post 1", r#"<a href="../../">Home</a>"#),
+        "/blog/posts/2.html?ref=blog" => page("post 2", r#"<a href="1.html">previous</a>"#),
+        "/old-about" => Response::redirect(301, "/history.html"),
+        "/history.html" => page("history", r#"<a href="/">Home</a>"#),
+        "/manual.pdf" => Response::new(200, "application/pdf", b"%PDF-1.4".to_vec()),
+        "/admin/" => page("admin", "secret"),
+        _ => Response::not_found(),
+    }
+}

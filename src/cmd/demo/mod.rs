@@ -11,6 +11,7 @@ use super::Run;
 use crate::cli::{DemoArgs, Global};
 use crate::server::{Ensemble, Options};
 
+mod crawl;
 mod znodes;
 
 /// The demo's context: where ZooKeeper is, which binary to run, how to narrate.
@@ -87,6 +88,7 @@ impl Run for DemoArgs {
         };
         println!("ZooKeeper is serving at {} (ZK_HOSTS points every command there).", demo.hosts);
         znodes::run(&demo)?;
+        crawl::run(&demo)?;
         println!("\nDone. The demo's ZooKeeper is stopped and its data removed.");
         drop(server);
         Ok(ExitCode::SUCCESS)
