@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use xxhash_rust::xxh3::xxh3_128;
 
-use crate::zk::{self, Code, CreateMode, Error, ZooKeeper};
+use crate::zk::{self, Code, CreateMode, Error, Op, ZooKeeper};
 
 /// Where every crawl lives.
 pub const CRAWLER_ROOT: &str = "/crawler";
@@ -329,6 +329,19 @@ struct ClaimLoop {
     next_job: u64,
 }
 
+/// Creates per multi: well under the 1 MB packet limit for URLs of a few hundred bytes.
+const MULTI_BATCH: usize = 500;
+
+/// How a multi went.
+enum Batch {
+    Done,
+    /// These still need deciding (their multi applied nothing).
+    Rest(Vec<(u64, usize)>),
+    /// Outcome unknown for these: resend them.
+    Lost(Vec<(u64, usize)>),
+    SessionLost,
+}
+
 enum Ended {
     /// Every caller is gone.
     Closed,
@@ -362,6 +375,62 @@ impl ClaimLoop {
                     }
                 }
             }
+        }
+    }
+
+    /// One multi creating the claims of `chunk`.
+    fn multi(&mut self, zk: &ZooKeeper, chunk: &[(u64, usize)]) -> Batch {
+        let ops: Vec<Op> = chunk
+            .iter()
+            .filter_map(|(id, i)| self.jobs.get(id).map(|j| &j.urls[*i]))
+            .map(|url| Op::Create {
+                path: self.set.path_of(url),
+                data: url.as_bytes().to_vec(),
+                mode: CreateMode::Persistent,
+            })
+            .collect();
+        if ops.len() != chunk.len() {
+            return Batch::Rest(chunk.to_vec()); // a job failed meanwhile: keep it simple
+        }
+        self.counters.creates.fetch_add(ops.len() as u64, Ordering::Relaxed);
+        match zk.multi(&ops) {
+            Ok(_) => {
+                for &(id, i) in chunk {
+                    self.decide(id, i, Claim::Claimed);
+                }
+                Batch::Done
+            }
+            Err(Error::Multi { index, code: Code::NodeExists, .. }) if index < chunk.len() => {
+                let (id, i) = chunk[index];
+                self.decide(id, i, Claim::AlreadyClaimed);
+                Batch::Rest(chunk.iter().enumerate().filter(|(k, _)| *k != index).map(|(_, c)| *c).collect())
+            }
+            Err(e) if e.code().is_some_and(|c| c.is_session_lost()) || zk.is_dead() => Batch::SessionLost,
+            Err(e) if e.is_outcome_unknown() => {
+                for &(id, i) in chunk {
+                    if let Some(j) = self.jobs.get_mut(&id) {
+                        j.retried[i] += 1;
+                    }
+                }
+                Batch::Lost(chunk.to_vec())
+            }
+            // anything else (an ACL, a deleted table): the single creates will tell each job
+            Err(_) => Batch::Rest(chunk.to_vec()),
+        }
+    }
+
+    /// Records one decided claim; answers its job when it was the last.
+    fn decide(&mut self, id: u64, i: usize, c: Claim) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        if job.results[i].is_some() {
+            return;
+        }
+        job.results[i] = Some(c);
+        job.remaining -= 1;
+        if job.remaining == 0
+            && let Some(job) = self.jobs.remove(&id)
+        {
+            job.reply.send(Ok(job.results.into_iter().map(|c| c.expect("resolved")).collect()));
         }
     }
 
@@ -422,6 +491,27 @@ impl ClaimLoop {
                     id,
                     Job { urls: req.urls, results: vec![None; n], retried: vec![0; n], remaining: n, reply: req.reply },
                 );
+            }
+            // Optimistic batches: while connected and nothing is in flight, everything waiting
+            // goes in multis (one transaction for many creates costs the server far less than
+            // as many requests; waiting requests pile up meanwhile: group commit). A multi
+            // that hits a claimed URL applies nothing; that URL is decided, the rest of its
+            // batch goes the pipelined way below.
+            if lost_since.is_none() && p.in_flight() == 0 && todo.len() > 1 {
+                let (fresh, mut rest): (Vec<_>, Vec<_>) =
+                    todo.drain(..).partition(|(id, i)| self.jobs.get(id).is_some_and(|j| j.retried[*i] == 0));
+                for chunk in fresh.chunks(MULTI_BATCH) {
+                    match self.multi(zk, chunk) {
+                        Batch::Done => {}
+                        Batch::Rest(r) => rest.extend(r),
+                        Batch::Lost(r) => {
+                            lost_since.get_or_insert_with(Instant::now);
+                            rest.extend(r);
+                        }
+                        Batch::SessionLost => return Ended::SessionLost,
+                    }
+                }
+                todo = rest;
             }
             if let Some(t) = lost_since
                 && !todo.is_empty()

@@ -440,3 +440,35 @@ fn claimer_survives_session_expiry() {
     drop(claimer);
     t!(UrlSet::reset(&zk, &name));
 }
+
+#[test]
+fn racing_claimers_claim_each_url_once() {
+    let name = unique_name("race");
+    let zk = connect();
+    let set = t!(UrlSet::new(&name, 16));
+    t!(set.prepare(&zk));
+    let a = Claimer::start(set.clone(), connect());
+    let b = Claimer::start(set.clone(), connect());
+    let claimed: Vec<String> = std::thread::scope(|s| {
+        fn run(c: &Claimer, r: std::ops::Range<u32>) -> Vec<String> {
+            let urls = |r: std::ops::Range<u32>| r.map(|i| format!("http://h/{i}")).collect::<Vec<_>>();
+            // in pieces, as a crawl submits them
+            let mut mine = Vec::new();
+            for start in r.clone().step_by(25) {
+                let batch = urls(start..(start + 25).min(r.end));
+                let got = t!(c.claim(batch.clone()));
+                mine.extend(batch.into_iter().zip(got).filter(|(_, c)| *c == Claim::Claimed).map(|(u, _)| u));
+            }
+            mine
+        }
+        let (a_ref, b_ref) = (&a, &b);
+        let ha = s.spawn(move || run(a_ref, 0..400));
+        let hb = s.spawn(move || run(b_ref, 200..600));
+        [ha.join().unwrap(), hb.join().unwrap()].concat()
+    });
+    let unique: BTreeSet<&String> = claimed.iter().collect();
+    assert_eq!(unique.len(), claimed.len(), "a URL claimed twice");
+    assert_eq!(unique.len(), 600);
+    drop((a, b));
+    t!(UrlSet::reset(&zk, &name));
+}
