@@ -47,7 +47,7 @@ pub fn progress(show: bool) -> ProgressBar {
     }
     let pb = ProgressBar::new_spinner();
     pb.set_style(
-        ProgressStyle::with_template("{spinner} {pos} pages [{elapsed}] {per_sec} {msg}")
+        ProgressStyle::with_template("{spinner} {pos} pages fetched [{elapsed}] {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     pb.enable_steady_tick(Duration::from_millis(120));
