@@ -95,6 +95,9 @@ pub enum Cmd {
     /// Leader election: run a command while elected leader; print or watch the leader
     #[command(subcommand)]
     Election(ElectionCmd),
+    /// Crawl a site breadth-first with many threads; URLs are deduped in ZooKeeper, so many
+    /// crawlers with the same --name share one crawl
+    Crawl(CrawlArgs),
 }
 
 #[derive(Debug, Args)]
@@ -259,6 +262,8 @@ pub enum BenchCmd {
     Kv(BenchKvArgs),
     /// `kv serve` leader handover after SIGTERM and SIGKILL: min/median/max
     Election(BenchElectionArgs),
+    /// Crawl a generated loopback site twice: ZooKeeper dedupe, then in-memory dedupe
+    Crawl(BenchCrawlArgs),
 }
 
 #[derive(Debug, Args)]
@@ -363,6 +368,100 @@ pub struct TxnArgs {
     /// Check the input and print the operations without applying them
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CrawlArgs {
+    /// Start URLs (depth 0), http or https
+    #[arg(value_name = "URL")]
+    pub urls: Vec<String>,
+    /// Fetch pages up to this many links away from a start URL (0: the start pages only)
+    #[arg(long, default_value_t = 2)]
+    pub depth: u32,
+    /// Fetching threads
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub threads: u16,
+    /// The crawl's name: crawlers with the same name share one URL table, /crawler/NAME
+    /// (default: the first start URL's host, and its port when it has one)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Buckets of the URL table (every crawler of one name must use the same count)
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub buckets: u32,
+    /// Where seen URLs are kept: `zookeeper` (shared by crawlers of the same --name) or
+    /// `memory` (this process only; no ZooKeeper needed)
+    #[arg(long, value_enum, default_value_t = DedupeMode::Zookeeper)]
+    pub dedupe: DedupeMode,
+    /// Delete the crawl's znodes first (with no URL: only that)
+    #[arg(long)]
+    pub reset: bool,
+    /// Follow links to any host (default: only the start URLs' hosts, any port)
+    #[arg(long)]
+    pub any_host: bool,
+    /// Fetch what robots.txt disallows
+    #[arg(long)]
+    pub ignore_robots: bool,
+    /// Milliseconds between two requests to the same host
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub delay_ms: u64,
+    /// Stop after fetching this many pages
+    #[arg(long, value_name = "N")]
+    pub max_pages: Option<u64>,
+    /// Time limit of one request: connect, headers and body (e.g. 10s)
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// Largest HTML body read, in bytes (suffix k or M allowed); larger pages are errors
+    #[arg(long, value_parser = parse_size, default_value = "5M", value_name = "BYTES")]
+    pub max_body: u64,
+    /// Output file: one line per fetched URL
+    #[arg(long, default_value = "URLs.txt")]
+    pub out: PathBuf,
+    /// `tsv`: depth, status, URL separated by tabs; `plain`: the URL only
+    #[arg(long, value_enum, default_value_t = CrawlFormat::Tsv)]
+    pub format: CrawlFormat,
+    /// No progress bar
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DedupeMode {
+    Zookeeper,
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CrawlFormat {
+    Tsv,
+    Plain,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCrawlArgs {
+    /// Pages of the generated site
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub pages: u32,
+    /// Links on each page
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub links: u32,
+    /// Fetching threads
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub threads: u16,
+}
+
+/// A byte count: `5000`, `512k`, `5M` (k = 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1024),
+        Some((i, 'm' | 'M')) => (&t[..i], 1024 * 1024),
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{s:?} is not a size: write it like 5000, 512k or 5M"))
 }
 
 fn parse_nodes(s: &str) -> Result<usize, String> {

@@ -12,6 +12,7 @@ pub mod barrier;
 pub mod bench;
 pub mod child;
 pub mod counter;
+pub mod crawl;
 pub mod demo;
 pub mod election;
 pub mod exit;
@@ -57,6 +58,7 @@ impl Run for Cmd {
             Cmd::Semaphore(c) => c.run(g),
             Cmd::Kv(c) => c.run(g),
             Cmd::Election(c) => c.run(g),
+            Cmd::Crawl(c) => c.run(g),
         }
     }
 }

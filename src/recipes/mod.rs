@@ -8,3 +8,4 @@ pub mod lock;
 pub mod queue;
 pub mod semaphore;
 mod support;
+pub mod urlset;

@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod crawl;
 mod election;
 mod kv;
 mod lock;

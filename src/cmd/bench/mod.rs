@@ -8,6 +8,7 @@ use anyhow::Result;
 use super::Run;
 use crate::cli::{BenchCmd, Global};
 
+pub mod crawl;
 pub mod election;
 pub mod kv;
 pub mod lock;
@@ -22,6 +23,7 @@ impl Run for BenchCmd {
             BenchCmd::Lock(a) => lock::run(g, a),
             BenchCmd::Kv(a) => kv::run(g, a),
             BenchCmd::Election(a) => election::run(g, a),
+            BenchCmd::Crawl(a) => crawl::run(g, a),
         }
     }
 }

@@ -11,6 +11,7 @@ use super::Run;
 use crate::cli::{DemoArgs, Global};
 use crate::server::{Ensemble, Options};
 
+mod crawl;
 mod election;
 mod kv;
 mod mutex;
@@ -130,6 +131,7 @@ impl Run for DemoArgs {
         mutex::run(&demo)?;
         kv::run(&demo)?;
         election::run(&demo)?;
+        crawl::run(&demo)?;
         println!("\nDone. The demo's ZooKeeper is stopped and its data removed.");
         drop(server);
         Ok(ExitCode::SUCCESS)

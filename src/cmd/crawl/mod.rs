@@ -1,0 +1,396 @@
+//! `zkutil crawl`: a multi-threaded breadth-first crawler whose seen-URL set lives in
+//! ZooKeeper (recipes::urlset), so crawlers with the same `--name` share one crawl.
+//!
+//! Claims happen on discovery: a URL is claimed by the crawler that first finds it, and only
+//! that crawler fetches it (each crawler follows the links of the pages it fetched).
+//! Scope: "same host" compares host names only (scheme and port are ignored), so
+//! `http://127.0.0.1:8000` and `http://127.0.0.1:9000` are one host, `localhost` another.
+
+use std::collections::{HashMap, HashSet};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use url::Url;
+
+use super::Run;
+use crate::cli::{CrawlArgs, DedupeMode, Global};
+use crate::recipes::urlset::{Claim, Claimer, UrlSet};
+
+pub mod dedupe;
+pub mod fetch;
+pub mod frontier;
+pub mod links;
+pub mod output;
+pub mod site;
+
+use dedupe::{ClaimReply, Dedupe, Local, Verdict};
+use fetch::{FetchOptions, Fetcher, Outcome};
+use frontier::{Frontier, Item};
+use output::Output;
+
+/// Redirects followed in a row before a chain is cut (loops end earlier: the target is a
+/// duplicate).
+const MAX_HOPS: u32 = 10;
+
+/// What one crawl does.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub start: Vec<Url>,
+    pub depth: u32,
+    pub threads: usize,
+    pub any_host: bool,
+    pub fetch: FetchOptions,
+    pub max_pages: Option<u64>,
+    pub progress: bool,
+}
+
+/// What one crawl did.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// URLs fetched (errors included): the lines of the output file.
+    pub fetched: u64,
+    /// Fetches that got no HTTP answer.
+    pub errors: u64,
+    /// Links not claimed because they were seen before (by this or another crawler).
+    pub duplicates: u64,
+    /// Links robots.txt disallows.
+    pub robots: u64,
+    /// Links to other hosts (without --any-host).
+    pub out_of_scope: u64,
+    /// Start URLs another crawler (or an earlier crawl) already claimed.
+    pub start_claimed: Vec<Url>,
+    /// Start URLs that got no HTTP answer, with the reason.
+    pub start_errors: Vec<(Url, String)>,
+    /// Link occurrences that reached the dedupe.
+    pub checks: u64,
+    /// Creates sent to ZooKeeper.
+    pub zk_creates: u64,
+    /// ZooKeeper sessions used by the claimer.
+    pub sessions: u32,
+    pub elapsed: Duration,
+    /// Stopped by Ctrl-C / SIGTERM.
+    pub interrupted: bool,
+}
+
+impl Summary {
+    pub fn pages_per_s(&self) -> f64 {
+        self.fetched as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    started: AtomicU64,
+    fetched: AtomicU64,
+    errors: AtomicU64,
+    duplicates: AtomicU64,
+    robots: AtomicU64,
+    out_of_scope: AtomicU64,
+}
+
+/// Parses a start URL; the error is the line the user reads.
+pub fn start_url(s: &str) -> Result<Url> {
+    links::normalize(s, None).map_err(|e| anyhow::anyhow!("start URL {s:?}: {e}"))
+}
+
+/// The default crawl name: host, and `_port` when the URL names a port.
+pub fn default_name(u: &Url) -> String {
+    let host = u.host_str().unwrap_or("crawl").trim_matches(|c| c == '[' || c == ']').replace(':', "_");
+    match u.port() {
+        Some(p) => format!("{host}_{p}"),
+        None => host,
+    }
+}
+
+/// Runs a crawl to its end (or to a stop), writing `out` as pages are fetched.
+pub fn crawl(cfg: &Config, dedupe: &Dedupe, out: &Output) -> Result<Summary> {
+    let t0 = Instant::now();
+    let fetcher = Fetcher::new(cfg.fetch.clone());
+    let hosts: HashSet<String> = cfg.start.iter().filter_map(|u| u.host_str().map(str::to_string)).collect();
+    let c = Counters::default();
+    let mut summary = Summary::default();
+
+    let mut start = Vec::new();
+    for u in &cfg.start {
+        if fetcher.allowed(u) {
+            start.push(u.clone());
+        } else {
+            c.robots.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let claimed = dedupe.claim(start.clone()).context("claiming the start URLs")?;
+    summary.start_claimed = start.into_iter().filter(|u| !claimed.contains(u)).collect();
+    let frontier = Frontier::new(claimed.into_iter().map(|url| Item { url, depth: 0, hops: 0 }).collect());
+
+    let fatal: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let set_fatal = |e: anyhow::Error| {
+        fatal.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+        frontier.stop();
+    };
+    let start_errors: Mutex<Vec<(Url, String)>> = Mutex::new(Vec::new());
+    // claims in flight: tag -> (URLs, their depth and hops); the fetch that found them stays
+    // "busy" in the frontier until its claims are decided
+    let pending: Mutex<Pending> = Mutex::new(HashMap::new());
+    let ctx = Ctx {
+        cfg,
+        fetcher: &fetcher,
+        dedupe,
+        out,
+        hosts: &hosts,
+        c: &c,
+        start_errors: &start_errors,
+        pending: &pending,
+    };
+    let pb = output::progress(cfg.progress);
+    let (over_tx, over_rx) = crossbeam_channel::bounded::<()>(0);
+    let (claims_tx, claims_rx) = crossbeam_channel::unbounded();
+    let stop = crate::util::shutdown();
+
+    std::thread::scope(|s| {
+        // Ctrl-C / SIGTERM: no new fetches; threads finish (and write) the ones they hold
+        s.spawn(|| {
+            crossbeam_channel::select! {
+                recv(stop) -> _ => frontier.stop(),
+                recv(over_rx) -> _ => {}
+            }
+        });
+        // decided claims: hand the new URLs to the frontier
+        let collector = s.spawn(|| {
+            for (tag, r) in claims_rx.iter() {
+                let Some((urls, depth, hops)) = pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&tag) else {
+                    continue;
+                };
+                match r {
+                    Ok(claims) => {
+                        let mut found = Vec::with_capacity(urls.len());
+                        for (url, claim) in urls.into_iter().zip(claims) {
+                            if claim == Claim::Claimed {
+                                found.push(Item { url, depth, hops });
+                            } else {
+                                c.duplicates.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        frontier.done(found);
+                    }
+                    Err(e) => {
+                        set_fatal(anyhow::Error::new(e).context("claiming URLs in ZooKeeper"));
+                        frontier.done(Vec::new());
+                    }
+                }
+            }
+        });
+        let workers: Vec<_> = (0..cfg.threads.max(1))
+            .map(|_| {
+                let (tx, ctx, frontier, pb, set_fatal) = (claims_tx.clone(), &ctx, &frontier, &pb, &set_fatal);
+                s.spawn(move || {
+                    while let Some(item) = frontier.pop() {
+                        match ctx.visit(&item, &tx) {
+                            Ok(Some(found)) => frontier.done(found),
+                            Ok(None) => {} // the collector calls done
+                            Err(e) => {
+                                set_fatal(e);
+                                frontier.done(Vec::new());
+                            }
+                        }
+                        pb.inc(1);
+                        pb.set_message(format!(
+                            "({} queued, {} errors, {} duplicates)",
+                            frontier.queued(),
+                            ctx.c.errors.load(Ordering::Relaxed),
+                            ctx.c.duplicates.load(Ordering::Relaxed)
+                        ));
+                    }
+                })
+            })
+            .collect();
+        drop(claims_tx);
+        for w in workers {
+            let _ = w.join();
+        }
+        // the collector ends once the claimer has answered every submission
+        let _ = collector.join();
+        drop(over_tx);
+    });
+    pb.finish_and_clear();
+    out.finish().context("writing the output file")?;
+    if let Some(e) = fatal.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
+    }
+    summary.fetched = c.fetched.load(Ordering::Relaxed);
+    summary.errors = c.errors.load(Ordering::Relaxed);
+    summary.duplicates = c.duplicates.load(Ordering::Relaxed);
+    summary.robots = c.robots.load(Ordering::Relaxed);
+    summary.out_of_scope = c.out_of_scope.load(Ordering::Relaxed);
+    summary.start_errors = start_errors.into_inner().unwrap_or_else(|e| e.into_inner());
+    summary.checks = dedupe.checks();
+    summary.zk_creates = dedupe.zk_creates();
+    summary.sessions = dedupe.sessions();
+    summary.elapsed = t0.elapsed();
+    summary.interrupted = crate::util::stop_requested();
+    Ok(summary)
+}
+
+/// Claims in flight: tag -> (the URLs, their depth, their hops).
+type Pending = HashMap<u64, (Vec<Url>, u32, u32)>;
+
+struct Ctx<'a> {
+    cfg: &'a Config,
+    fetcher: &'a Fetcher,
+    dedupe: &'a Dedupe,
+    out: &'a Output,
+    hosts: &'a HashSet<String>,
+    c: &'a Counters,
+    start_errors: &'a Mutex<Vec<(Url, String)>>,
+    pending: &'a Mutex<Pending>,
+}
+
+static NEXT_TAG: AtomicU64 = AtomicU64::new(0);
+
+impl Ctx<'_> {
+    /// Fetches one URL, writes its line, offers what it leads to to the dedupe: Some(new
+    /// items) when decided here, None when submitted to ZooKeeper. Err only for what ends
+    /// the crawl (the output file failing).
+    fn visit(&self, item: &Item, claims: &ClaimReply) -> Result<Option<Vec<Item>>> {
+        let (cfg, c) = (self.cfg, self.c);
+        if let Some(max) = cfg.max_pages
+            && c.started.fetch_add(1, Ordering::Relaxed) >= max
+        {
+            return Ok(Some(Vec::new())); // claimed, not fetched: --max-pages is reached
+        }
+        let (status, candidates) = match self.fetcher.fetch(&item.url) {
+            Outcome::Page { status, links } => {
+                let next: Vec<Item> = if item.depth < cfg.depth {
+                    links.into_iter().map(|url| Item { url, depth: item.depth + 1, hops: 0 }).collect()
+                } else {
+                    Vec::new()
+                };
+                (status.to_string(), next)
+            }
+            Outcome::Redirect { status, target } => {
+                let next = match target {
+                    // a redirect is not a link: the target keeps the depth
+                    Ok(url) if item.hops < MAX_HOPS => vec![Item { url, depth: item.depth, hops: item.hops + 1 }],
+                    _ => Vec::new(),
+                };
+                (status.to_string(), next)
+            }
+            Outcome::Other { status } => (status.to_string(), Vec::new()),
+            Outcome::Error(reason) => {
+                c.errors.fetch_add(1, Ordering::Relaxed);
+                if item.depth == 0 && item.hops == 0 {
+                    self.start_errors
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((item.url.clone(), reason.clone()));
+                }
+                (format!("error:{reason}"), Vec::new())
+            }
+        };
+        c.fetched.fetch_add(1, Ordering::Relaxed);
+        self.out.write(item.depth, &status, &item.url).context("writing the output file")?;
+
+        let mut keep = Vec::with_capacity(candidates.len());
+        for it in candidates {
+            if !cfg.any_host && !it.url.host_str().is_some_and(|h| self.hosts.contains(h)) {
+                c.out_of_scope.fetch_add(1, Ordering::Relaxed);
+            } else if !self.fetcher.allowed(&it.url) {
+                c.robots.fetch_add(1, Ordering::Relaxed);
+            } else {
+                keep.push(it);
+            }
+        }
+        if keep.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let (depth, hops) = (keep[0].depth, keep[0].hops);
+        let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
+        let register = |urls: Vec<Url>| {
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(tag, (urls, depth, hops));
+        };
+        let (verdict, dups) = self.dedupe.offer(keep.into_iter().map(|i| i.url).collect(), tag, claims, register);
+        c.duplicates.fetch_add(dups as u64, Ordering::Relaxed);
+        Ok(match verdict {
+            Verdict::Ours(urls) => Some(urls.into_iter().map(|url| Item { url, depth, hops }).collect()),
+            Verdict::Submitted => None,
+        })
+    }
+}
+
+impl Run for CrawlArgs {
+    fn run(&self, g: &Global) -> Result<ExitCode> {
+        let start: Vec<Url> = self.urls.iter().map(|s| start_url(s)).collect::<Result<_>>()?;
+        let name = match (&self.name, start.first()) {
+            (Some(n), _) => n.clone(),
+            (None, Some(u)) => default_name(u),
+            (None, None) if self.reset => bail!("crawl --reset: give the crawl's --name (or its start URL)"),
+            (None, None) => bail!("crawl: give at least one start URL"),
+        };
+        let set = UrlSet::new(&name, self.buckets).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+
+        if start.is_empty() {
+            // --reset alone
+            let zk = g.connect()?;
+            UrlSet::reset(&zk, &name).with_context(|| format!("resetting crawl {name}"))?;
+            eprintln!("crawl {name}: reset ({} removed)", set.root());
+            return Ok(ExitCode::SUCCESS);
+        }
+
+        let out = Output::create(&self.out, self.format)
+            .with_context(|| format!("cannot write the output file {}", self.out.display()))?;
+        let dedupe = match self.dedupe {
+            DedupeMode::Memory => Dedupe::Memory(Local::default()),
+            DedupeMode::Zookeeper => {
+                let zk = g.connect().context("connecting to ZooKeeper (--dedupe memory crawls without it)")?;
+                if self.reset {
+                    UrlSet::reset(&zk, &name).with_context(|| format!("resetting crawl {name}"))?;
+                }
+                set.prepare(&zk).with_context(|| format!("preparing crawl {name} in ZooKeeper"))?;
+                Dedupe::ZooKeeper(Local::default(), Claimer::start(set, zk))
+            }
+        };
+        let cfg = Config {
+            start,
+            depth: self.depth,
+            threads: self.threads as usize,
+            any_host: self.any_host,
+            fetch: FetchOptions {
+                timeout: self.timeout,
+                max_body: self.max_body,
+                robots: !self.ignore_robots,
+                delay: Duration::from_millis(self.delay_ms),
+                threads: self.threads as usize,
+            },
+            max_pages: self.max_pages,
+            progress: !self.quiet,
+        };
+        let s = crawl(&cfg, &dedupe, &out)?;
+        drop(dedupe); // closes the session
+        if !s.interrupted && !s.start_errors.is_empty() && s.start_errors.len() as u64 == s.fetched {
+            // nothing but failed start pages: that is the command failing (the file has the line)
+            let (u, why) = &s.start_errors[0];
+            bail!("crawl: start URL {u}: {why}");
+        }
+        for u in &s.start_claimed {
+            eprintln!(
+                "crawl {name}: {u} was already claimed (by another crawler of this name, or an earlier crawl: --reset starts over)"
+            );
+        }
+        eprintln!(
+            "crawl {name}: {} pages fetched, {} errors, {} duplicates skipped, {} disallowed by robots.txt, {} off-host links, {:.1} pages/s{}",
+            s.fetched,
+            s.errors,
+            s.duplicates,
+            s.robots,
+            s.out_of_scope,
+            s.pages_per_s(),
+            if s.interrupted { " (stopped)" } else { "" }
+        );
+        if s.interrupted {
+            return Ok(super::exit::after_stop());
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,474 @@
+//! `zkutil crawl` against sites served over HTTP on 127.0.0.1 by the test itself, with the
+//! URL table in the shared ZooKeeper. "Another host" is `localhost` (also loopback): the
+//! crawler's scope compares host names, not ports.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
+
+use zkutil::cmd::crawl::site::{self, Response, Server};
+use zkutil::recipes::urlset::{Claim, Claimer, UrlSet};
+use zkutil::zk::ConnectOptions;
+
+use crate::support::*;
+use crate::t;
+
+fn unique_name(test: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("t-{test}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The lines of an output file as (depth, status, url), asserting no URL appears twice.
+fn lines(path: &Path) -> Vec<(u32, String, String)> {
+    let text = t!(std::fs::read_to_string(path));
+    let mut seen = BTreeSet::new();
+    text.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f.len(), 3, "bad line {l:?}");
+            assert!(seen.insert(f[2].to_string()), "{} written twice in {}", f[2], path.display());
+            (t!(f[0].parse::<u32>()), f[1].to_string(), f[2].to_string())
+        })
+        .collect()
+}
+
+/// The other host: a second server, reached as `localhost`.
+fn other_site() -> Server {
+    t!(Server::start(|path| match path {
+        "/ext.html" => Response::html(r#"<a href="/ext2.html">2</a>"#),
+        "/ext2.html" => Response::html("<p>end</p>"),
+        _ => Response::not_found(),
+    }))
+}
+
+/// The main site on 127.0.0.1: cycles, relative/absolute links, `<base>`, fragments, query
+/// strings, redirects (one a loop), a 404, a PDF, a robots.txt disallow, links elsewhere.
+fn start_main(other_port: u16) -> Server {
+    let own_port = Arc::new(OnceLock::new());
+    let port = own_port.clone();
+    let server = t!(Server::start(move |path| {
+        let own = port.get().copied().unwrap_or(0);
+        let html = |s: &str| Response::html(s.to_string());
+        match path {
+            "/robots.txt" => Response::new(200, "text/plain", b"User-agent: *\nDisallow: /private/\n".to_vec()),
+            "/" => Response::html(format!(
+                r##"<html><head><title>home</title></head><body>
+                <a href="a.html">a</a> <a href="/b.html#part">b</a> <a href="#top">self</a> <a href="/">home</a>
+                <a href="c.html?x=1">c1</a> <a href="mailto:me@example.com">mail</a> <a href="javascript:void(0)">js</a>
+                <a href="/private/secret.html">secret</a> <a href="http://localhost:{other_port}/ext.html">ext</a>
+                <a href="/old">old</a> <a href="/missing.html">404</a> <a href="/doc.pdf">pdf</a> <a href="dir/">dir</a>
+                <a href="/loop1">loop</a> <a href="HTTP://127.0.0.1:{own}/a.html">abs</a>
+                </body></html>"##
+            )),
+            "/a.html" => html(r#"<a href="/">back</a> <a href="b.html">b</a> <a href="deep.html">deep</a>"#),
+            "/b.html" => html(r#"<a href="a.html#x">a</a> <a href="c.html?x=1">c1</a> <a href="c.html?x=2">c2</a>"#),
+            "/c.html?x=1" | "/c.html?x=2" => html(r#"<a href="/b.html">b</a>"#),
+            "/dir/" => {
+                html(r#"<html><head><base href="/base/"></head><body><a href="target.html">t</a></body></html>"#)
+            }
+            "/base/target.html" => html(r#"<a href="../deeper.html">deeper</a>"#),
+            "/deep.html" => html(r#"<a href="/deeper.html">deeper</a>"#),
+            "/deeper.html" => html(r#"<a href="/">home</a> <a href="/deepest.html">x</a>"#),
+            "/deepest.html" => html("end"),
+            "/old" => Response::redirect(301, "/moved.html"),
+            "/moved.html" => html(r#"<a href="/after-redirect.html">after</a>"#),
+            "/after-redirect.html" => html("end"),
+            "/loop1" => Response::redirect(302, "/loop2"),
+            "/loop2" => Response::redirect(302, "/loop1"),
+            "/doc.pdf" => Response::new(200, "application/pdf", b"%PDF-1.4 <a href=\"/nope.html\">".to_vec()),
+            "/private/secret.html" => html("secret"),
+            _ => Response::not_found(),
+        }
+    }));
+    own_port.set(server.port()).expect("set once");
+    server
+}
+
+struct Crawl {
+    main: Server,
+    other: Server,
+    dir: tempfile::TempDir,
+}
+
+impl Crawl {
+    fn new() -> Crawl {
+        let other = other_site();
+        let main = start_main(other.port());
+        Crawl { main, other, dir: t!(tempfile::tempdir()) }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.main.base("127.0.0.1"))
+    }
+
+    /// Runs a crawl from `/` with `extra` flags; returns the output's lines, keyed by URL.
+    fn run(&self, extra: &[&str]) -> (BTreeMap<String, (u32, String)>, String) {
+        let out = self.dir.path().join(format!("{}.txt", unique_name("out")));
+        let name = unique_name("crawl");
+        let start = self.url("/");
+        let out_s = out.to_string_lossy().into_owned();
+        let mut args = vec!["crawl", start.as_str(), "--name", &name, "--out", &out_s, "--threads", "4"];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "crawl failed: {}", stderr(&o));
+        let got = lines(&out).into_iter().map(|(d, s, u)| (u, (d, s))).collect();
+        (got, stderr(&o))
+    }
+
+    fn expect(&self, items: &[(u32, &str, &str)]) -> BTreeMap<String, (u32, String)> {
+        items.iter().map(|(d, s, p)| (self.url(p), (*d, s.to_string()))).collect()
+    }
+
+    /// Each page requested at most once (robots.txt included); the disallowed one never.
+    fn assert_each_once(&self) {
+        for (path, n) in self.main.requests().into_iter().chain(self.other.requests()) {
+            assert_eq!(n, 1, "{path} requested {n} times");
+        }
+        assert!(!self.main.requests().contains_key("/private/secret.html"));
+    }
+}
+
+const LEVEL0: &[(u32, &str, &str)] = &[(0, "200", "/")];
+const LEVEL1: &[(u32, &str, &str)] = &[
+    (1, "200", "/a.html"),
+    (1, "200", "/b.html"),
+    (1, "200", "/c.html?x=1"),
+    (1, "301", "/old"),
+    (1, "200", "/moved.html"), // the redirect's target keeps the depth
+    (1, "404", "/missing.html"),
+    (1, "200", "/doc.pdf"),
+    (1, "200", "/dir/"),
+    (1, "302", "/loop1"),
+    (1, "302", "/loop2"), // and back to /loop1: a duplicate, the loop ends
+];
+const LEVEL2: &[(u32, &str, &str)] = &[
+    (2, "200", "/deep.html"),
+    (2, "200", "/c.html?x=2"),
+    (2, "200", "/base/target.html"), // resolved against <base href="/base/">
+    (2, "200", "/after-redirect.html"),
+];
+
+#[test]
+fn depth_0_fetches_the_start_page_only() {
+    let c = Crawl::new();
+    let (got, err) = c.run(&["--depth", "0"]);
+    assert_eq!(got, c.expect(LEVEL0));
+    assert!(err.contains("1 pages fetched, 0 errors"), "{err}");
+    c.assert_each_once();
+}
+
+#[test]
+fn depth_1_and_2_fetch_exact_sets_with_depths() {
+    let c = Crawl::new();
+    let (got, _) = c.run(&["--depth", "1"]);
+    assert_eq!(got, c.expect(&[LEVEL0, LEVEL1].concat()));
+    c.assert_each_once();
+
+    let c = Crawl::new();
+    let (got, err) = c.run(&["--depth", "2"]);
+    assert_eq!(got, c.expect(&[LEVEL0, LEVEL1, LEVEL2].concat()));
+    c.assert_each_once();
+    assert!(c.other.requests().is_empty(), "the other host was contacted: {:?}", c.other.requests());
+    assert!(err.contains("15 pages fetched, 0 errors"), "{err}");
+    assert!(err.contains("1 disallowed by robots.txt"), "{err}");
+    // /deeper.html would be depth 3: not recorded
+    assert!(!c.main.requests().contains_key("/deeper.html"));
+}
+
+#[test]
+fn any_host_follows_links_to_the_other_host() {
+    let c = Crawl::new();
+    let (got, _) = c.run(&["--depth", "2", "--any-host"]);
+    let mut want = c.expect(&[LEVEL0, LEVEL1, LEVEL2].concat());
+    let other = c.other.base("localhost");
+    want.insert(format!("{other}/ext.html"), (1, "200".into()));
+    want.insert(format!("{other}/ext2.html"), (2, "200".into()));
+    assert_eq!(got, want);
+    c.assert_each_once();
+    assert_eq!(c.other.requests().get("/robots.txt"), Some(&1));
+}
+
+#[test]
+fn ignore_robots_fetches_the_disallowed_page() {
+    let c = Crawl::new();
+    let (got, _) = c.run(&["--depth", "1", "--ignore-robots", "--dedupe", "memory"]);
+    assert_eq!(got.get(&c.url("/private/secret.html")), Some(&(1, "200".into())));
+    assert!(!c.main.requests().contains_key("/robots.txt"));
+}
+
+#[test]
+fn claims_are_znodes_holding_the_url_and_reset_starts_over() {
+    let c = Crawl::new();
+    let name = unique_name("reset");
+    let out = c.dir.path().join("o.txt");
+    let (start, out_s) = (c.url("/"), out.to_string_lossy().into_owned());
+    let args = ["crawl", &start, "--name", &name, "--out", &out_s, "--depth", "1", "--buckets", "8"];
+    ok(&args);
+    let n = lines(&out).len();
+    assert_eq!(n, 11);
+    // every fetched URL has its node, data = the URL
+    let zk = connect();
+    let set = t!(UrlSet::new(&name, 8));
+    for (_, _, url) in lines(&out) {
+        let (data, _) = t!(zk.get(&set.path_of(&url)));
+        assert_eq!(String::from_utf8_lossy(&data), url);
+    }
+    assert_eq!(t!(zk.children(&format!("/crawler/{name}/buckets"))).len(), 8);
+    // a second run of the same crawl finds everything claimed
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("already claimed"), "{}", stderr(&o));
+    assert!(lines(&out).is_empty());
+    // another bucket count would break the table: refused
+    let err = fails(&["crawl", &start, "--name", &name, "--out", &out_s, "--buckets", "9"]);
+    assert!(err.contains("uses 8 buckets"), "{err}");
+    // --reset starts over
+    let with_reset = [&args[..], &["--reset"]].concat();
+    ok(&with_reset);
+    assert_eq!(lines(&out).len(), n);
+    // --reset alone removes the crawl
+    ok(&["crawl", "--reset", "--name", &name]);
+    assert!(t!(zk.exists(&format!("/crawler/{name}"))).is_none());
+}
+
+/// A site whose two start pages each wait (up to 20 s) until both were requested, so both
+/// crawlers have claimed their start before either sees a link; then a shared graph.
+fn gated_site(pages: u32) -> Server {
+    let gate = Arc::new((Mutex::new(0u32), Condvar::new()));
+    let generated = site::generated(pages, 6);
+    t!(Server::start(move |path| {
+        if path == "/start-a.html" || path == "/start-b.html" {
+            let (m, cv) = &*gate;
+            let mut n = m.lock().unwrap();
+            *n += 1;
+            cv.notify_all();
+            let _ = cv.wait_timeout_while(n, Duration::from_secs(20), |n| *n < 2).unwrap();
+            let first = if path == "/start-a.html" { 0 } else { pages / 2 };
+            return Response::html(format!(
+                r#"<a href="/p/{first}.html">in</a> <a href="/p/0.html">zero</a> <a href="/start-a.html">a</a> <a href="/start-b.html">b</a>"#
+            ));
+        }
+        generated(path)
+    }))
+}
+
+#[test]
+fn two_crawlers_with_one_name_fetch_each_page_once() {
+    let pages = 120;
+    let server = gated_site(pages);
+    let dir = t!(tempfile::tempdir());
+    let name = unique_name("shared");
+    let spawn = |start: &str, out: &str| {
+        let url = format!("{}{start}", server.base("127.0.0.1"));
+        let out = dir.path().join(out).to_string_lossy().into_owned();
+        t!(zkutil(&["crawl", &url, "--name", &name, "--out", &out, "--depth", "50", "--threads", "3"])
+            .stderr(std::process::Stdio::piped())
+            .spawn())
+    };
+    // the table must exist before two crawlers race to make it (prepare is idempotent anyway)
+    let a = spawn("/start-a.html", "a.txt");
+    let b = spawn("/start-b.html", "b.txt");
+    let (a, b) = (t!(a.wait_with_output()), t!(b.wait_with_output()));
+    assert!(a.status.success() && b.status.success(), "{}\n{}", stderr(&a), stderr(&b));
+    let la = lines(&dir.path().join("a.txt"));
+    let lb = lines(&dir.path().join("b.txt"));
+    assert!(!la.is_empty() && !lb.is_empty(), "both crawlers worked");
+    let mut all: HashMap<String, usize> = HashMap::new();
+    for (_, status, url) in la.iter().chain(&lb) {
+        assert_eq!(status, "200", "{url}");
+        *all.entry(url.clone()).or_default() += 1;
+    }
+    assert!(all.values().all(|n| *n == 1), "some URL in both files");
+    let base = server.base("127.0.0.1");
+    let mut want: BTreeSet<String> = (0..pages).map(|i| format!("{base}{}", site::page_path(i))).collect();
+    want.insert(format!("{base}/start-a.html"));
+    want.insert(format!("{base}/start-b.html"));
+    assert_eq!(all.keys().cloned().collect::<BTreeSet<_>>(), want);
+    for (path, n) in server.requests() {
+        // each crawler reads robots.txt once (a 404 here); every page is fetched once in all
+        let max = if path == "/robots.txt" { 2 } else { 1 };
+        assert!(n <= max && (path == "/robots.txt" || n == 1), "{path} requested {n} times");
+    }
+    assert_eq!(server.requests().len(), want.len() + 1);
+}
+
+#[test]
+fn bad_pages_are_error_lines_and_the_crawl_goes_on() {
+    let server = t!(Server::start(|path| match path {
+        "/" => Response::html(
+            r#"<a href="/big.html">big</a> <a href="/slow.html">slow</a> <a href="/broken.html">broken</a>
+               <a href="http://127.0.0.1:1/refused.html">refused</a> <a href="/ok.html">ok</a>"#
+        ),
+        "/big.html" => Response::html("x".repeat(3 << 20)),
+        "/slow.html" => {
+            std::thread::sleep(Duration::from_secs(3));
+            Response::html("late")
+        }
+        "/broken.html" =>
+            Response::html("<html><body><a href='/ok2.html'>unclosed <div><p><a href=\"/ok.html\"</b></tr>"),
+        "/ok.html" | "/ok2.html" => Response::html("fine"),
+        _ => Response::not_found(),
+    }));
+    let dir = t!(tempfile::tempdir());
+    let out = dir.path().join("o.txt").to_string_lossy().into_owned();
+    let start = format!("{}/", server.base("127.0.0.1"));
+    let o = run(&[
+        "crawl",
+        &start,
+        "--dedupe",
+        "memory",
+        "--out",
+        &out,
+        "--timeout",
+        "1s",
+        "--max-body",
+        "1M",
+        "--depth",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got: BTreeMap<String, (u32, String)> = lines(Path::new(&out))
+        .into_iter()
+        .map(|(d, s, u)| (u.replace(&server.base("127.0.0.1"), ""), (d, s)))
+        .collect();
+    assert_eq!(got.get("/big.html").map(|(_, s)| s.as_str()), Some("error:body-too-large(>1048576)"));
+    assert_eq!(got.get("/slow.html").map(|(_, s)| s.as_str()), Some("error:timeout"));
+    assert_eq!(got.get("/broken.html").map(|(_, s)| s.as_str()), Some("200"));
+    assert_eq!(got.get("/ok2.html"), Some(&(2, "200".into())));
+    assert_eq!(got.get("/ok.html"), Some(&(1, "200".into())));
+    // 127.0.0.1:1 is the same host (ports do not matter for scope) and refuses
+    let refused = got.get("http://127.0.0.1:1/refused.html").map(|(_, s)| s.clone()).unwrap_or_default();
+    assert!(refused.starts_with("error:connection"), "{got:?}");
+    assert!(stderr(&o).contains("3 errors"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_1() {
+    let dir = t!(tempfile::tempdir());
+    let out = dir.path().join("o.txt").to_string_lossy().into_owned();
+    assert!(fails(&["crawl", "not a url", "--out", &out]).contains("start URL"));
+    assert!(fails(&["crawl", "ftp://127.0.0.1/", "--out", &out]).contains("unsupported scheme"));
+    let err = fails(&["crawl", "http://127.0.0.1:1/", "--out", &out, "--dedupe", "memory"]);
+    assert!(err.contains("start URL http://127.0.0.1:1/: connection"), "{err}");
+    assert!(t!(std::fs::read_to_string(&out)).starts_with("0\terror:connection"));
+    let err =
+        fails(&["crawl", "http://127.0.0.1:1/", "--out", &out, "--hosts", "127.0.0.1:1", "--connect-timeout", "1s"]);
+    assert!(err.contains("ZooKeeper"), "{err}");
+    let o = run(&["crawl", "http://127.0.0.1/", "--threads", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn plain_format_and_max_pages() {
+    let server = t!(Server::start(site::generated(50, 4)));
+    let dir = t!(tempfile::tempdir());
+    let out = dir.path().join("o.txt").to_string_lossy().into_owned();
+    let start = format!("{}/p/0.html", server.base("127.0.0.1"));
+    ok(&[
+        "crawl",
+        &start,
+        "--dedupe",
+        "memory",
+        "--out",
+        &out,
+        "--format",
+        "plain",
+        "--max-pages",
+        "7",
+        "--depth",
+        "9",
+    ]);
+    let text = t!(std::fs::read_to_string(&out));
+    assert_eq!(text.lines().count(), 7);
+    assert!(text.lines().all(|l| l.starts_with("http://127.0.0.1:") && !l.contains('\t')));
+    assert_eq!(server.total() - server.requests().get("/robots.txt").copied().unwrap_or(0), 7);
+}
+
+#[test]
+fn ctrl_c_stops_with_whole_lines() {
+    let server = t!(Server::start(|path| {
+        if path != "/p/0.html" && path != "/robots.txt" {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        site::generated(10_000, 10)(path)
+    }));
+    let dir = t!(tempfile::tempdir());
+    let out = dir.path().join("o.txt");
+    let out_s = out.to_string_lossy().into_owned();
+    let start = format!("{}/p/0.html", server.base("127.0.0.1"));
+    let child = t!(zkutil(&["crawl", &start, "--name", &unique_name("int"), "--out", &out_s, "--depth", "9"])
+        .stderr(std::process::Stdio::piped())
+        .spawn());
+    assert!(wait_until(Duration::from_secs(20), || std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() >= 3)));
+    t!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status());
+    let o = t!(child.wait_with_output());
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("(stopped)"), "{}", stderr(&o));
+    let text = t!(std::fs::read_to_string(&out));
+    assert!(text.ends_with('\n'));
+    assert!(lines(&out).len() >= 3);
+}
+
+#[test]
+fn claimer_survives_session_expiry() {
+    let name = unique_name("expiry");
+    let zk = connect();
+    let set = t!(UrlSet::new(&name, 4));
+    t!(set.prepare(&zk));
+    let claimer = Claimer::start(set.clone(), connect());
+    let urls = |r: std::ops::Range<u32>| r.map(|i| format!("http://h/{i}")).collect::<Vec<_>>();
+    assert!(t!(claimer.claim(urls(0..50))).iter().all(|c| *c == Claim::Claimed));
+    // expire the claimer's session: a second handle takes it over and closes it (again if the
+    // claimer's client won the session back before the close went through)
+    let (id, pw) = claimer.client_id();
+    assert!(wait_until(Duration::from_secs(20), || {
+        if claimer.sessions() < 2 {
+            let opts = ConnectOptions {
+                session: Some((id, pw)),
+                connect_timeout: Duration::from_secs(2),
+                ..ConnectOptions::new(hosts())
+            };
+            drop(opts.connect());
+        }
+        let r = t!(claimer.claim(urls(0..60)));
+        r[..50].iter().all(|c| *c == Claim::AlreadyClaimed) && claimer.sessions() == 2
+    }));
+    let total: usize = (0..4).map(|b| t!(zk.children(&format!("/crawler/{name}/buckets/{b}"))).len()).sum();
+    assert_eq!(total, 60);
+    drop(claimer);
+    t!(UrlSet::reset(&zk, &name));
+}
+
+#[test]
+fn racing_claimers_claim_each_url_once() {
+    let name = unique_name("race");
+    let zk = connect();
+    let set = t!(UrlSet::new(&name, 16));
+    t!(set.prepare(&zk));
+    let a = Claimer::start(set.clone(), connect());
+    let b = Claimer::start(set.clone(), connect());
+    let claimed: Vec<String> = std::thread::scope(|s| {
+        fn run(c: &Claimer, r: std::ops::Range<u32>) -> Vec<String> {
+            let urls = |r: std::ops::Range<u32>| r.map(|i| format!("http://h/{i}")).collect::<Vec<_>>();
+            // in pieces, as a crawl submits them
+            let mut mine = Vec::new();
+            for start in r.clone().step_by(25) {
+                let batch = urls(start..(start + 25).min(r.end));
+                let got = t!(c.claim(batch.clone()));
+                mine.extend(batch.into_iter().zip(got).filter(|(_, c)| *c == Claim::Claimed).map(|(u, _)| u));
+            }
+            mine
+        }
+        let (a_ref, b_ref) = (&a, &b);
+        let ha = s.spawn(move || run(a_ref, 0..400));
+        let hb = s.spawn(move || run(b_ref, 200..600));
+        [ha.join().unwrap(), hb.join().unwrap()].concat()
+    });
+    let unique: BTreeSet<&String> = claimed.iter().collect();
+    assert_eq!(unique.len(), claimed.len(), "a URL claimed twice");
+    assert_eq!(unique.len(), 600);
+    drop((a, b));
+    t!(UrlSet::reset(&zk, &name));
+}
