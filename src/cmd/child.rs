@@ -55,14 +55,28 @@ impl Child {
 
     /// SIGTERM, then SIGKILL after [`GRACE`]; returns how it ended.
     pub fn terminate(&mut self) -> Result<ExitStatus> {
+        self.stop(Signal::SIGTERM)
+    }
+
+    /// Passes on the signal that stopped zkutil (SIGINT for Ctrl-C, else SIGTERM), then
+    /// SIGKILL after [`GRACE`]; returns how it ended.
+    pub fn forward_stop(&mut self) -> Result<ExitStatus> {
+        match crate::util::stopped_by() {
+            Some(crate::util::Stop::Interrupt) => self.stop(Signal::SIGINT),
+            _ => self.stop(Signal::SIGTERM),
+        }
+    }
+
+    /// `sig`, then SIGKILL after [`GRACE`]; returns how it ended.
+    fn stop(&mut self, sig: Signal) -> Result<ExitStatus> {
         if let Some(s) = self.exited {
             return Ok(s);
         }
-        let _ = send_signal(self.pid, Signal::SIGTERM);
+        let _ = send_signal(self.pid, sig);
         let r = match self.done.recv_timeout(GRACE) {
             Ok(r) => r,
             Err(_) => {
-                log::warn!("CMD (pid {}) ignored SIGTERM for {GRACE:?}: killing it", self.pid);
+                log::warn!("CMD (pid {}) ignored {sig} for {GRACE:?}: killing it", self.pid);
                 let _ = send_signal(self.pid, Signal::SIGKILL);
                 self.done.recv().context("lost track of CMD")?
             }

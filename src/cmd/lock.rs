@@ -2,19 +2,18 @@
 //! flock), both on `recipes::lock`.
 
 use std::io::{self, Write};
-use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, ExitCode, ExitStatus};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use crossbeam_channel::{Receiver, bounded, select};
-use nix::sys::signal::Signal;
+use crossbeam_channel::select;
 
 use super::Run;
+use super::child::{Child, exit_code};
 use super::exit::after_stop;
 use crate::cli::{Global, LockArgs, MutexArgs};
 use crate::recipes::lock::{Contender, Held, Lock, LockError, Mode};
-use crate::util::{Stop, send_signal, shutdown, stopped_by};
+use crate::util::shutdown;
 
 /// `task-0000000003`: the sequence part of the lock node.
 fn task_name(c: &Contender) -> String {
@@ -79,8 +78,10 @@ impl Run for MutexArgs {
                 let left = until.saturating_duration_since(Instant::now());
                 select! {
                     recv(held.lost()) -> ev => if held.is_lost(ev) {
-                        self.say(&format!("task {name} lost the lock (session expired)"))?;
-                        bail!("lost the lock {} (session expired)", self.path);
+                        let why = held.why_lost();
+                        held.abandon();
+                        self.say(&format!("task {name} lost the lock ({why})"))?;
+                        bail!("lost the lock {} ({why})", self.path);
                     },
                     recv(stop) -> _ => {
                         drop(held); // deletes our node: the next waiter starts at once
@@ -102,20 +103,6 @@ impl Run for MutexArgs {
     }
 }
 
-/// Waits for the child, SIGKILLing it if it is still there after a grace period.
-fn reap(done: &Receiver<io::Result<ExitStatus>>, pid: u32) {
-    if done.recv_timeout(Duration::from_secs(10)).is_err() {
-        let _ = send_signal(pid, Signal::SIGKILL);
-        let _ = done.recv();
-    }
-}
-
-/// CMD's exit code as a shell reports it: its code, or 128 + the signal that killed it.
-fn exit_code(status: ExitStatus) -> ExitCode {
-    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    ExitCode::from(code.clamp(0, 255) as u8)
-}
-
 impl Run for LockArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let stop = shutdown();
@@ -134,25 +121,19 @@ impl Run for LockArgs {
             Err(e) => return Err(anyhow!(e).context(format!("taking the lock {}", self.path))),
         };
         let program = &self.command[0];
-        let mut child =
-            Command::new(program).args(&self.command[1..]).spawn().with_context(|| format!("running {program}"))?;
-        let pid = child.id();
-        let (tx, done) = bounded(1);
-        std::thread::Builder::new().name("child".into()).spawn(move || {
-            let _ = tx.send(child.wait());
-        })?;
+        let mut child = Child::spawn(&self.command)?; // on error the guard releases the lock
         let status = loop {
             select! {
-                recv(done) -> st => break st.context("waiting for the command")?.context("waiting for the command")?,
+                recv(child.done()) -> r => break child.reaped(r)?,
                 recv(held.lost()) -> ev => if held.is_lost(ev) {
-                    let _ = send_signal(pid, Signal::SIGTERM);
-                    reap(&done, pid);
-                    bail!("lost the lock {} (session expired); sent {program} SIGTERM", self.path);
+                    let _ = child.terminate();
+                    let why = held.why_lost();
+                    held.abandon();
+                    bail!("lost the lock {} ({why}); sent {program} SIGTERM", self.path);
                 },
                 recv(stop) -> _ => {
-                    let sig = if stopped_by() == Some(Stop::Interrupt) { Signal::SIGINT } else { Signal::SIGTERM };
-                    let _ = send_signal(pid, sig);
-                    reap(&done, pid);
+                    // CMD first, then the node: the next holder never overlaps with CMD.
+                    child.forward_stop()?;
                     drop(held);
                     return Ok(after_stop());
                 },

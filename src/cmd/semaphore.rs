@@ -3,8 +3,9 @@
 //!
 //! CMD's streams and exit code pass through. The lease outlives CMD: on Ctrl-C/SIGTERM CMD
 //! is ended first and the lease deleted after (never N+1 CMDs running); if the session is
-//! lost while CMD runs, another process may hold the lease by now, so CMD gets SIGTERM at
-//! once and zkutil exits 1.
+//! lost while CMD runs (expired, or no connection for a sixth of the session timeout),
+//! another process may hold the lease by now, so CMD gets SIGTERM at once and zkutil
+//! exits 1.
 
 use std::num::NonZeroU32;
 use std::process::ExitCode;
@@ -43,12 +44,14 @@ impl Run for SemaphoreArgs {
             recv(lease.lost()) -> _ => {
                 let program = &self.command[0];
                 let _ = child.terminate();
-                bail!("{what}: lost our lease (session expired or disconnected too long); sent {program} SIGTERM");
+                let why = lease.why_lost();
+                lease.abandon();
+                bail!("{what}: lost our lease ({why}); sent {program} SIGTERM");
             },
             recv(stop) -> _ => {
                 // CMD first (SIGTERM, SIGKILL after a grace period), then the lease: the next
                 // contender must not start while CMD still runs.
-                child.terminate()?;
+                child.forward_stop()?;
                 drop(lease);
                 drop(sem);
                 drop(zk); // closes the session at once

@@ -18,14 +18,18 @@
 //!   children are searched for it before anything is created again (never two nodes);
 //! - before acting as holder, the node's ephemeralOwner must be this session;
 //! - a contender that gives up (deadline, cancel) deletes its node;
-//! - the guard deletes its node on Drop; `Held::lost` reports a session that ended.
+//! - the guard deletes its node on Drop; `Held::lost` tells the holder to let go when the
+//!   session ended, or when the connection has been down for a sixth of the session timeout
+//!   (see [`Monitor`]: waiting for the full timeout, as Curator's LOST does, lets a holder
+//!   cut off from ZooKeeper run on after the server expired it and handed the lock on).
 //!
 //! This module never prints: it returns typed results and lets the command choose words.
 
 use std::fmt;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvError, never, select};
+use crossbeam_channel::{Receiver, RecvError, Sender, bounded, never, select, unbounded};
 
 use crate::zk::{self, Acl, Code, CreateMode, EventKind, Op, OpResult, SessionEvent, Stat, ZooKeeper};
 
@@ -99,17 +103,20 @@ pub struct Lock<'z> {
     /// One subscription for the lock's lifetime (a subscription per attempt would pile up
     /// senders in the client until the next session event).
     events: Receiver<SessionEvent>,
-    /// Disconnects when the session is lost: expired, or cut off from ZooKeeper for longer
-    /// than the session timeout (by then the server has dropped our node, and another
-    /// contender may hold the lock: Curator's LOST).
-    lost: Receiver<()>,
+    /// Tells each hold when to let go.
+    monitor: Monitor,
 }
 
 impl<'z> Lock<'z> {
     /// A lock at `dir` (created as containers on first use) in `mode`.
     pub fn new(zk: &'z ZooKeeper, dir: &str, mode: Mode) -> zk::Result<Lock<'z>> {
         zk::validate_path(dir, false)?;
-        Ok(Lock { zk, dir: dir.to_string(), mode, events: zk.session_events(), lost: zk.session_lost() })
+        Ok(Lock { zk, dir: dir.to_string(), mode, events: zk.session_events(), monitor: Monitor::new(zk) })
+    }
+
+    /// The monitor that tells this lock's holds when to let go.
+    pub fn monitor(&self) -> &Monitor {
+        &self.monitor
     }
 
     /// The lock's directory.
@@ -163,7 +170,7 @@ impl<'z> Lock<'z> {
                         return Err(LockError::Vanished { node: me.node });
                     }
                 }
-                Ok(Held { lock: self, me, released: false })
+                Ok(Held { lock: self, me, watch: self.monitor.watch(), released: false })
             }
             Err(e) => {
                 if !matches!(e, LockError::Vanished { .. }) {
@@ -371,6 +378,110 @@ pub fn is_reader(name: &str) -> bool {
     head.ends_with("__READ__") || head.ends_with("__rlock__")
 }
 
+/// Tells holders when to let go of what they hold (a lock, a lease). One thread and one
+/// session-event subscription per monitor, whatever the number of holds.
+///
+/// A hold is lost when the session ends, or when the connection has been down for a sixth
+/// of the session timeout T. The server expires a silent session T after it last heard
+/// from us; an idle client pings once T/3 passed without a request, and the C client
+/// notices a silent connection 2T/3 after it last heard from the server (the answer to
+/// that ping). So when the client notices, the server may hand the lock on in T/3 already:
+/// letting go T/6 after the notice keeps a margin of T/6 (at T/3 the two would race; at T,
+/// Curator's LOST, the old holder runs on for 2T/3 beside the new one). A connection that
+/// drops at once (a server restart, a move to another member) usually comes back well
+/// within T/6 and costs nothing.
+pub struct Monitor {
+    register: Sender<(Weak<()>, Sender<()>)>,
+    grace: Duration,
+}
+
+/// One hold's view of its [`Monitor`]: `lost` disconnects when the hold must be given up.
+pub struct Watch {
+    lost: Receiver<()>,
+    _alive: Arc<()>,
+}
+
+impl Watch {
+    /// Disconnects when the hold must be given up.
+    pub fn lost(&self) -> &Receiver<()> {
+        &self.lost
+    }
+}
+
+impl Monitor {
+    /// A monitor of `zk`'s session.
+    pub fn new(zk: &ZooKeeper) -> Monitor {
+        let grace = zk.session_timeout() / 6;
+        let (register, requests) = unbounded::<(Weak<()>, Sender<()>)>();
+        let events = zk.session_events();
+        let dead = zk.is_dead();
+        let mut since = matches!(zk.state(), Some(SessionEvent::Connecting)).then(Instant::now);
+        let spawned = std::thread::Builder::new().name("zk-hold-monitor".into()).spawn(move || {
+            if dead {
+                return; // `requests` drops: every hold is lost from the start
+            }
+            // Live holds (each with a token that its Watch keeps alive); dropping a sender
+            // tells that hold to let go.
+            let mut holds: Vec<(Weak<()>, Sender<()>)> = Vec::new();
+            loop {
+                let overdue = since.is_some_and(|t| t.elapsed() >= grace);
+                if overdue {
+                    holds.clear();
+                }
+                let timer = match since {
+                    Some(t) if !overdue => crossbeam_channel::at(t + grace),
+                    _ => never(),
+                };
+                select! {
+                    recv(events) -> ev => match ev {
+                        Ok(SessionEvent::Connecting) => {
+                            since.get_or_insert_with(Instant::now);
+                        }
+                        Ok(SessionEvent::Connected | SessionEvent::ConnectedReadOnly) => since = None,
+                        Ok(SessionEvent::Expired | SessionEvent::AuthFailed) | Err(_) => return,
+                    },
+                    recv(requests) -> r => match r {
+                        Ok(hold) if since.is_none_or(|t| t.elapsed() < grace) => {
+                            holds.retain(|(alive, _)| alive.strong_count() > 0);
+                            holds.push(hold);
+                        }
+                        Ok(_) => {} // dropped: lost at once
+                        Err(_) => return, // the monitor is gone
+                    },
+                    recv(timer) -> _ => {}
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            // Without the thread every hold counts as lost at once: safe, if useless.
+            log::warn!("starting the hold monitor: {e}");
+        }
+        Monitor { register, grace }
+    }
+
+    /// A watch for a hold that starts now.
+    pub fn watch(&self) -> Watch {
+        let (tx, lost) = bounded::<()>(0);
+        let alive = Arc::new(());
+        // When the thread is gone (the session ended) the sender comes back in the error
+        // and drops here: lost at once.
+        let _ = self.register.send((Arc::downgrade(&alive), tx));
+        Watch { lost, _alive: alive }
+    }
+
+    /// Why a watch fired, in words.
+    pub fn why_lost(&self, zk: &ZooKeeper) -> String {
+        if zk.is_dead() {
+            "session expired".to_string()
+        } else {
+            format!(
+                "no connection to ZooKeeper for {}, a sixth of the session timeout",
+                humantime::format_duration(Duration::from_millis(self.grace.as_millis() as u64))
+            )
+        }
+    }
+}
+
 /// Creates `dir` and its missing ancestors as containers (the server removes them once
 /// they had children and have none left), as Curator's creatingParentContainersIfNeeded.
 pub fn create_containers(zk: &ZooKeeper, dir: &str) -> zk::Result<()> {
@@ -382,6 +493,7 @@ pub fn create_containers(zk: &ZooKeeper, dir: &str) -> zk::Result<()> {
 pub struct Held<'l, 'z> {
     lock: &'l Lock<'z>,
     me: Contender,
+    watch: Watch,
     released: bool,
 }
 
@@ -392,15 +504,21 @@ impl<'l, 'z> Held<'l, 'z> {
     }
 
     /// Select on it while holding and ask `is_lost`: it fires when the session ended, or
-    /// when the client has been cut off for longer than the session timeout. Either way the
-    /// lock is gone (its node with it) and someone else may hold it now.
+    /// when the client has been cut off for a sixth of the session timeout ([`Monitor`]).
+    /// Either way the holder must stop acting as one: someone else may hold the lock now,
+    /// or will soon.
     pub fn lost(&self) -> &Receiver<()> {
-        &self.lock.lost
+        &self.watch.lost
     }
 
     /// True when what `lost()` delivered means the lock is gone (it only ever disconnects).
     pub fn is_lost(&self, ev: Result<(), RecvError>) -> bool {
         ev.is_err()
+    }
+
+    /// Why `lost()` fired, in words: the session expired, or the connection is down.
+    pub fn why_lost(&self) -> String {
+        self.lock.monitor.why_lost(self.lock.zk)
     }
 
     /// Releases the lock and queues for it again, as `acquire` does, in one round trip: a
@@ -450,6 +568,13 @@ impl<'l, 'z> Held<'l, 'z> {
         lock.queued(&id, created, deadline, cancel, on_wait)
     }
 
+    /// Gives the hold up without deleting the node, after `lost()` fired: the connection is
+    /// down or the session gone, so a delete would only wait. The node goes with the
+    /// session (closing the client deletes it at once if the connection is back).
+    pub fn abandon(mut self) {
+        self.released = true;
+    }
+
     /// Releases the lock: deletes our node, through connection loss.
     pub fn release(mut self) -> Result<(), LockError> {
         self.released = true;
@@ -463,7 +588,7 @@ impl Drop for Held<'_, '_> {
             && !self.lock.zk.is_dead()
             && let Err(e) = self.lock.delete_node(&self.me.node, &never())
         {
-            log::warn!("releasing {}: {e}", self.me.node);
+            log::warn!("releasing {}: {e}; it goes when the session ends", self.me.node);
         }
     }
 }

@@ -22,8 +22,8 @@
 //! Safety properties as for the lock: the uuid in the name finds our lease after a
 //! connection loss during the create (never two); the lease must belong to this session;
 //! a contender that gives up (deadline, cancel) deletes its lease; the guard deletes it on
-//! Drop; `Lease::lost` fires when the session is gone (expired, or disconnected longer than
-//! the session timeout, after which the server has expired it or will).
+//! Drop; `Lease::lost` fires when the session ended, or the connection has been down for a
+//! sixth of the session timeout (`lock::Monitor`: the server may have handed the lease on).
 //!
 //! This module never prints: it returns typed results and lets the command choose words.
 
@@ -97,7 +97,7 @@ pub struct Semaphore<'z> {
     lock: Lock<'z>,
     /// One subscription for the semaphore's lifetime (as the lock does).
     events: Receiver<SessionEvent>,
-    /// Disconnects once the session is lost (one watcher thread per semaphore).
+    /// Disconnects once the session is lost (one watcher thread per semaphore): ends waits.
     lost: Receiver<()>,
 }
 
@@ -161,7 +161,8 @@ impl<'z> Semaphore<'z> {
             Some(_) if stat.ephemeral_owner == self.zk.session_id() => self.wait_turn(&node, deadline, cancel, on_wait),
             _ => Err(SemaphoreError::Vanished { node: node.clone() }),
         };
-        let lease = Lease { sem: self, node, seq: seq.unwrap_or_default(), released: false };
+        let watch = self.lock.monitor().watch();
+        let lease = Lease { sem: self, node, seq: seq.unwrap_or_default(), watch, released: false };
         match waited {
             Ok(()) => {
                 // Ours now: let the next contender in. A failed release means the session
@@ -348,6 +349,7 @@ pub struct Lease<'s, 'z> {
     sem: &'s Semaphore<'z>,
     node: String,
     seq: u32,
+    watch: lock::Watch,
     released: bool,
 }
 
@@ -362,11 +364,23 @@ impl Lease<'_, '_> {
         self.seq
     }
 
-    /// Disconnects when the session is lost (expired, or disconnected longer than the
-    /// session timeout): the lease is gone (or going) and another contender may hold it.
-    /// Select on it while holding.
+    /// Disconnects when the lease must be given up (the session ended, or the connection
+    /// has been down for a sixth of the session timeout: `lock::Monitor`): another
+    /// contender may hold it now, or soon. Select on it while holding.
     pub fn lost(&self) -> &Receiver<()> {
-        &self.sem.lost
+        self.watch.lost()
+    }
+
+    /// Why `lost()` fired, in words.
+    pub fn why_lost(&self) -> String {
+        self.sem.lock.monitor().why_lost(self.sem.zk)
+    }
+
+    /// Gives the lease up without deleting its node, after `lost()` fired: the connection
+    /// is down or the session gone, so a delete would only wait. The node goes with the
+    /// session (closing the client deletes it at once if the connection is back).
+    pub fn abandon(mut self) {
+        self.released = true;
     }
 
     /// Releases the lease: deletes its node, through connection loss.
@@ -382,7 +396,7 @@ impl Drop for Lease<'_, '_> {
             && !self.sem.zk.is_dead()
             && let Err(e) = self.sem.delete_node(&self.node, &never())
         {
-            log::warn!("releasing {}: {e}", self.node);
+            log::warn!("releasing {}: {e}; it goes when the session ends", self.node);
         }
     }
 }
