@@ -25,8 +25,32 @@ pub struct Child {
 impl Child {
     /// Starts `argv` (non-empty) with stdin, stdout and stderr inherited.
     pub fn spawn(argv: &[String]) -> Result<Child> {
+        Child::start(argv, None)
+    }
+
+    /// Starts `argv` (non-empty) with `input` on its stdin (written from a thread, so a CMD
+    /// that does not read it all cannot block us), stdout and stderr inherited.
+    pub fn spawn_fed(argv: &[String], input: Vec<u8>) -> Result<Child> {
+        Child::start(argv, Some(input))
+    }
+
+    fn start(argv: &[String], input: Option<Vec<u8>>) -> Result<Child> {
         let (prog, args) = argv.split_first().context("no command given")?;
-        let mut child = Command::new(prog).args(args).spawn().with_context(|| format!("starting {prog}"))?;
+        let mut cmd = Command::new(prog);
+        cmd.args(args);
+        if input.is_some() {
+            cmd.stdin(std::process::Stdio::piped());
+        }
+        let mut child = cmd.spawn().with_context(|| format!("starting {prog}"))?;
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            std::thread::Builder::new()
+                .name("child-stdin".into())
+                .spawn(move || {
+                    use std::io::Write;
+                    let _ = stdin.write_all(&input); // EPIPE: CMD did not want it all
+                })
+                .context("spawning the thread that feeds CMD")?;
+        }
         let pid = child.id();
         let (tx, done) = crossbeam_channel::bounded(1);
         std::thread::Builder::new()

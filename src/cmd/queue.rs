@@ -1,11 +1,13 @@
 //! `zkutil queue produce|consume|len|peek`: the words around `recipes::queue`.
 
 use std::io::{self, BufWriter, Read, Write};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{ExitCode, ExitStatus};
 
 use anyhow::{Context, Result, bail};
+use crossbeam_channel::{Receiver, select};
 
 use super::Run;
+use super::child::Child;
 use super::exit::after_stop;
 use crate::cli::{Global, PathArg, QueueCmd, QueueConsumeArgs, QueuePeekArgs, QueueProduceArgs};
 use crate::recipes::queue::{self, Claimed, Claimer, End, Item, Queue, Sink};
@@ -122,7 +124,7 @@ impl Run for QueueConsumeArgs {
 
 impl QueueConsumeArgs {
     /// At least once: claim an item, run CMD on it, complete it only when CMD exits 0.
-    fn run_cmd(&self, _zk: &ZooKeeper, q: &Queue<'_>, stop: &crossbeam_channel::Receiver<()>) -> Result<ExitCode> {
+    fn run_cmd(&self, _zk: &ZooKeeper, q: &Queue<'_>, stop: &Receiver<()>) -> Result<ExitCode> {
         let mut claimer = Claimer::new(q);
         let mut done = 0u64;
         while self.count.is_none_or(|n| done < n) {
@@ -133,7 +135,7 @@ impl QueueConsumeArgs {
                 Err(e) => return Err(anyhow::Error::new(e).context(format!("consuming from {}", self.path))),
             };
             let path = claim.item().path.clone();
-            let status = run_on(&self.cmd, &claim.item().data);
+            let status = run_on(&self.cmd, &claim.item().data, stop);
             match status {
                 Ok(s) if s.success() => {
                     claim.complete().with_context(|| format!("completing {path}"))?;
@@ -159,7 +161,7 @@ impl QueueConsumeArgs {
     }
 }
 
-fn describe(s: std::process::ExitStatus) -> String {
+fn describe(s: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (s.code(), s.signal()) {
         (Some(c), _) => format!("exited with status {c}"),
@@ -168,22 +170,15 @@ fn describe(s: std::process::ExitStatus) -> String {
     }
 }
 
-/// Runs CMD with `data` on its stdin (written from a thread, so a CMD that does not read
-/// it cannot block us); CMD's stdout and stderr are ours.
-fn run_on(cmd: &[String], data: &[u8]) -> Result<std::process::ExitStatus> {
-    let mut child = Command::new(&cmd[0])
-        .args(&cmd[1..])
-        .stdin(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", cmd[0]))?;
-    let mut stdin = child.stdin.take().context("CMD's stdin")?;
-    let data = data.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&data); // EPIPE: CMD did not want it all
-    });
-    let status = child.wait().with_context(|| format!("waiting for {}", cmd[0]))?;
-    let _ = writer.join();
-    Ok(status)
+/// Runs CMD with `data` on its stdin; CMD's stdout and stderr are ours. Ctrl-C/SIGTERM
+/// while it runs is passed on to CMD (SIGKILL after a grace period), whose failure then
+/// leaves the item in the queue.
+fn run_on(cmd: &[String], data: &[u8], stop: &Receiver<()>) -> Result<ExitStatus> {
+    let mut child = Child::spawn_fed(cmd, data.to_vec())?;
+    select! {
+        recv(child.done()) -> r => child.reaped(r),
+        recv(stop) -> _ => child.forward_stop(),
+    }
 }
 
 #[cfg(test)]

@@ -235,3 +235,34 @@ fn missing_queue_and_unreachable_zookeeper() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("cannot reach ZooKeeper at 127.0.0.1:1"), "{}", stderr(&o));
 }
+
+#[test]
+fn sigterm_while_cmd_runs_stops_cmd_and_leaves_the_item() {
+    let q = format!("{}/q", unique_root("q-cmd-term"));
+    ok(&["queue", "produce", &q, "work"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let script = format!(
+        "trap 'echo term >> {0}; exit 3' TERM; cat > /dev/null; echo started >> {0}; while :; do sleep 0.05; done",
+        log.display()
+    );
+    let mut a = zkutil(&["queue", "consume", &q, "--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || std::fs::read_to_string(&log).is_ok_and(|l| l == "started\n")));
+    // zkutil alone (not its process group, as `kill PID` or a supervisor does)
+    t!(zkutil::util::send_signal(a.id(), nix::sys::signal::Signal::SIGTERM));
+    let done = wait_until(Duration::from_secs(10), || a.try_wait().unwrap().is_some());
+    if !done {
+        let _ = a.kill();
+    }
+    assert!(done, "zkutil waited for CMD instead of passing SIGTERM on");
+    assert_eq!(a.wait().unwrap().code(), Some(143));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "started\nterm\n");
+    // the item stays, unclaimed
+    let zk = connect();
+    assert_eq!(t!(zk.children(&q)), ["entry-100-0000000000"]);
+    assert!(t!(zk.children(&format!("{q}/entry-100-0000000000"))).is_empty());
+}
