@@ -274,8 +274,13 @@ impl ZooKeeper {
             )
         };
         let Some(zh) = NonNull::new(zh) else {
+            // zookeeper_init2 resolves every host at once (getaddrs) and maps a failed
+            // getaddrinfo to errno: ENOENT for an unknown name, EINVAL for the rest.
             let err = std::io::Error::last_os_error();
-            return Err(bad(&format!("the ZooKeeper client refused it ({err})")));
+            return Err(bad(&match err.raw_os_error() {
+                Some(2) => "a host name does not resolve".to_string(),
+                _ => format!("the ZooKeeper client refused it ({err})"),
+            }));
         };
         let acl = if opts.digest.is_some() { Acl::creator_all() } else { Acl::open() };
         // From here Drop closes the handle on every error path.
@@ -295,6 +300,14 @@ impl ZooKeeper {
         }
         if let Some(digest) = &opts.digest {
             zk.add_auth("digest", digest.as_bytes())?;
+        }
+        // A missing chroot would make every later call fail with a baffling "/: node does
+        // not exist" (and nothing can create it from inside). With a chroot, "/" is the
+        // chroot itself; exists needs no permission.
+        if let Some(chroot) = hosts.find('/').map(|i| &hosts[i..])
+            && zk.exists("/")?.is_none()
+        {
+            return Err(bad(&format!("the chroot {chroot} does not exist (create it without the chroot first)")));
         }
         Ok(zk)
     }
