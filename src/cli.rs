@@ -204,6 +204,9 @@ pub struct SetAclArgs {
     /// Only if the node's ACL version is VERSION
     #[arg(short = 'v', value_name = "VERSION")]
     pub expected_version: Option<i32>,
+    /// Allow an ACL that grants ADMIN to nobody (it can then never be changed again)
+    #[arg(long)]
+    pub force: bool,
     /// Znode path
     pub path: String,
     /// ACL entries, e.g. world:anyone:r,digest:bob:HASH:cdrwa

@@ -1,23 +1,33 @@
 #![forbid(unsafe_code)]
 //! zkutil's entry point: parse, set up logging, run, map the error to one stderr line.
 
+use std::any::Any;
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
 
 use clap::Parser;
 use zkutil::cli::Cli;
 use zkutil::cmd::Run;
+use zkutil::cmd::exit::{Stopped, after_stop};
 
 fn main() -> ExitCode {
     let cli = Cli::parse(); // clap prints usage errors itself and exits 2
     init_logging();
-    match cli.cmd.run(&cli.global) {
-        Ok(code) => code,
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS, // `zkutil ls -R / | head`
-        Err(e) => {
+    quiet_broken_pipe_panics();
+    // A closed stdout is success (`zkutil ls -R / | head`), whether a command sees it as
+    // an io::Error or `println!` panics on it; unwinding still runs every Drop (sessions
+    // closed, local servers stopped).
+    match panic::catch_unwind(AssertUnwindSafe(|| cli.cmd.run(&cli.global))) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Ok(Err(e)) if e.is::<Stopped>() => after_stop(), // Ctrl-C while connecting
+        Ok(Err(e)) => {
             eprintln!("zkutil: {e:#}");
             ExitCode::FAILURE
         }
+        Err(payload) if is_broken_pipe_panic(payload.as_ref()) => ExitCode::SUCCESS,
+        Err(payload) => panic::resume_unwind(payload),
     }
 }
 
@@ -32,4 +42,21 @@ fn init_logging() {
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+}
+
+/// `println!` panics with "failed printing to stdout: Broken pipe (os error 32)".
+fn is_broken_pipe_panic(payload: &(dyn Any + Send)) -> bool {
+    let msg = payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied());
+    msg.is_some_and(|m| m.starts_with("failed printing to stdout") && m.contains("os error 32"))
+}
+
+/// Keeps the panic message (and backtrace) of a broken-pipe `println!` off the terminal;
+/// every other panic is reported as usual.
+fn quiet_broken_pipe_panics() {
+    let default = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        if !is_broken_pipe_panic(info.payload()) {
+            default(info);
+        }
+    }));
 }

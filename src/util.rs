@@ -63,9 +63,10 @@ struct ShutdownState {
     which: Mutex<Option<Stop>>,
 }
 
+static SHUTDOWN: OnceLock<ShutdownState> = OnceLock::new();
+
 fn shutdown_state() -> &'static ShutdownState {
-    static S: OnceLock<ShutdownState> = OnceLock::new();
-    S.get_or_init(|| {
+    SHUTDOWN.get_or_init(|| {
         let (tx, rx) = crossbeam_channel::bounded(0);
         let state = ShutdownState { tx: Mutex::new(Some(tx)), rx, which: Mutex::new(None) };
         match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
@@ -95,6 +96,12 @@ fn shutdown_state() -> &'static ShutdownState {
 /// the process outright: the command stops cleanly and closes its session).
 pub fn shutdown() -> Receiver<()> {
     shutdown_state().rx.clone()
+}
+
+/// The shutdown receiver if a command armed it with [`shutdown`] (None: a signal still
+/// kills the process outright).
+pub fn shutdown_if_armed() -> Option<Receiver<()>> {
+    SHUTDOWN.get().map(|s| s.rx.clone())
 }
 
 /// The signal that stopped us, if any.

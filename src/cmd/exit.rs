@@ -21,3 +21,16 @@ pub fn after_stop() -> ExitCode {
         None => ExitCode::SUCCESS,
     }
 }
+
+/// The error of a command interrupted by SIGINT/SIGTERM before it had anything to clean up
+/// (e.g. while connecting): `main` prints nothing for it and exits via [`after_stop`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped by a signal")
+    }
+}
+
+impl std::error::Error for Stopped {}

@@ -74,13 +74,31 @@ impl Global {
         }
     }
 
-    /// Connects with these flags.
+    /// Connects with these flags. Once the command has armed the Ctrl-C/SIGTERM handler
+    /// (`util::shutdown`), a signal during the connect ends it at once with
+    /// [`exit::Stopped`] instead of waiting out the connect timeout.
     pub fn connect(&self) -> Result<ZooKeeper> {
         if let Some(a) = &self.auth
             && !a.contains(':')
         {
             anyhow::bail!("--auth: expected USER:PASSWORD");
         }
-        Ok(ZooKeeper::connect_with(&self.options())?)
+        let opts = self.options();
+        let Some(stop) = crate::util::shutdown_if_armed() else {
+            return Ok(ZooKeeper::connect_with(&opts)?);
+        };
+        if crate::util::stop_requested() {
+            return Err(exit::Stopped.into());
+        }
+        // The connect blocks in the C client's session wait: run it aside. An abandoned
+        // attempt closes its handle when it ends (there is no session to lose yet).
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        std::thread::Builder::new().name("zk-connect".into()).spawn(move || {
+            let _ = tx.send(ZooKeeper::connect_with(&opts));
+        })?;
+        crossbeam_channel::select! {
+            recv(rx) -> r => Ok(r.map_err(|_| anyhow::anyhow!("the connect thread died"))??),
+            recv(stop) -> _ => Err(exit::Stopped.into()),
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! `zkutil server start|status|stop`: a local ZooKeeper that outlives the command, tracked
 //! by a state file.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -58,8 +59,13 @@ fn start(a: &ServerStartArgs) -> Result<ExitCode> {
     let hosts = ensemble.connect_string();
     let state = ensemble.detach();
     state.save(&path).with_context(|| format!("writing {}", path.display()))?;
-    println!("ZooKeeper serving at {hosts}");
-    println!("data in {}; `zkutil server stop` stops it", state.base_dir.display());
+    let stop_cmd = match &a.state_file {
+        Some(p) => format!("zkutil server stop --state-file {}", p.display()),
+        None => "zkutil server stop".to_string(),
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ZooKeeper serving at {hosts}")?;
+    writeln!(out, "data in {}; `{stop_cmd}` stops it", state.base_dir.display())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -70,7 +76,7 @@ fn status(a: &ServerStateArgs) -> Result<ExitCode> {
     for m in server::status(&state) {
         let mode = m.mode.as_deref().unwrap_or(if m.alive { "not serving" } else { "down" });
         all_up &= m.mode.is_some();
-        println!("{}  pid {}  {}", m.address, m.pid, mode);
+        writeln!(std::io::stdout().lock(), "{}  pid {}  {}", m.address, m.pid, mode)?;
     }
     Ok(if all_up { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -80,7 +86,7 @@ fn stop(a: &ServerStateArgs) -> Result<ExitCode> {
     let state = load(&path)?;
     server::stop_detached(&state, Duration::from_secs(10)).context("stopping ZooKeeper")?;
     let _ = std::fs::remove_file(&path);
-    println!("stopped ZooKeeper at {}", state.connect_string());
+    writeln!(std::io::stdout().lock(), "stopped ZooKeeper at {}", state.connect_string())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -134,8 +134,15 @@ impl Run for CreateArgs {
         {
             zk.ensure_path(parent, CreateMode::Persistent)?;
         }
-        let created = zk.create(&self.path, &data, mode)?;
-        println!("{created}");
+        let created = match zk.create(&self.path, &data, mode) {
+            Err(e) if e.code() == Some(Code::NoNode) => {
+                // The server says NONODE about the parent; name it, and the way out.
+                let parent = zk::parent(&self.path).unwrap_or("/");
+                anyhow::bail!("{}: the parent {parent} does not exist (create -p makes it)", self.path)
+            }
+            r => r?,
+        };
+        writeln!(io::stdout().lock(), "{created}")?;
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -148,50 +155,53 @@ impl Run for DeleteArgs {
     }
 }
 
-/// Deletes `path` and its subtree: children first, each level's deletes pipelined.
-/// Nodes deleted by someone else meanwhile are fine; nodes created meanwhile are retried.
+/// Deletes `path` and its subtree. Every node is first simply deleted (pipelined, a batch
+/// at a time); only the ones that turn out to have children are listed, their children
+/// cleared the same way, and they are deleted again. Leaves, most of any big tree, thus
+/// cost one pipelined delete and no listing. Nodes deleted by someone else meanwhile are
+/// fine; a node that keeps getting new children fails after 10 rounds.
 pub fn delete_tree(zk: &ZooKeeper, path: &str) -> zk::Result<()> {
     if path == "/" {
         return Err(zk::Error::InvalidPath { path: "/".into(), reason: "refusing to delete the root" });
     }
-    for _ in 0..10 {
-        // collect the subtree, breadth-first; delete deepest first
-        let mut levels: Vec<Vec<String>> = vec![vec![path.to_string()]];
-        loop {
-            let mut next = Vec::new();
-            for p in levels.last().into_iter().flatten() {
-                match zk.children(p) {
-                    Ok(kids) => next.extend(kids.iter().map(|k| zk::join(p, k))),
-                    Err(e) if e.code() == Some(Code::NoNode) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            if next.is_empty() {
-                break;
-            }
-            levels.push(next);
-        }
-        let mut retry = false;
-        for level in levels.iter().rev() {
-            for (r, p) in zk.delete_many(level.iter().map(String::as_str), 1000).into_iter().zip(level) {
-                match r {
-                    Ok(()) => {}
-                    Err(e) if e.code() == Some(Code::NoNode) => {}
-                    Err(e) if e.code() == Some(Code::NotEmpty) => retry = true,
-                    Err(e) => {
-                        return Err(match e {
-                            zk::Error::Zk { code, .. } => zk::Error::Zk { code, path: Some(p.clone()) },
-                            e => e,
-                        });
-                    }
+    // Batches still to delete, each with how often its nodes were found non-empty. Last in,
+    // first out: a batch's children are gone before the batch is tried again.
+    let mut todo: Vec<(Vec<String>, u32)> = vec![(vec![path.to_string()], 0)];
+    while let Some((batch, rounds)) = todo.pop() {
+        let mut full = Vec::new();
+        for (r, p) in zk.delete_many(batch.iter().map(String::as_str), 1000).into_iter().zip(batch) {
+            match r {
+                Ok(()) => {}
+                Err(e) if e.code() == Some(Code::NoNode) => {}
+                Err(e) if e.code() == Some(Code::NotEmpty) => full.push(p),
+                Err(e) => {
+                    return Err(match e {
+                        zk::Error::Zk { code, .. } => zk::Error::Zk { code, path: Some(p) },
+                        e => e,
+                    });
                 }
             }
         }
-        if !retry {
-            return Ok(());
+        if full.is_empty() {
+            continue;
+        }
+        if rounds >= 10 {
+            return Err(zk::Error::Zk { code: Code::NotEmpty, path: Some(full.swap_remove(0)) });
+        }
+        let mut kids = Vec::new();
+        for p in &full {
+            match zk.children(p) {
+                Ok(k) => kids.extend(k.iter().map(|k| zk::join(p, k))),
+                Err(e) if e.code() == Some(Code::NoNode) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        todo.push((full, rounds + 1));
+        if !kids.is_empty() {
+            todo.push((kids, 0));
         }
     }
-    Err(zk::Error::Zk { code: Code::NotEmpty, path: Some(path.into()) })
+    Ok(())
 }
 
 pub fn delete_all(g: &Global, path: &str) -> Result<ExitCode> {
@@ -227,6 +237,15 @@ impl Run for SetAclArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let acl: Vec<Acl> =
             self.acl.split(',').map(Acl::parse).collect::<Result<_, _>>().map_err(|e| anyhow::anyhow!(e))?;
+        if !self.force && !acl.iter().any(|a| a.perms & zk::perms::ADMIN != 0) {
+            // Without ADMIN nobody (short of a ZooKeeper superuser) can ever change this
+            // ACL again, not even to undo it.
+            anyhow::bail!(
+                "{}: no entry of this ACL grants ADMIN ('a'), so nobody could change it again; \
+                 add 'a' for someone (e.g. world:anyone:r,digest:admin:HASH:cdrwa) or pass --force",
+                self.path
+            );
+        }
         let zk = g.connect()?;
         zk.set_acl(&self.path, &acl, self.expected_version)?;
         Ok(ExitCode::SUCCESS)

@@ -274,8 +274,13 @@ impl ZooKeeper {
             )
         };
         let Some(zh) = NonNull::new(zh) else {
+            // zookeeper_init2 resolves every host at once (getaddrs) and maps a failed
+            // getaddrinfo to errno: ENOENT for an unknown name, EINVAL for the rest.
             let err = std::io::Error::last_os_error();
-            return Err(bad(&format!("the ZooKeeper client refused it ({err})")));
+            return Err(bad(&match err.raw_os_error() {
+                Some(2) => "a host name does not resolve".to_string(),
+                _ => format!("the ZooKeeper client refused it ({err})"),
+            }));
         };
         let acl = if opts.digest.is_some() { Acl::creator_all() } else { Acl::open() };
         // From here Drop closes the handle on every error path.
@@ -295,6 +300,14 @@ impl ZooKeeper {
         }
         if let Some(digest) = &opts.digest {
             zk.add_auth("digest", digest.as_bytes())?;
+        }
+        // A missing chroot would make every later call fail with a baffling "/: node does
+        // not exist" (and nothing can create it from inside). With a chroot, "/" is the
+        // chroot itself; exists needs no permission.
+        if let Some(chroot) = hosts.find('/').map(|i| &hosts[i..])
+            && zk.exists("/")?.is_none()
+        {
+            return Err(bad(&format!("the chroot {chroot} does not exist (create it without the chroot first)")));
         }
         Ok(zk)
     }
@@ -470,12 +483,19 @@ impl ZooKeeper {
 
     /// Reads a node's data and arms a one-shot watch on it (data changed or deleted).
     pub fn get_w(&self, path: &str) -> Result<(Vec<u8>, Stat, Receiver<WatchEvent>)> {
+        self.watched(|id| self.get_inner(path, Some(id))).map(|((data, stat), rx)| (data, stat, rx))
+    }
+
+    /// Registers a one-shot watch, runs the C call that arms it (given the watch id), and
+    /// forgets the watch again if the call fails: the C client arms a watch only on success
+    /// (data/child_result_checker; exists_result_checker also on ZNONODE, which
+    /// `exists_inner` turns into `Ok(None)`).
+    fn watched<T>(&self, call: impl FnOnce(u64) -> Result<T>) -> Result<(T, Receiver<WatchEvent>)> {
         let (tx, rx) = bounded(1);
         let id = self.shared.add_watch(tx);
-        match self.get_inner(path, Some(id)) {
-            Ok((data, stat)) => Ok((data, stat, rx)),
+        match call(id) {
+            Ok(v) => Ok((v, rx)),
             Err(e) => {
-                // zoo_wget arms no watch unless it succeeds (data_result_checker).
                 self.shared.remove_watch(id);
                 Err(e)
             }
@@ -566,15 +586,7 @@ impl ZooKeeper {
     /// As `exists`, and arms a watch that fires when the node is created, changed or deleted.
     /// Unlike `get_w`, the watch is armed even when the node does not exist.
     pub fn exists_w(&self, path: &str) -> Result<(Option<Stat>, Receiver<WatchEvent>)> {
-        let (tx, rx) = bounded(1);
-        let id = self.shared.add_watch(tx);
-        match self.exists_inner(path, Some(id)) {
-            Ok(stat) => Ok((stat, rx)),
-            Err(e) => {
-                self.shared.remove_watch(id);
-                Err(e)
-            }
-        }
+        self.watched(|id| self.exists_inner(path, Some(id)))
     }
 
     fn exists_inner(&self, path: &str, watch: Option<u64>) -> Result<Option<Stat>> {
@@ -608,16 +620,7 @@ impl ZooKeeper {
     /// As `children2`, and arms a watch that fires when a child is added or removed (or the
     /// node is deleted).
     pub fn children_w(&self, path: &str) -> Result<(Vec<String>, Stat, Receiver<WatchEvent>)> {
-        let (tx, rx) = bounded(1);
-        let id = self.shared.add_watch(tx);
-        match self.children_inner(path, Some(id)) {
-            Ok((c, s)) => Ok((c, s, rx)),
-            Err(e) => {
-                // no watch is armed unless the call succeeds (child_result_checker)
-                self.shared.remove_watch(id);
-                Err(e)
-            }
-        }
+        self.watched(|id| self.children_inner(path, Some(id))).map(|((kids, stat), rx)| (kids, stat, rx))
     }
 
     fn children_inner(&self, path: &str, watch: Option<u64>) -> Result<(Vec<String>, Stat)> {

@@ -65,8 +65,8 @@ impl fmt::Display for Error {
             Error::InvalidPath { path, reason } => write!(f, "invalid path {path:?}: {reason}"),
             Error::TooLarge { path, size, limit } => write!(
                 f,
-                "{path}: request of {size} bytes exceeds ZooKeeper's limit of {limit} bytes \
-                 (the server's jute.maxbuffer); nothing was sent"
+                "{path}: {size} bytes of data exceed ZooKeeper's limit of {limit} bytes for \
+                 this request (the server's jute.maxbuffer); nothing was sent"
             ),
         }
     }

@@ -119,9 +119,18 @@ fn acl_commands_and_auth() {
     assert!(acl.starts_with("digest:bob:") && acl.trim_end().ends_with(":cdrwa"), "{acl}");
     assert!(fails(&["get", &p]).contains("not authorized"));
     assert_eq!(ok(&["--auth", "bob:pw", "get", &p]), "s\n");
-    ok(&["--auth", "bob:pw", "setacl", &p, "world:anyone:r"]);
+    // an ACL granting ADMIN to nobody could never be changed again: refused unless --force
+    let err = fails(&["--auth", "bob:pw", "setacl", &p, "world:anyone:r"]);
+    assert!(err.contains("grants ADMIN") && err.contains("--force"), "{err}");
+    assert!(ok(&["--auth", "bob:pw", "getacl", &p]).starts_with("digest:bob:"), "ACL changed by a refused setacl");
+    ok(&["--auth", "bob:pw", "setacl", &p, "world:anyone:r,auth::cdrwa"]);
     assert_eq!(ok(&["get", &p]), "s\n");
     assert!(fails(&["set", &p, "x"]).contains("not authorized"));
+    ok(&["--auth", "bob:pw", "set", &p, "x"]);
+    let locked = format!("{root}/locked");
+    ok(&["create", &locked]);
+    ok(&["setacl", "--force", &locked, "world:anyone:r"]);
+    assert!(fails(&["setacl", &locked, "world:anyone:cdrwa"]).contains("not authorized"));
 }
 
 #[test]
@@ -137,7 +146,12 @@ fn bad_input_gives_one_line_and_exit_1() {
     assert!(fails(&["get", &format!("{root}/missing")]).contains("node does not exist"));
     assert!(fails(&["create", &format!("{root}/full")]).contains("node already exists"));
     assert!(fails(&["delete", &format!("{root}/full")]).contains("node has children"));
-    assert!(fails(&["create", &format!("{root}/nope/child")]).contains("node does not exist"));
+    let err = fails(&["create", &format!("{root}/nope/child")]);
+    assert!(err.contains(&format!("the parent {root}/nope does not exist")) && err.contains("-p"), "{err}");
+    let chroot = format!("{}{root}/missing", hosts());
+    let o = zkutil(&["ls", "/"]).env("ZK_HOSTS", &chroot).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains(&format!("the chroot {root}/missing does not exist")), "{}", stderr(&o));
     let o = zkutil(&["--connect-timeout", "500ms", "ls", "/"]).env("ZK_HOSTS", "127.0.0.1:1").output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("cannot reach ZooKeeper at 127.0.0.1:1"), "{}", stderr(&o));
@@ -187,6 +201,7 @@ fn server_start_status_stop() {
         data.to_str().unwrap(),
     ]);
     assert!(started.contains(&format!("serving at 127.0.0.1:{port}")), "{started}");
+    assert!(started.contains(&format!("`zkutil server stop --state-file {state}` stops it")), "{started}");
     // it outlived `server start`: reachable and reported
     let zk = connect_to(&format!("127.0.0.1:{port}"));
     t!(zk.create("/started", b"", CreateMode::Persistent));
@@ -210,4 +225,77 @@ fn demo_runs_end_to_end() {
     assert!(o.status.success(), "demo failed: {}\n{}", out, stderr(&o));
     assert!(out.contains("$ zkutil create -s /app/job- first\n/app/job-0000000001\n"), "{out}");
     assert!(stderr(&o).contains("zkutil: /app: node has children"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_closed_stdout_is_success_not_a_panic() {
+    let root = unique_root("cli-pipe");
+    let zk = connect();
+    for i in 0..50 {
+        t!(zk.create(&format!("{root}/n{i}"), b"", CreateMode::Persistent));
+    }
+    // stdout is a pipe whose reader is already gone: every write fails with EPIPE
+    for args in [vec!["create", "ROOT/made", "x"], vec!["ls", "-R", "ROOT"], vec!["get", "-s", "ROOT/n1"]] {
+        let args: Vec<String> = args.iter().map(|a| a.replace("ROOT", &root)).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = zkutil(&args).stdout(writer).stderr(Stdio::piped()).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).is_empty(), "{args:?}: {}", stderr(&o));
+    }
+    assert!(t!(zk.exists(&format!("{root}/made"))).is_some());
+}
+
+#[test]
+fn ctrl_c_while_connecting_stops_at_once() {
+    // Nothing listens on port 1: the connect would wait out its 30 s timeout.
+    let mut child = zkutil(&["--connect-timeout", "30s", "watch", "/"])
+        .env("ZK_HOSTS", "127.0.0.1:1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // the handler is armed before the connect starts on its own thread
+    let connecting = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "zk-connect"))
+    };
+    assert!(wait_until(std::time::Duration::from_secs(20), connecting), "never started connecting");
+    let asked = std::time::Instant::now();
+    t!(zkutil::util::send_signal(pid, nix::sys::signal::Signal::SIGINT));
+    assert!(wait_until(std::time::Duration::from_secs(10), || child.try_wait().unwrap().is_some()), "hangs");
+    assert!(asked.elapsed() < std::time::Duration::from_secs(10));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn deleteall_clears_a_wide_and_deep_subtree() {
+    let root = unique_root("cli-rmr");
+    let zk = connect();
+    let mut paths = Vec::new();
+    for a in 0..5 {
+        paths.push(format!("{root}/a{a}"));
+        for b in 0..4 {
+            paths.push(format!("{root}/a{a}/b{b}"));
+            for c in 0..50 {
+                paths.push(format!("{root}/a{a}/b{b}/c{c}"));
+            }
+        }
+    }
+    let deep: String = (0..30).map(|i| format!("/d{i}")).collect();
+    let created = zk.create_many(paths.iter().map(|p| (p.as_str(), &b"x"[..], CreateMode::Persistent)), 500);
+    assert!(created.iter().all(|r| r.is_ok()));
+    t!(zk.ensure_path(&format!("{root}{deep}"), CreateMode::Persistent));
+    let sibling = format!("{root}-sibling");
+    t!(zk.create(&sibling, b"", CreateMode::Persistent));
+    ok(&["deleteall", &root]);
+    assert!(t!(zk.exists(&root)).is_none());
+    assert!(t!(zk.exists(&sibling)).is_some(), "deleteall went beyond its subtree");
+    assert!(fails(&["deleteall", "/"]).contains("refusing to delete the root"));
 }

@@ -230,6 +230,13 @@ fn connect_fails_clearly() {
         let err = ZooKeeper::connect(bad, Duration::from_secs(4)).unwrap_err();
         assert!(matches!(err, Error::BadHosts { .. }), "{bad:?}: {err}");
     }
+    let err = ZooKeeper::connect("no-such-host.invalid:2181", Duration::from_secs(4)).unwrap_err();
+    assert!(err.to_string().contains("does not resolve"), "{err}");
+    // a chroot that does not exist fails the connect, instead of every later call
+    let root = unique_root("no-chroot");
+    let err = ZooKeeper::connect(&format!("{}{root}/missing", hosts()), Duration::from_secs(4)).unwrap_err();
+    assert!(matches!(err, Error::BadHosts { .. }) && err.to_string().contains("chroot"), "{err}");
+    t!(ZooKeeper::connect(&format!("{}{root}", hosts()), Duration::from_secs(4)));
 }
 
 #[test]
