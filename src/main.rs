@@ -32,9 +32,10 @@ fn main() -> ExitCode {
 }
 
 /// env_logger: RUST_LOG rules; by default warnings of zkutil itself and nothing of the
-/// C library (whose reconnect attempts would otherwise chatter), info for `kv serve`.
+/// C library (whose reconnect attempts would otherwise chatter) nor of the HTML parser
+/// (every page with broken markup), info for `kv serve`.
 fn init_logging() {
-    let default = "warn,zookeeper=off,zkutil::cmd::kv=info";
+    let default = "warn,zookeeper=off,html5ever=off,zkutil::cmd::kv=info";
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
         .format_timestamp_millis()
         .init();

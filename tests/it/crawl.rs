@@ -306,8 +306,9 @@ fn bad_pages_are_error_lines_and_the_crawl_goes_on() {
             std::thread::sleep(Duration::from_secs(3));
             Response::html("late")
         }
-        "/broken.html" =>
-            Response::html("<html><body><a href='/ok2.html'>unclosed <div><p><a href=\"/ok.html\"</b></tr>"),
+        "/broken.html" => Response::html(
+            "<html><body><a href='/ok2.html'>unclosed <div><p><a href=\"/ok.html\"</b></tr><table><a href=/ok2.html>x",
+        ),
         "/ok.html" | "/ok2.html" => Response::html("fine"),
         _ => Response::not_found(),
     }));
@@ -342,6 +343,8 @@ fn bad_pages_are_error_lines_and_the_crawl_goes_on() {
     let refused = got.get("http://127.0.0.1:1/refused.html").map(|(_, s)| s.clone()).unwrap_or_default();
     assert!(refused.starts_with("error:connection"), "{got:?}");
     assert!(stderr(&o).contains("3 errors"), "{}", stderr(&o));
+    // the HTML parser's complaints about broken markup are not the user's business
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
 }
 
 #[test]
@@ -353,9 +356,12 @@ fn bad_input_is_one_line_and_exit_1() {
     let err = fails(&["crawl", "http://127.0.0.1:1/", "--out", &out, "--dedupe", "memory"]);
     assert!(err.contains("start URL http://127.0.0.1:1/: connection"), "{err}");
     assert!(t!(std::fs::read_to_string(&out)).starts_with("0\terror:connection"));
+    let before = t!(std::fs::read_to_string(&out));
     let err =
         fails(&["crawl", "http://127.0.0.1:1/", "--out", &out, "--hosts", "127.0.0.1:1", "--connect-timeout", "1s"]);
     assert!(err.contains("ZooKeeper"), "{err}");
+    // a crawl that could not start leaves the previous output alone
+    assert_eq!(t!(std::fs::read_to_string(&out)), before);
     let o = run(&["crawl", "http://127.0.0.1/", "--threads", "0"]);
     assert_eq!(o.status.code(), Some(2));
 }
@@ -471,4 +477,83 @@ fn racing_claimers_claim_each_url_once() {
     assert_eq!(unique.len(), 600);
     drop((a, b));
     t!(UrlSet::reset(&zk, &name));
+}
+
+#[test]
+fn robots_txt_errors_disallow_and_redirects_are_followed() {
+    // what /robots.txt answers: 0 a 503, 1 a 404, 2 a redirect to a file disallowing /no/
+    let mode = Arc::new(AtomicU32::new(0));
+    let m = mode.clone();
+    let server = t!(Server::start(move |path| match (path, m.load(Ordering::SeqCst)) {
+        ("/robots.txt", 0) => Response::new(503, "text/plain", b"busy".to_vec()),
+        ("/robots.txt", 1) => Response::not_found(),
+        ("/robots.txt", _) => Response::redirect(301, "/real-robots.txt"),
+        ("/real-robots.txt", _) => Response::new(200, "text/plain", b"User-agent: *\nDisallow: /no/\n".to_vec()),
+        ("/", _) => Response::html(r#"<a href="/no/x.html">x</a> <a href="/yes.html">y</a>"#),
+        _ => Response::html("end"),
+    }));
+    let dir = t!(tempfile::tempdir());
+    let out = dir.path().join("o.txt").to_string_lossy().into_owned();
+    let start = format!("{}/", server.base("127.0.0.1"));
+    let crawl = |extra: &[&str]| {
+        let mut args = vec!["crawl", start.as_str(), "--dedupe", "memory", "--out", &out, "--depth", "1"];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    // a 5xx robots.txt disallows everything (RFC 9309): the start URL too, which is an error
+    let o = crawl(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o).trim(),
+        format!("zkutil: crawl: start URL {start} is disallowed by robots.txt (--ignore-robots fetches it)")
+    );
+    assert!(!server.requests().contains_key("/"));
+    // a missing one allows everything
+    mode.store(1, Ordering::SeqCst);
+    let o = crawl(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got: BTreeSet<String> = lines(Path::new(&out)).into_iter().map(|(_, _, u)| u).collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    // a redirected one is followed
+    mode.store(2, Ordering::SeqCst);
+    let o = crawl(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got: BTreeSet<String> = lines(Path::new(&out)).into_iter().map(|(_, _, u)| u).collect();
+    assert_eq!(got, [start.clone(), format!("{start}yes.html")].into_iter().collect());
+}
+
+#[test]
+fn ctrl_c_does_not_wait_out_the_politeness_delay() {
+    let server = t!(Server::start(site::generated(100, 10)));
+    let dir = t!(tempfile::tempdir());
+    let out = dir.path().join("o.txt");
+    let out_s = out.to_string_lossy().into_owned();
+    let start = format!("{}/p/0.html", server.base("127.0.0.1"));
+    // 4 threads, 60 s between requests: the last waiting thread would sleep 3 minutes
+    let args = [
+        "crawl",
+        &start,
+        "--dedupe",
+        "memory",
+        "--ignore-robots",
+        "--out",
+        &out_s,
+        "--threads",
+        "4",
+        "--delay-ms",
+        "60000",
+    ];
+    let mut child = t!(zkutil(&args).stderr(std::process::Stdio::piped()).spawn());
+    assert!(wait_until(Duration::from_secs(20), || std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() >= 1)));
+    t!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status());
+    let exited = wait_until(Duration::from_secs(20), || child.try_wait().is_ok_and(|s| s.is_some()));
+    if !exited {
+        let _ = child.kill();
+    }
+    assert!(exited, "still sleeping out the delay after Ctrl-C");
+    let o = t!(child.wait_with_output());
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    // the pages that waited for their slot were not fetched
+    assert_eq!(lines(&out).len(), 1);
+    assert_eq!(server.total(), 1);
 }

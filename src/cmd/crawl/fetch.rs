@@ -3,7 +3,7 @@
 //! caller dedupes each target like any link, which also ends redirect loops.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use texting_robots::Robot;
@@ -25,6 +25,8 @@ pub enum Outcome {
     Other { status: u16 },
     /// No HTTP answer (refused, timed out, too large, ...): a short reason.
     Error(String),
+    /// Not fetched: the crawl was stopped while this waited for its politeness slot.
+    Stopped,
 }
 
 /// How to fetch.
@@ -48,6 +50,9 @@ pub struct Fetcher {
     next_slot: Mutex<HashMap<String, Instant>>,
     /// Per host: the robots.txt Crawl-delay, when longer than --delay-ms.
     host_delay: Mutex<HashMap<String, Duration>>,
+    /// Set by `stop`: politeness waits end at once and their fetches are dropped.
+    stopped: Mutex<bool>,
+    wake: Condvar,
 }
 
 impl Fetcher {
@@ -67,11 +72,22 @@ impl Fetcher {
             robots: Mutex::new(HashMap::new()),
             next_slot: Mutex::new(HashMap::new()),
             host_delay: Mutex::new(HashMap::new()),
+            stopped: Mutex::new(false),
+            wake: Condvar::new(),
         }
     }
 
-    /// May we fetch `url` under its origin's robots.txt? The file is fetched once per origin;
-    /// a missing or unreadable robots.txt allows everything.
+    /// Ends the waits for politeness slots (Ctrl-C): a delay of seconds times many threads
+    /// must not hold the stop up. Fetches already under way end by their timeout.
+    pub fn stop(&self) {
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.wake.notify_all();
+    }
+
+    /// May we fetch `url` under its origin's robots.txt? The file is fetched once per origin
+    /// (redirects followed). As RFC 9309 says: a 4xx (missing) robots.txt allows everything,
+    /// a 5xx (or 429) disallows everything; no answer at all allows (the fetch then reports
+    /// why the host does not answer).
     pub fn allowed(&self, url: &Url) -> bool {
         if !self.opts.robots {
             return true;
@@ -90,8 +106,14 @@ impl Fetcher {
 
     fn load_robots(&self, url: &Url, origin: &str) -> Option<Robot> {
         let robots_url = format!("{origin}/robots.txt");
-        self.wait_turn(url);
-        let mut resp = self.agent.get(&robots_url).call().ok()?;
+        if !self.wait_turn(url) {
+            return None;
+        }
+        let mut resp = self.agent.get(&robots_url).config().max_redirects(5).build().call().ok()?;
+        let status = resp.status().as_u16();
+        if status >= 500 || status == 429 {
+            return Robot::new(AGENT_NAME, b"User-agent: *\nDisallow: /\n").ok();
+        }
         if !resp.status().is_success() {
             return None;
         }
@@ -109,13 +131,14 @@ impl Fetcher {
         Some(robot)
     }
 
-    /// Sleeps until this host may be asked again (--delay-ms, or robots.txt's Crawl-delay).
-    fn wait_turn(&self, url: &Url) {
+    /// Sleeps until this host may be asked again (--delay-ms, or robots.txt's Crawl-delay);
+    /// false when the crawl was stopped meanwhile.
+    fn wait_turn(&self, url: &Url) -> bool {
         let host = url.host_str().unwrap_or_default();
         let delay =
             self.host_delay.lock().unwrap_or_else(|e| e.into_inner()).get(host).copied().unwrap_or(self.opts.delay);
         if delay.is_zero() {
-            return;
+            return true;
         }
         let start = {
             let mut m = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
@@ -125,15 +148,22 @@ impl Fetcher {
             *slot = start + delay;
             start
         };
-        let now = Instant::now();
-        if start > now {
-            std::thread::sleep(start - now);
+        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        while !*stopped {
+            let now = Instant::now();
+            if start <= now {
+                break;
+            }
+            stopped = self.wake.wait_timeout(stopped, start - now).unwrap_or_else(|e| e.into_inner()).0;
         }
+        !*stopped
     }
 
     /// One GET, no redirect followed.
     pub fn fetch(&self, url: &Url) -> Outcome {
-        self.wait_turn(url);
+        if !self.wait_turn(url) {
+            return Outcome::Stopped;
+        }
         let mut resp = match self.agent.get(url.as_str()).call() {
             Ok(r) => r,
             Err(e) => return Outcome::Error(reason(&e)),

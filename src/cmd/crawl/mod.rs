@@ -62,6 +62,8 @@ pub struct Summary {
     pub out_of_scope: u64,
     /// Start URLs another crawler (or an earlier crawl) already claimed.
     pub start_claimed: Vec<Url>,
+    /// Start URLs robots.txt disallows.
+    pub start_disallowed: Vec<Url>,
     /// Start URLs that got no HTTP answer, with the reason.
     pub start_errors: Vec<(Url, String)>,
     /// Link occurrences that reached the dedupe.
@@ -119,6 +121,7 @@ pub fn crawl(cfg: &Config, dedupe: &Dedupe, out: &Output) -> Result<Summary> {
             start.push(u.clone());
         } else {
             c.robots.fetch_add(1, Ordering::Relaxed);
+            summary.start_disallowed.push(u.clone());
         }
     }
     let claimed = dedupe.claim(start.clone()).context("claiming the start URLs")?;
@@ -129,6 +132,7 @@ pub fn crawl(cfg: &Config, dedupe: &Dedupe, out: &Output) -> Result<Summary> {
     let set_fatal = |e: anyhow::Error| {
         fatal.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
         frontier.stop();
+        fetcher.stop();
     };
     let start_errors: Mutex<Vec<(Url, String)>> = Mutex::new(Vec::new());
     // claims in flight: tag -> (URLs, their depth and hops); the fetch that found them stays
@@ -153,7 +157,10 @@ pub fn crawl(cfg: &Config, dedupe: &Dedupe, out: &Output) -> Result<Summary> {
         // Ctrl-C / SIGTERM: no new fetches; threads finish (and write) the ones they hold
         s.spawn(|| {
             crossbeam_channel::select! {
-                recv(stop) -> _ => frontier.stop(),
+                recv(stop) -> _ => {
+                    frontier.stop();
+                    fetcher.stop();
+                }
                 recv(over_rx) -> _ => {}
             }
         });
@@ -278,6 +285,8 @@ impl Ctx<'_> {
                 (status.to_string(), next)
             }
             Outcome::Other { status } => (status.to_string(), Vec::new()),
+            // stopped before it was fetched: no line
+            Outcome::Stopped => return Ok(Some(Vec::new())),
             Outcome::Error(reason) => {
                 c.errors.fetch_add(1, Ordering::Relaxed);
                 if item.depth == 0 && item.hops == 0 {
@@ -338,8 +347,6 @@ impl Run for CrawlArgs {
             return Ok(ExitCode::SUCCESS);
         }
 
-        let out = Output::create(&self.out, self.format)
-            .with_context(|| format!("cannot write the output file {}", self.out.display()))?;
         let dedupe = match self.dedupe {
             DedupeMode::Memory => Dedupe::Memory(Local::default()),
             DedupeMode::Zookeeper => {
@@ -351,6 +358,9 @@ impl Run for CrawlArgs {
                 Dedupe::ZooKeeper(Local::default(), Claimer::start(set, zk))
             }
         };
+        // created (truncated) only once ZooKeeper is ready: a failed start keeps an earlier file
+        let out = Output::create(&self.out, self.format)
+            .with_context(|| format!("cannot write the output file {}", self.out.display()))?;
         let cfg = Config {
             start,
             depth: self.depth,
@@ -372,6 +382,15 @@ impl Run for CrawlArgs {
             // nothing but failed start pages: that is the command failing (the file has the line)
             let (u, why) = &s.start_errors[0];
             bail!("crawl: start URL {u}: {why}");
+        }
+        if !s.interrupted && s.fetched == 0 && s.start_claimed.is_empty() && !s.start_disallowed.is_empty() {
+            bail!(
+                "crawl: start URL {} is disallowed by robots.txt (--ignore-robots fetches it)",
+                s.start_disallowed[0]
+            );
+        }
+        for u in &s.start_disallowed {
+            eprintln!("crawl {name}: {u} is disallowed by robots.txt (--ignore-robots fetches it)");
         }
         for u in &s.start_claimed {
             eprintln!(
