@@ -153,7 +153,8 @@ fn serve(g: &Global, a: &KvServeArgs) -> Result<ExitCode> {
         forward: forward::Pool::default(),
         name: Mutex::new(String::new()),
     });
-    server::spawn_acceptor(node.clone(), listener, a.max_clients).context("starting the acceptor")?;
+    server::spawn_acceptor(node.clone(), listener, a.max_clients, a.request_timeout)
+        .context("starting the acceptor")?;
     info!("listening on {addr} (cluster {})", a.cluster);
     cluster::run(&node, g, &election_dir(&a.cluster), zk, &stop)?;
     Ok(after_stop())
