@@ -129,6 +129,9 @@ pub struct Election<'zk> {
     name: String,
     seq: u32,
     session: Receiver<SessionEvent>,
+    /// Disconnects once the session is lost, including a disconnection longer than the
+    /// session timeout that the server never reports as an expiry (a replaced ZooKeeper).
+    lost: Receiver<()>,
     /// Armed watches: (path, receiver). Kept while the watched path stays the same, so a
     /// re-check does not pile up watches on one node.
     leader_watch: Option<(String, Receiver<WatchEvent>)>,
@@ -148,6 +151,7 @@ impl<'zk> Election<'zk> {
     /// EPHEMERAL_SEQUENTIAL node `<dir>/<prefix>NNNNNNNNNN` holding `data`.
     pub fn campaign(zk: &'zk ZooKeeper, dir: &str, prefix: &str, data: &[u8]) -> Result<Election<'zk>> {
         let session = zk.session_events();
+        let lost = zk.session_lost();
         ensure_path(zk, dir)?;
         let path = join(dir, prefix);
         let created = loop {
@@ -173,6 +177,7 @@ impl<'zk> Election<'zk> {
             name,
             seq,
             session,
+            lost,
             leader_watch: None,
             pred_watch: None,
             last: None,
@@ -258,8 +263,8 @@ impl<'zk> Election<'zk> {
     }
 
     /// Blocks until the leader changes, the connection is suspended or resumed, `stop`
-    /// delivers (or disconnects), or `deadline` passes. `Err(Lost)` when the session ended
-    /// or our node was deleted.
+    /// delivers (or disconnects), or `deadline` passes. `Err(Lost)` when the session ended,
+    /// the connection stayed down longer than the session timeout, or our node was deleted.
     pub fn wait<T>(&mut self, stop: &Receiver<T>, deadline: Option<Instant>) -> Result<Wake> {
         if self.last.is_none() {
             let s = self.state()?;
@@ -280,6 +285,7 @@ impl<'zk> Election<'zk> {
                     }
                     Ok(SessionEvent::Expired | SessionEvent::AuthFailed) | Err(_) => return Err(Error::Lost),
                 },
+                recv(self.lost) -> _ => return Err(Error::Lost),
                 recv(stop) -> _ => return Ok(Wake::Stopped),
                 recv(timeout) -> _ => return Ok(Wake::TimedOut),
             };

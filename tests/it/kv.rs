@@ -514,6 +514,28 @@ fn a_leader_whose_session_expired_steps_down_and_rejoins() {
     }
 }
 
+/// ZooKeeper down for longer than the session timeout: the leader cannot know whether its
+/// session survives (the server never says "expired" while it is down, and a replaced one
+/// may refuse the old session for good), so it steps down at the timeout, like Curator's
+/// LOST, and campaigns again with a new session once ZooKeeper is back.
+#[test]
+fn a_leader_steps_down_when_zookeeper_is_gone_past_the_session_timeout() {
+    use zkutil::server::{Ensemble, Options};
+    let mut zk = Ensemble::start(Options::for_tests(1)).expect("start ZooKeeper");
+    let hosts = zk.connect_string();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start("kv-zkdown", dir.path(), &["--hosts", &hosts, "--write-timeout", "1s"]);
+    assert_eq!(s.role(), "leader");
+    assert_eq!(s.req("PUT k 1"), "OK");
+    zk.stop(0).unwrap();
+    assert!(wait_until(LONG, || s.role().starts_with("ERR ")), "still leads; log:\n{}", s.log_text());
+    assert!(s.req("PUT k 2").starts_with("ERR "));
+    assert_eq!(s.req("GET k"), "VALUE 1", "reads are served from the local copy");
+    zk.restart(0).unwrap();
+    assert!(wait_until(LONG, || s.role() == "leader"), "{}", s.log_text());
+    assert_eq!(s.req("PUT k 3"), "OK");
+}
+
 /// The election recipe on its own: order, handover through the predecessor watch, the
 /// observers' view, and loss on session end.
 #[test]
