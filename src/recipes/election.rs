@@ -338,14 +338,19 @@ fn keep(armed: &Option<(String, Receiver<WatchEvent>)>, want: Option<&str>) -> b
 
 /// The candidates' names and sequence numbers in `dir`, smallest first.
 fn list(zk: &ZooKeeper, dir: &str, prefix: &str) -> Result<Vec<(String, u32)>> {
-    let mut v: Vec<(String, u32)> = zk
-        .children(dir)?
+    Ok(ordered(zk.children(dir)?, prefix))
+}
+
+/// The candidates among `names` (`<prefix>` and ten digits) with their sequence numbers,
+/// smallest first.
+fn ordered(names: Vec<String>, prefix: &str) -> Vec<(String, u32)> {
+    let mut v: Vec<(String, u32)> = names
         .into_iter()
         .filter(|n| n.starts_with(prefix) && n.len() == prefix.len() + 10)
         .filter_map(|n| sequence_of(&n).map(|s| (n, s)))
         .collect();
     v.sort_by_key(|(_, s)| *s);
-    Ok(v)
+    v
 }
 
 /// Every candidate in `dir` with its data, smallest sequence (the leader) first. Nodes that
@@ -367,13 +372,7 @@ pub fn candidates(zk: &ZooKeeper, dir: &str, prefix: &str) -> Result<Vec<Candida
 /// what a leader that must know its followers (a replicating server) watches.
 pub fn members_w(zk: &ZooKeeper, dir: &str, prefix: &str) -> Result<(Vec<String>, Receiver<WatchEvent>)> {
     let (names, _, rx) = zk.children_w(dir)?;
-    let mut v: Vec<(String, u32)> = names
-        .into_iter()
-        .filter(|n| n.starts_with(prefix) && n.len() == prefix.len() + 10)
-        .filter_map(|n| sequence_of(&n).map(|s| (n, s)))
-        .collect();
-    v.sort_by_key(|(_, s)| *s);
-    Ok((v.into_iter().map(|(n, _)| n).collect(), rx))
+    Ok((ordered(names, prefix).into_iter().map(|(n, _)| n).collect(), rx))
 }
 
 /// The current leader, or None when nobody campaigns (or `dir` does not exist).
@@ -410,13 +409,7 @@ pub fn leader_w(zk: &ZooKeeper, dir: &str, prefix: &str) -> Result<(Option<Candi
             }
             Err(e) => return Err(e.into()),
         };
-        let mut v: Vec<(String, u32)> = names
-            .into_iter()
-            .filter(|n| n.starts_with(prefix) && n.len() == prefix.len() + 10)
-            .filter_map(|n| sequence_of(&n).map(|s| (n, s)))
-            .collect();
-        v.sort_by_key(|(_, s)| *s);
-        let Some((name, seq)) = v.into_iter().next() else { return Ok((None, rx)) };
+        let Some((name, seq)) = ordered(names, prefix).into_iter().next() else { return Ok((None, rx)) };
         let path = join(dir, &name);
         match zk.get_w(&path) {
             // The leader's own watch is what matters; the children watch (which fires on
