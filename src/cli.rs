@@ -621,9 +621,13 @@ pub struct KvServeArgs {
     /// peers are accepted only from loopback)
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
-    /// Most client connections served at once
+    /// Most client connections served at once (peers do not count)
     #[arg(long, default_value_t = 1024)]
     pub max_clients: usize,
+    /// How long a request may take to arrive once it began; a slower client is told why
+    /// and closed (idle connections between requests are kept)
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub request_timeout: Duration,
     /// How long a write may wait for a leader and for every live replica's ack
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub write_timeout: Duration,

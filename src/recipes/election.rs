@@ -129,6 +129,9 @@ pub struct Election<'zk> {
     name: String,
     seq: u32,
     session: Receiver<SessionEvent>,
+    /// Disconnects once the session is lost, including a disconnection longer than the
+    /// session timeout that the server never reports as an expiry (a replaced ZooKeeper).
+    lost: Receiver<()>,
     /// Armed watches: (path, receiver). Kept while the watched path stays the same, so a
     /// re-check does not pile up watches on one node.
     leader_watch: Option<(String, Receiver<WatchEvent>)>,
@@ -148,6 +151,7 @@ impl<'zk> Election<'zk> {
     /// EPHEMERAL_SEQUENTIAL node `<dir>/<prefix>NNNNNNNNNN` holding `data`.
     pub fn campaign(zk: &'zk ZooKeeper, dir: &str, prefix: &str, data: &[u8]) -> Result<Election<'zk>> {
         let session = zk.session_events();
+        let lost = zk.session_lost();
         ensure_path(zk, dir)?;
         let path = join(dir, prefix);
         let created = loop {
@@ -173,6 +177,7 @@ impl<'zk> Election<'zk> {
             name,
             seq,
             session,
+            lost,
             leader_watch: None,
             pred_watch: None,
             last: None,
@@ -258,8 +263,8 @@ impl<'zk> Election<'zk> {
     }
 
     /// Blocks until the leader changes, the connection is suspended or resumed, `stop`
-    /// delivers (or disconnects), or `deadline` passes. `Err(Lost)` when the session ended
-    /// or our node was deleted.
+    /// delivers (or disconnects), or `deadline` passes. `Err(Lost)` when the session ended,
+    /// the connection stayed down longer than the session timeout, or our node was deleted.
     pub fn wait<T>(&mut self, stop: &Receiver<T>, deadline: Option<Instant>) -> Result<Wake> {
         if self.last.is_none() {
             let s = self.state()?;
@@ -280,6 +285,7 @@ impl<'zk> Election<'zk> {
                     }
                     Ok(SessionEvent::Expired | SessionEvent::AuthFailed) | Err(_) => return Err(Error::Lost),
                 },
+                recv(self.lost) -> _ => return Err(Error::Lost),
                 recv(stop) -> _ => return Ok(Wake::Stopped),
                 recv(timeout) -> _ => return Ok(Wake::TimedOut),
             };
@@ -332,14 +338,19 @@ fn keep(armed: &Option<(String, Receiver<WatchEvent>)>, want: Option<&str>) -> b
 
 /// The candidates' names and sequence numbers in `dir`, smallest first.
 fn list(zk: &ZooKeeper, dir: &str, prefix: &str) -> Result<Vec<(String, u32)>> {
-    let mut v: Vec<(String, u32)> = zk
-        .children(dir)?
+    Ok(ordered(zk.children(dir)?, prefix))
+}
+
+/// The candidates among `names` (`<prefix>` and ten digits) with their sequence numbers,
+/// smallest first.
+fn ordered(names: Vec<String>, prefix: &str) -> Vec<(String, u32)> {
+    let mut v: Vec<(String, u32)> = names
         .into_iter()
         .filter(|n| n.starts_with(prefix) && n.len() == prefix.len() + 10)
         .filter_map(|n| sequence_of(&n).map(|s| (n, s)))
         .collect();
     v.sort_by_key(|(_, s)| *s);
-    Ok(v)
+    v
 }
 
 /// Every candidate in `dir` with its data, smallest sequence (the leader) first. Nodes that
@@ -361,13 +372,7 @@ pub fn candidates(zk: &ZooKeeper, dir: &str, prefix: &str) -> Result<Vec<Candida
 /// what a leader that must know its followers (a replicating server) watches.
 pub fn members_w(zk: &ZooKeeper, dir: &str, prefix: &str) -> Result<(Vec<String>, Receiver<WatchEvent>)> {
     let (names, _, rx) = zk.children_w(dir)?;
-    let mut v: Vec<(String, u32)> = names
-        .into_iter()
-        .filter(|n| n.starts_with(prefix) && n.len() == prefix.len() + 10)
-        .filter_map(|n| sequence_of(&n).map(|s| (n, s)))
-        .collect();
-    v.sort_by_key(|(_, s)| *s);
-    Ok((v.into_iter().map(|(n, _)| n).collect(), rx))
+    Ok((ordered(names, prefix).into_iter().map(|(n, _)| n).collect(), rx))
 }
 
 /// The current leader, or None when nobody campaigns (or `dir` does not exist).
@@ -404,13 +409,7 @@ pub fn leader_w(zk: &ZooKeeper, dir: &str, prefix: &str) -> Result<(Option<Candi
             }
             Err(e) => return Err(e.into()),
         };
-        let mut v: Vec<(String, u32)> = names
-            .into_iter()
-            .filter(|n| n.starts_with(prefix) && n.len() == prefix.len() + 10)
-            .filter_map(|n| sequence_of(&n).map(|s| (n, s)))
-            .collect();
-        v.sort_by_key(|(_, s)| *s);
-        let Some((name, seq)) = v.into_iter().next() else { return Ok((None, rx)) };
+        let Some((name, seq)) = ordered(names, prefix).into_iter().next() else { return Ok((None, rx)) };
         let path = join(dir, &name);
         match zk.get_w(&path) {
             // The leader's own watch is what matters; the children watch (which fires on

@@ -408,6 +408,39 @@ fn bad_input_gets_err_and_the_server_keeps_serving() {
     assert!(out.contains("CHALLENGE"), "{out}");
 }
 
+/// Clients beyond --max-clients are refused (in the protocol they spoke), peers are not: a
+/// new leader still opens its replication stream to a server whose only client slot an
+/// idle client holds. A client that stalls mid-request is closed after --request-timeout.
+#[test]
+fn full_or_stalled_clients_do_not_lock_out_peers() {
+    let mut c = Cluster::start("kv-full", 0);
+    let a = c.add(&["--write-timeout", "3s"]);
+    let b = c.add(&["--write-timeout", "3s"]);
+    let x = c.add(&["--write-timeout", "3s", "--max-clients", "1", "--request-timeout", "1s"]);
+    assert_eq!(c.leader(), a);
+    // The slot frees once the server has seen the last probe's connection close.
+    let mut held = None;
+    assert!(wait_until(LONG, || {
+        let mut conn = Conn::open(&c.s(x).addr).unwrap();
+        let ok = conn.req("PING").is_ok_and(|r| r == "PONG");
+        held = ok.then_some(conn);
+        ok
+    }));
+    let mut idle = held.unwrap();
+    assert_eq!(c.s(x).req("PING"), "ERR too many clients");
+    let mut resp = Conn::open(&c.s(x).addr).unwrap();
+    assert_eq!(resp.req("*1\r\n$4\r\nPING\r").unwrap(), "-ERR max number of clients reached\r");
+    c.servers[a].as_mut().unwrap().signal("TERM");
+    assert!(wait_until(LONG, || c.s(b).role() == "leader"), "{}", c.s(b).log_text());
+    assert_eq!(c.s(b).req("PUT full 1"), "OK", "log:\n{}", c.s(b).log_text());
+    assert_eq!(idle.req("GET full").unwrap(), "VALUE 1");
+    // Half a request, then nothing: told why and closed, which frees the slot.
+    idle.send(b"GET fu").unwrap();
+    assert_eq!(idle.line().unwrap(), "ERR request not complete after 1s: closing");
+    assert!(idle.line().is_err(), "closed");
+    assert!(wait_until(LONG, || c.s(x).try_req("GET full").as_deref() == Some("VALUE 1")));
+}
+
 /// RESP on the same port, with redis-cli (redis-tools is installed by vendor/setup.sh).
 #[test]
 fn speaks_resp_to_redis_cli() {
@@ -479,6 +512,28 @@ fn a_leader_whose_session_expired_steps_down_and_rejoins() {
         assert_eq!(s.req("GET after"), "VALUE thaw");
         assert_eq!(s.req("GET during"), "VALUE freeze");
     }
+}
+
+/// ZooKeeper down for longer than the session timeout: the leader cannot know whether its
+/// session survives (the server never says "expired" while it is down, and a replaced one
+/// may refuse the old session for good), so it steps down at the timeout, like Curator's
+/// LOST, and campaigns again with a new session once ZooKeeper is back.
+#[test]
+fn a_leader_steps_down_when_zookeeper_is_gone_past_the_session_timeout() {
+    use zkutil::server::{Ensemble, Options};
+    let mut zk = Ensemble::start(Options::for_tests(1)).expect("start ZooKeeper");
+    let hosts = zk.connect_string();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start("kv-zkdown", dir.path(), &["--hosts", &hosts, "--write-timeout", "1s"]);
+    assert_eq!(s.role(), "leader");
+    assert_eq!(s.req("PUT k 1"), "OK");
+    zk.stop(0).unwrap();
+    assert!(wait_until(LONG, || s.role().starts_with("ERR ")), "still leads; log:\n{}", s.log_text());
+    assert!(s.req("PUT k 2").starts_with("ERR "));
+    assert_eq!(s.req("GET k"), "VALUE 1", "reads are served from the local copy");
+    zk.restart(0).unwrap();
+    assert!(wait_until(LONG, || s.role() == "leader"), "{}", s.log_text());
+    assert_eq!(s.req("PUT k 3"), "OK");
 }
 
 /// The election recipe on its own: order, handover through the predecessor watch, the

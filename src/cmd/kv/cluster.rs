@@ -109,7 +109,11 @@ fn campaign(node: &Arc<Node>, zk: &ZooKeeper, dir: &str, stop: &Receiver<()>) ->
         drop(done_tx); // ends the membership thread
         r
     });
-    drop(e);
+    match out {
+        // Nothing to delete on a lost session (a delete would wait for the connection).
+        Err(election::Error::Lost) => e.abandon(),
+        _ => drop(e),
+    }
     out
 }
 

@@ -55,11 +55,14 @@ impl Pool {
                 .entry(addr.to_string())
                 .or_insert_with(|| {
                     let (tx, rx) = unbounded::<Job>();
+                    // The leader answers within its write timeout (ours, as a rule); a
+                    // leader that does not (frozen, partitioned) must not hold a worker forever.
+                    let patience = node.write_timeout + Duration::from_secs(5);
                     for i in 0..WORKERS {
                         let (addr, secret, rx) = (addr.to_string(), node.secret.clone(), rx.clone());
                         let _ = std::thread::Builder::new()
                             .name(format!("forward-{i}"))
-                            .spawn(move || worker(&addr, &secret, rx));
+                            .spawn(move || worker(&addr, &secret, patience, rx));
                     }
                     tx
                 })
@@ -80,7 +83,7 @@ impl Pool {
     }
 }
 
-fn worker(addr: &str, secret: &Secret, rx: Receiver<Job>) {
+fn worker(addr: &str, secret: &Secret, patience: Duration, rx: Receiver<Job>) {
     let mut conn: Option<Peer> = None;
     while let Ok(first) = rx.recv() {
         let mut burst = vec![first];
@@ -92,7 +95,9 @@ fn worker(addr: &str, secret: &Secret, rx: Receiver<Job>) {
         }
         let replies = (|| -> Result<Vec<Reply>, PeerError> {
             if conn.is_none() {
-                conn = Some(Peer::connect(addr, secret, Duration::from_secs(2))?);
+                let p = Peer::connect(addr, secret, Duration::from_secs(2))?;
+                p.r.get_ref().set_read_timeout(Some(patience))?;
+                conn = Some(p);
             }
             let p = conn.as_mut().expect("connected above");
             for (op, _) in &burst {
@@ -141,7 +146,7 @@ fn worker(addr: &str, secret: &Secret, rx: Receiver<Job>) {
 /// last one, answers them all in order.
 pub fn serve(
     node: &Node,
-    r: &mut BufReader<TcpStream>,
+    r: &mut BufReader<impl std::io::Read>,
     w: &mut BufWriter<TcpStream>,
     first: Vec<Vec<u8>>,
     _from: &SocketAddr,

@@ -74,6 +74,7 @@ impl Node {
                 (st.role.clone(), st.writable, st.epoch)
             };
             let left = deadline.saturating_duration_since(Instant::now());
+            let cut_off = matches!(role, Role::Leader { .. }) && !writable;
             match role {
                 Role::Leader { .. } if writable => match self.store.write(op.clone(), left) {
                     Ok((existed, n)) => {
@@ -104,6 +105,9 @@ impl Node {
                 Role::Leader { .. } | Role::Electing => {}
             }
             if Instant::now() >= deadline {
+                if cut_off {
+                    return Err("this leader lost its connection to ZooKeeper: no writes until it is back".into());
+                }
                 return Err("no leader could take the write (election in progress?)".into());
             }
             // Wait for a change of role (a new leader), but retry a forward at least every
@@ -153,7 +157,8 @@ fn serve(g: &Global, a: &KvServeArgs) -> Result<ExitCode> {
         forward: forward::Pool::default(),
         name: Mutex::new(String::new()),
     });
-    server::spawn_acceptor(node.clone(), listener, a.max_clients).context("starting the acceptor")?;
+    server::spawn_acceptor(node.clone(), listener, a.max_clients, a.request_timeout)
+        .context("starting the acceptor")?;
     info!("listening on {addr} (cluster {})", a.cluster);
     cluster::run(&node, g, &election_dir(&a.cluster), zk, &stop)?;
     Ok(after_stop())

@@ -170,7 +170,7 @@ pub fn refusal(msg: &[Vec<u8>]) -> PeerError {
 /// Accepting side, after a client sent `PEER`: challenge, check the answer. Returns false
 /// (after telling the other side why) when the peer is refused.
 pub fn accept(
-    r: &mut BufReader<TcpStream>,
+    r: &mut impl io::BufRead,
     w: &mut BufWriter<TcpStream>,
     from: &SocketAddr,
     secret: &Secret,

@@ -7,7 +7,7 @@
 //! usable), a RESP array holds at most [`MAX_ARGS`] bulk strings of at most [`MAX_BULK`]
 //! bytes each. Anything malformed is an error value, never a panic.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 
 /// Longest request line, newline excluded.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -17,6 +17,9 @@ pub const MAX_KEY: usize = 250;
 pub const MAX_ARGS: usize = 1024;
 /// Longest RESP bulk string.
 pub const MAX_BULK: usize = 1024 * 1024;
+/// Most bytes of bulk strings in one RESP array (a SET of the largest value, with room to
+/// spare): without it, 1024 bulk strings of 1 MiB would be a 1 GiB request.
+pub const MAX_REQUEST: usize = 2 * MAX_BULK;
 
 /// One framed request.
 #[derive(Debug, PartialEq, Eq)]
@@ -129,14 +132,23 @@ fn read_resp(r: &mut impl BufRead) -> Result<Frame, FrameError> {
     if n > MAX_ARGS as i64 {
         return Err(FrameError::Protocol(format!("array of {n} elements (limit {MAX_ARGS})")));
     }
-    let mut args = Vec::with_capacity(n.max(0) as usize);
+    let mut args = Vec::with_capacity(n.clamp(0, 64) as usize);
+    let mut total = 0usize;
     for _ in 0..n.max(0) {
         let len = header(r, b'$')?;
         if !(0..=MAX_BULK as i64).contains(&len) {
             return Err(FrameError::Protocol(format!("bulk string of {len} bytes (limit {MAX_BULK})")));
         }
-        let mut v = vec![0u8; len as usize + 2];
-        r.read_exact(&mut v).map_err(eof_is_protocol)?;
+        total += len as usize;
+        if total > MAX_REQUEST {
+            return Err(FrameError::Protocol(format!("request of more than {MAX_REQUEST} bytes")));
+        }
+        // Memory grows with the bytes that actually arrive, not with the announced length.
+        let mut v = Vec::with_capacity((len as usize + 2).min(64 * 1024));
+        let want = len as u64 + 2;
+        if r.by_ref().take(want).read_to_end(&mut v)? as u64 != want {
+            return Err(FrameError::Protocol("connection closed inside a request".into()));
+        }
         if &v[len as usize..] != b"\r\n" {
             return Err(FrameError::Protocol("bulk string not followed by CRLF".into()));
         }
@@ -144,14 +156,6 @@ fn read_resp(r: &mut impl BufRead) -> Result<Frame, FrameError> {
         args.push(v);
     }
     Ok(Frame::Resp(args))
-}
-
-fn eof_is_protocol(e: io::Error) -> FrameError {
-    if e.kind() == io::ErrorKind::UnexpectedEof {
-        FrameError::Protocol("connection closed inside a request".into())
-    } else {
-        FrameError::Io(e)
-    }
 }
 
 /// Reads `<kind><integer>\r\n`.
@@ -321,7 +325,20 @@ mod tests {
                 Frame::Resp(vec![b"PING".to_vec()])
             ]
         );
-        for bad in [&b"*x\r\n"[..], b"*1\r\n:5\r\n", b"*1\r\n$3\r\nab", b"*1\r\n$2\r\nabcd\r\n", b"*99999\r\n"] {
+        let huge =
+            [b"*3\r\n".to_vec(), [b"$1048576\r\n".to_vec(), vec![b'v'; MAX_BULK], b"\r\n".to_vec()].concat().repeat(3)]
+                .concat();
+        for bad in [
+            &b"*x\r\n"[..],
+            b"*1\r\n:5\r\n",
+            b"*1\r\n$3\r\nab",
+            b"*1\r\n$2\r\nabcd\r\n",
+            b"*99999\r\n",
+            b"*1\r\n$999999999\r\n",
+            b"*1\r\n$-1\r\n",
+            b"*1\r\n*1\r\n$4\r\nPING\r\n",
+            &huge,
+        ] {
             let mut r = io::BufReader::new(bad);
             assert!(matches!(read_frame(&mut r), Err(FrameError::Protocol(_))), "{bad:?}");
         }

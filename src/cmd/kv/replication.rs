@@ -14,7 +14,7 @@
 //! `ACK seq` after each burst it applied.
 
 use std::collections::HashMap;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -202,7 +202,7 @@ fn stream_once(node: &Arc<Node>, name: &str, addr: &str, epoch: u64, term: u64) 
 /// authenticated peer connection, until it ends or a newer stream replaces it.
 pub fn serve_stream(
     node: &Node,
-    r: &mut BufReader<TcpStream>,
+    r: &mut BufReader<impl Read>,
     w: &mut BufWriter<TcpStream>,
     term: u64,
     leader: &str,
@@ -268,8 +268,10 @@ pub fn serve_stream(
                     }
                 }
                 let mut st = node.store.st();
-                if st.stream_gen != gen_ {
-                    return Ok(()); // replaced by a newer leader's stream
+                if st.stream_gen != gen_ || st.known_term > term {
+                    // Replaced by a newer leader's stream, or the election already named a
+                    // newer leader: an old leader must not get our ack (split brain).
+                    return Ok(());
                 }
                 for (p, op) in ops {
                     if p.seq != st.last.seq + 1 {

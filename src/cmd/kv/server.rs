@@ -2,10 +2,11 @@
 //! answer. Replies are buffered and flushed when no further request is already waiting in
 //! the input buffer, so pipelined clients (redis-benchmark -P) get one write per burst.
 
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
@@ -17,10 +18,48 @@ use super::protocol::{
 use super::store::{Op, Role};
 use super::{forward, peer, replication};
 
-/// Accepts connections, one thread each, at most `max_clients` at a time (the next ones
-/// get `ERR too many clients` and are closed).
-pub fn spawn_acceptor(node: Arc<Node>, listener: TcpListener, max_clients: usize) -> io::Result<()> {
-    let open = Arc::new(AtomicUsize::new(0));
+/// How long a reply may wait for a client that does not read.
+const WRITE_TIME: Duration = Duration::from_secs(30);
+/// Connections beyond `--max-clients` still get this long to show they are a peer
+/// (replication and forwarding must not be locked out by clients) ...
+const PROBATION_TIME: Duration = Duration::from_secs(2);
+/// ... this many at a time; the rest are refused at once.
+const PROBATION: usize = 64;
+
+/// One place in a bounded set of connections, given back on drop.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        if count.fetch_add(1, Ordering::SeqCst) >= max {
+            count.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Slot(count.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Accepts connections, one thread each. At most `max_clients` clients at a time; the next
+/// ones are told `ERR too many clients` (in RESP if they spoke it) and closed. Peers
+/// (replication, forwarded writes) do not count and are never refused for that reason.
+///
+/// `request_time`: how long a request may take to arrive once its first byte did (a slow or
+/// stalled client must not hold its thread forever); idle connections between requests
+/// may wait as long as they like.
+pub fn spawn_acceptor(
+    node: Arc<Node>,
+    listener: TcpListener,
+    max_clients: usize,
+    request_time: Duration,
+) -> io::Result<()> {
+    let clients = Arc::new(AtomicUsize::new(0));
+    let probation = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new().name("acceptor".into()).spawn(move || {
         for conn in listener.incoming() {
             let mut s = match conn {
@@ -30,21 +69,24 @@ pub fn spawn_acceptor(node: Arc<Node>, listener: TcpListener, max_clients: usize
                     continue;
                 }
             };
-            if open.fetch_add(1, Ordering::SeqCst) >= max_clients {
-                open.fetch_sub(1, Ordering::SeqCst);
-                let _ = s.write_all(b"ERR too many clients\n");
-                continue;
-            }
+            let (slot, over) = match Slot::take(&clients, max_clients) {
+                Some(slot) => (slot, false),
+                None => match Slot::take(&probation, PROBATION) {
+                    Some(slot) => (slot, true),
+                    None => {
+                        let _ = s.write_all(b"ERR too many clients\n");
+                        continue;
+                    }
+                },
+            };
             let node = node.clone();
-            let open2 = open.clone();
             let spawned = std::thread::Builder::new().name("conn".into()).spawn(move || {
-                if let Err(e) = handle(&node, s) {
+                let limit = if over { PROBATION_TIME } else { request_time };
+                if let Err(e) = handle(&node, s, slot, over, limit) {
                     debug!("connection: {e}");
                 }
-                open2.fetch_sub(1, Ordering::SeqCst);
             });
             if let Err(e) = spawned {
-                open.fetch_sub(1, Ordering::SeqCst);
                 warn!("cannot start a connection thread: {e}");
             }
         }
@@ -52,13 +94,70 @@ pub fn spawn_acceptor(node: Arc<Node>, listener: TcpListener, max_clients: usize
     Ok(())
 }
 
-fn handle(node: &Node, s: TcpStream) -> io::Result<()> {
+/// A socket whose reads fail with `TimedOut` once `deadline` passes (none: reads block).
+pub struct Timed {
+    s: TcpStream,
+    pub deadline: Option<Instant>,
+    armed: bool,
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                self.s.set_read_timeout(Some(left))?;
+                self.armed = true;
+            }
+            None if self.armed => {
+                self.s.set_read_timeout(None)?;
+                self.armed = false;
+            }
+            None => {}
+        }
+        self.s.read(buf)
+    }
+}
+
+fn timed_out(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock)
+}
+
+/// One connection. `over`: accepted beyond `--max-clients`, it may only become a peer.
+fn handle(node: &Node, s: TcpStream, slot: Slot, over: bool, limit: Duration) -> io::Result<()> {
     s.set_nodelay(true)?;
+    s.set_write_timeout(Some(WRITE_TIME))?;
     let from = s.peer_addr()?;
-    let mut r = BufReader::with_capacity(64 * 1024, s.try_clone()?);
+    let mut r = BufReader::with_capacity(64 * 1024, Timed { s: s.try_clone()?, deadline: None, armed: false });
     let mut w = BufWriter::with_capacity(64 * 1024, s);
     loop {
-        match read_frame(&mut r) {
+        if r.buffer().is_empty() {
+            // Idle between requests: no deadline (but a connection on probation has one).
+            r.get_mut().deadline = over.then(|| Instant::now() + limit);
+            match r.fill_buf() {
+                Ok([]) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if timed_out(&e) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        let resp = r.buffer().first() == Some(&b'*');
+        r.get_mut().deadline = Some(Instant::now() + limit);
+        let frame = read_frame(&mut r);
+        let is_peer =
+            matches!(&frame, Ok(Frame::Resp(a)) if a.first().is_some_and(|c| c.eq_ignore_ascii_case(b"PEER")));
+        if over && !is_peer {
+            // Beyond --max-clients, only a peer may stay.
+            match resp {
+                true => write_error(&mut w, "max number of clients reached")?,
+                false => writeln!(w, "ERR too many clients")?,
+            }
+            return w.flush();
+        }
+        match frame {
             Ok(Frame::Eof) => return Ok(()),
             Ok(Frame::TooLong) => writeln!(w, "ERR line longer than {MAX_LINE} bytes")?,
             Ok(Frame::Line(l)) => match parse_line(&l) {
@@ -70,7 +169,8 @@ fn handle(node: &Node, s: TcpStream) -> io::Result<()> {
                 Err(why) => writeln!(w, "ERR {why}")?,
             },
             Ok(Frame::Resp(args)) => {
-                if args.first().is_some_and(|a| a.eq_ignore_ascii_case(b"PEER")) {
+                if is_peer {
+                    drop(slot); // peers do not count as clients
                     w.flush()?;
                     return peer_conn(node, r, w, &from);
                 }
@@ -83,6 +183,14 @@ fn handle(node: &Node, s: TcpStream) -> io::Result<()> {
                 write_error(&mut w, &format!("Protocol error: {m}"))?;
                 w.flush()?;
                 return Ok(());
+            }
+            Err(FrameError::Io(e)) if timed_out(&e) => {
+                let why = format!("request not complete after {:?}: closing", limit);
+                match resp {
+                    true => write_error(&mut w, &why)?,
+                    false => writeln!(w, "ERR {why}")?,
+                }
+                return w.flush();
             }
             Err(FrameError::Io(e)) => return Err(e),
         }
@@ -202,16 +310,13 @@ fn resp_reply(node: &Node, w: &mut impl Write, args: &[Vec<u8>]) -> io::Result<b
 
 /// A peer connection: authenticate, then either a replication stream (`REPL`) or
 /// forwarded writes.
-fn peer_conn(
-    node: &Node,
-    mut r: BufReader<TcpStream>,
-    mut w: BufWriter<TcpStream>,
-    from: &SocketAddr,
-) -> io::Result<()> {
+fn peer_conn(node: &Node, mut r: BufReader<Timed>, mut w: BufWriter<TcpStream>, from: &SocketAddr) -> io::Result<()> {
+    r.get_mut().deadline = Some(Instant::now() + PROBATION_TIME); // the handshake
     if !peer::accept(&mut r, &mut w, from, &node.secret)? {
         warn!("refused a peer connection from {from}");
         return Ok(());
     }
+    r.get_mut().deadline = None; // an idle stream is normal between peers
     let first = match read_frame(&mut r) {
         Ok(Frame::Resp(a)) => a,
         _ => return Ok(()),
