@@ -159,7 +159,15 @@ impl Ensemble {
                 if top > usize::from(u16::MAX) + 1 {
                     return Err(Error::Setup(format!("base port {b} too high for {n} nodes")));
                 }
-                (0..3 * n).map(|k| b + k as u16).collect()
+                let ports: Vec<u16> = (0..3 * n).map(|k| b + k as u16).collect();
+                // Checked up front: with a ZooKeeper already on the port, our readiness
+                // probe would be answered by that one while ours fails to bind.
+                if let Some(p) = ports.iter().find(|&&p| TcpListener::bind(("127.0.0.1", p)).is_err()) {
+                    return Err(Error::Setup(format!(
+                        "port {p} on 127.0.0.1 is already in use (another ZooKeeper? `zkutil server status`)"
+                    )));
+                }
+                ports
             }
             None => free_ports(3 * n)?,
         };

@@ -237,14 +237,14 @@ fn proc_state_parses_own_stat() {
 }
 
 #[test]
-fn port_in_use_fails_fast_with_log_tail() {
+fn port_in_use_is_refused_up_front() {
     let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
     let port = taken.local_addr().expect("addr").port();
     let t = Instant::now();
     let err = Ensemble::start(Options { base_port: Some(port), ..Options::for_tests(1) }).unwrap_err();
     eprintln!("port-in-use failure after {:?}: {err}", t.elapsed());
-    assert!(matches!(err, Error::Exited { .. }), "{err}");
-    assert!(err.to_string().contains("Address already in use"), "{err}");
+    assert!(matches!(err, Error::Setup(_)), "{err}");
+    assert!(err.to_string().contains(&format!("port {port} on 127.0.0.1 is already in use")), "{err}");
 }
 
 /// Tests keep an Ensemble in a `static OnceLock`.
@@ -253,4 +253,13 @@ fn ensemble_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Ensemble>();
     check::<Error>();
+}
+
+#[test]
+fn a_port_held_by_another_zookeeper_is_refused() {
+    // The readiness probe must not be answered by someone else's server.
+    let other = Ensemble::standalone().expect("start");
+    let port: u16 = other.connect_string().rsplit(':').next().unwrap().parse().unwrap();
+    let err = Ensemble::start(Options { base_port: Some(port), ..Options::for_tests(1) }).unwrap_err();
+    assert!(err.to_string().contains("already in use"), "{err}");
 }
