@@ -201,10 +201,15 @@ fn take_strings(v: &mut sys::String_vector) -> Vec<String> {
 
 /// One operation of a `multi` transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)] // the fields mean what they mean for create/delete/set
 pub enum Op {
+    /// Create `path` with `data` in `mode` (the client's default ACL).
     Create { path: String, data: Vec<u8>, mode: CreateMode },
+    /// Delete `path` if its version is `version` (None: any).
     Delete { path: String, version: Option<i32> },
+    /// Replace the data of `path` if its version is `version` (None: any).
     Set { path: String, data: Vec<u8>, version: Option<i32> },
+    /// Fail the transaction unless `path` has data version `version`.
     Check { path: String, version: i32 },
 }
 
@@ -220,9 +225,13 @@ impl Op {
 /// The result of one operation of a successful `multi`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpResult {
+    /// The created path (with the sequence number for sequential modes).
     Created(String),
+    /// The node was deleted.
     Deleted,
+    /// The node's new Stat.
     Set(Stat),
+    /// The version check passed.
     Checked,
 }
 

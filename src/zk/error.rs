@@ -11,6 +11,7 @@ use super::sys;
 /// Anything the zk layer can report. Display is one human sentence; the CLI prefixes `zkutil: `.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[allow(missing_docs)] // the fields are named for what they hold; the variants say what failed
 pub enum Error {
     /// The server or the C client returned a ZOO_* code for the call about `path`.
     Zk { code: Code, path: Option<String> },

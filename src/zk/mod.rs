@@ -4,6 +4,8 @@
 //! events to Rust channels; sync calls are made from ordinary Rust threads; after session
 //! expiry the handle is dead and its owner builds a new one.
 
+#![warn(missing_docs)]
+
 mod callbacks;
 mod client;
 mod error;

@@ -16,9 +16,15 @@ pub enum CreateMode {
     /// Deleted by the server once it has had children and has none left.
     Container,
     /// Persistent, deleted by the server after `ttl_ms` without changes once it has no children.
-    PersistentWithTtl { ttl_ms: i64 },
+    PersistentWithTtl {
+        /// Time to live in ms.
+        ttl_ms: i64,
+    },
     /// As `PersistentWithTtl`, with a sequence number.
-    PersistentSequentialWithTtl { ttl_ms: i64 },
+    PersistentSequentialWithTtl {
+        /// Time to live in ms.
+        ttl_ms: i64,
+    },
 }
 
 impl CreateMode {
@@ -49,7 +55,9 @@ impl CreateMode {
 /// A node's metadata, as ZooKeeper keeps it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stat {
+    /// Transaction id of the create.
     pub czxid: i64,
+    /// Transaction id of the last data change.
     pub mzxid: i64,
     /// Creation time, ms since the epoch.
     pub ctime: i64,
@@ -63,26 +71,38 @@ pub struct Stat {
     pub aversion: i32,
     /// Session id of the owner for ephemeral nodes, 0 otherwise.
     pub ephemeral_owner: i64,
+    /// Length of the data in bytes.
     pub data_length: i32,
+    /// Number of children.
     pub num_children: i32,
+    /// Transaction id of the last change to the children.
     pub pzxid: i64,
 }
 
 /// Permission bits of an ACL entry (ZOO_PERM_*).
 pub mod perms {
+    /// Read the data and list the children (`r`).
     pub const READ: i32 = 1;
+    /// Set the data (`w`).
     pub const WRITE: i32 = 2;
+    /// Create children (`c`).
     pub const CREATE: i32 = 4;
+    /// Delete children (`d`).
     pub const DELETE: i32 = 8;
+    /// Change the ACL (`a`).
     pub const ADMIN: i32 = 16;
+    /// All of the above (`cdrwa`).
     pub const ALL: i32 = 31;
 }
 
 /// One ACL entry: who (`scheme:id`) may do what (`perms`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Acl {
+    /// Bits of [`perms`].
     pub perms: i32,
+    /// `world`, `digest`, `auth`, `ip`, ...
     pub scheme: String,
+    /// Who, in the scheme's terms (`anyone`, `user:base64(sha1(user:password))`, ...).
     pub id: String,
 }
 

@@ -7,9 +7,13 @@ use super::sys;
 /// What happened to a watched node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
+    /// The node was created (watches armed by `exists_w`).
     Created,
+    /// The node was deleted.
     Deleted,
+    /// The node's data changed.
     DataChanged,
+    /// A child was added or removed.
     ChildrenChanged,
 }
 
@@ -44,7 +48,9 @@ impl std::fmt::Display for EventKind {
 /// One fired watch. A watch fires at most once; the receiver then disconnects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchEvent {
+    /// What happened.
     pub kind: EventKind,
+    /// To which node (relative to the chroot).
     pub path: String,
 }
 
