@@ -1,6 +1,13 @@
 //! Running a user's CMD beside a recipe: spawned with inherited stdio, waited for on its own
 //! thread (so the caller can `select!` on its exit, a stop signal and session events), and
 //! terminated with SIGTERM (then SIGKILL) when the recipe must end it.
+//!
+//! A CMD must never outlive the zkutil that holds the lock (lease, leadership) it runs
+//! under, even when zkutil is SIGKILLed and cannot clean up: otherwise the next holder's
+//! CMD would run beside it once the session times out. A tiny `sh` watchdog beside each
+//! CMD blocks on a pipe only we hold; when we die for any reason the kernel closes it, and
+//! the watchdog sends CMD SIGTERM (SIGKILL after the grace period). PR_SET_PDEATHSIG would
+//! do it in the child itself, but needs `unsafe` (pre_exec), which lives in src/zk alone.
 
 use std::io;
 use std::process::{Command, ExitCode, ExitStatus};
@@ -52,11 +59,24 @@ impl Child {
                 .context("spawning the thread that feeds CMD")?;
         }
         let pid = child.id();
+        let watchdog = match watchdog(pid) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                log::warn!("no watchdog for {prog} (it could outlive a killed zkutil): {e}");
+                None
+            }
+        };
         let (tx, done) = crossbeam_channel::bounded(1);
         std::thread::Builder::new()
             .name("child-wait".into())
             .spawn(move || {
-                let _ = tx.send(child.wait());
+                let status = child.wait();
+                // CMD is gone: retire its watchdog before anything could reuse the pid.
+                if let Some(mut w) = watchdog {
+                    let _ = w.kill();
+                    let _ = w.wait();
+                }
+                let _ = tx.send(status);
             })
             .context("spawning the thread that waits for CMD")?;
         Ok(Child { pid, done, exited: None })
@@ -118,6 +138,23 @@ impl Drop for Child {
             let _ = self.terminate();
         }
     }
+}
+
+/// Starts the watchdog of CMD `pid`: it ignores the terminal's signals and waits for EOF on
+/// its stdin (the returned Child's stdin pipe, held by the caller's wait thread).
+fn watchdog(pid: u32) -> io::Result<std::process::Child> {
+    let grace_ticks = GRACE.as_millis() / 100;
+    let script = format!(
+        "trap '' INT TERM HUP QUIT; read _ignored; kill -TERM {pid} 2>/dev/null || exit 0; \
+         i=0; while kill -0 {pid} 2>/dev/null && [ $i -lt {grace_ticks} ]; do sleep 0.1; i=$((i+1)); done; \
+         kill -0 {pid} 2>/dev/null && kill -KILL {pid} 2>/dev/null; exit 0"
+    );
+    Command::new("/bin/sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
 }
 
 /// The exit code a shell would report for `status`: the code, or 128 + the signal.

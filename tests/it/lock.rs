@@ -512,3 +512,20 @@ fn a_holder_cut_off_from_zookeeper_stops_before_the_next_holder_starts() {
     let _ = std::fs::remove_file(&log);
     assert_eq!(events.lines().collect::<Vec<_>>(), ["a-start", "a-term", "b-start"], "two holders at once");
 }
+
+#[test]
+fn cmd_does_not_outlive_a_killed_zkutil() {
+    // Otherwise the next holder's CMD would run beside it once the session times out.
+    let root = unique_root("lock-orphan");
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 60", pidfile.display());
+    let mut holder =
+        zkutil(&["lock", &format!("{root}/l"), "--", "sh", "-c", &script]).stdout(Stdio::null()).spawn().unwrap();
+    assert!(wait_until(Duration::from_secs(20), || std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))));
+    let cmd: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert!(alive(cmd));
+    t!(send_signal(holder.id(), Signal::SIGKILL));
+    holder.wait().unwrap();
+    assert!(wait_until(Duration::from_secs(5), || !alive(cmd)), "CMD {cmd} still runs after zkutil was killed");
+}

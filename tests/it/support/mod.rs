@@ -131,3 +131,12 @@ pub fn expire_session(zk: &ZooKeeper, hosts: &str) {
     }
     panic!("could not expire session {:#x}", zk.session_id());
 }
+
+/// True while `pid` is a live process (not gone, not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // the state is the first field after the parenthesised command name
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
