@@ -17,7 +17,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, never, select};
 
 use super::support::{Taken, create_ephemeral, ensure_node, ensure_parents, retrying, session_expired};
-use crate::zk::{self, Code, CreateMode, EventKind, Op, SessionEvent, ZooKeeper, join, validate_path};
+use crate::zk::{self, Code, CreateMode, EventKind, Op, ZooKeeper, join, validate_path};
 
 /// The name of the node that opens a double barrier.
 pub const READY: &str = "ready";
@@ -74,8 +74,8 @@ fn deadline_channel(deadline: Option<Instant>) -> Receiver<Instant> {
     deadline.map_or_else(never, crossbeam_channel::at)
 }
 
-/// Waits for `watch` to fire. Ok(Some(kind)) when it fired, Ok(None) on stop or deadline (the
-/// caller tells which from `stopped`), Err when the session died (watches then disconnect).
+/// How [`wait_watch`] ended: the watch fired, or stop, or the deadline. A lost session is an
+/// Err (SessionExpired).
 enum Woken {
     Fired(EventKind),
     Stopped,
@@ -84,26 +84,21 @@ enum Woken {
 
 fn wait_watch(
     watch: &Receiver<zk::WatchEvent>,
-    session: &Receiver<SessionEvent>,
+    lost: &Receiver<()>,
     stop: &Receiver<()>,
     deadline: &Receiver<Instant>,
     path: &str,
 ) -> zk::Result<Woken> {
-    loop {
-        select! {
-            recv(watch) -> ev => return match ev {
-                Ok(ev) => Ok(Woken::Fired(ev.kind)),
-                Err(_) => Err(session_expired(path)),
-            },
-            recv(session) -> ev => {
-                // a reconnect keeps armed watches; only a dead session ends the wait
-                if ev.map_or(true, SessionEvent::is_terminal) {
-                    return Err(session_expired(path));
-                }
-            }
-            recv(stop) -> _ => return Ok(Woken::Stopped),
-            recv(deadline) -> _ => return Ok(Woken::TimedOut),
-        }
+    // A reconnect keeps armed watches; only a lost session (expired, or no connection for
+    // longer than the session timeout: a dead ZooKeeper) ends the wait.
+    select! {
+        recv(watch) -> ev => match ev {
+            Ok(ev) => Ok(Woken::Fired(ev.kind)),
+            Err(_) => Err(session_expired(path)),
+        },
+        recv(lost) -> _ => Err(session_expired(path)),
+        recv(stop) -> _ => Ok(Woken::Stopped),
+        recv(deadline) -> _ => Ok(Woken::TimedOut),
     }
 }
 
@@ -142,14 +137,14 @@ impl<'zk> Barrier<'zk> {
 
     /// Blocks while the node exists (a watch on it, no polling).
     pub fn wait(&self, deadline: Option<Instant>, stop: &Receiver<()>) -> Result<Outcome> {
-        let session = self.zk.session_events();
+        let lost = self.zk.session_lost();
         let deadline = deadline_channel(deadline);
         loop {
             let (stat, watch) = retrying(self.zk, || self.zk.exists_w(&self.path))?;
             if stat.is_none() {
                 return Ok(Outcome::Done);
             }
-            match wait_watch(&watch, &session, stop, &deadline, &self.path)? {
+            match wait_watch(&watch, &lost, stop, &deadline, &self.path)? {
                 Woken::Fired(EventKind::Deleted) => return Ok(Outcome::Done),
                 Woken::Fired(_) => {} // data changed: still up, watch again
                 Woken::Stopped => return Ok(Outcome::Stopped),
@@ -221,7 +216,7 @@ impl<'zk> DoubleBarrier<'zk> {
     /// exists). On timeout or stop our node is deleted before returning.
     pub fn enter(&mut self, deadline: Option<Instant>, stop: &Receiver<()>) -> Result<Outcome> {
         let zk = self.zk;
-        let session = zk.session_events();
+        let lost = zk.session_lost();
         let deadline = deadline_channel(deadline);
         ensure_parents(zk, &self.path)?;
         ensure_node(zk, &self.path, b"")?;
@@ -251,7 +246,7 @@ impl<'zk> DoubleBarrier<'zk> {
                 }
                 return self.entered();
             }
-            match wait_watch(&watch, &session, stop, &deadline, &self.ready)? {
+            match wait_watch(&watch, &lost, stop, &deadline, &self.ready)? {
                 // `ready` cannot go away while our node is there (see leave), so a creation
                 // means everyone is in.
                 Woken::Fired(EventKind::Created) => return self.entered(),
@@ -266,7 +261,7 @@ impl<'zk> DoubleBarrier<'zk> {
     /// stop our node is deleted before returning (the others may then leave without us).
     pub fn leave(&mut self, deadline: Option<Instant>, stop: &Receiver<()>) -> Result<Outcome> {
         let zk = self.zk;
-        let session = zk.session_events();
+        let lost = zk.session_lost();
         let deadline = deadline_channel(deadline);
         let mut ours_exists = self.joined;
         loop {
@@ -302,7 +297,7 @@ impl<'zk> DoubleBarrier<'zk> {
                 Err(e) if e.code() == Some(Code::NoNode) => continue,
                 Err(e) => return Err(e.into()),
             };
-            match wait_watch(&watch, &session, stop, &deadline, &target)? {
+            match wait_watch(&watch, &lost, stop, &deadline, &target)? {
                 Woken::Fired(_) => {}
                 Woken::Stopped => return self.abandon(Outcome::Stopped),
                 Woken::TimedOut => return self.abandon(Outcome::TimedOut),
@@ -378,9 +373,12 @@ impl<'zk> DoubleBarrier<'zk> {
 
 impl Drop for DoubleBarrier<'_> {
     fn drop(&mut self) {
+        // (a lost connection: the node goes with the session, nothing to say)
         if self.joined
             && let Err(e) = self.zk.delete(&self.node, None)
             && e.code() != Some(Code::NoNode)
+            && !e.is_outcome_unknown()
+            && !e.code().is_some_and(|c| c.is_session_lost())
         {
             log::warn!("leaving {}: {e}", self.node);
         }

@@ -489,3 +489,25 @@ fn double_barrier_leaver_is_not_held_by_the_next_round() {
     assert_eq!(leaving, Outcome::Done);
     assert_eq!(kids(&other, &b), ["b"], "the next round's participant is untouched");
 }
+
+#[test]
+fn barrier_waiters_give_up_when_zookeeper_is_gone_for_the_session_timeout() {
+    let mut zk_server = t!(Ensemble::start(Options::for_tests(1)));
+    let hosts = zk_server.connect_string();
+    let with_hosts = |args: &[&str]| {
+        let mut c = zkutil(&[&["--session-timeout", "2s"], args].concat());
+        c.env("ZK_HOSTS", &hosts);
+        c
+    };
+    assert!(t!(with_hosts(&["barrier", "hold", "/s"]).output()).status.success());
+    let single = start(with_hosts(&["barrier", "wait", "/s"]));
+    let double = start(with_hosts(&["barrier", "wait", "/d", "--count", "2", "--id", "x"]));
+    let zk = connect_to(&hosts);
+    assert!(wait_until(LONG, || kids(&zk, "/d") == ["x"]));
+    drop(zk);
+    t!(zk_server.stop(0));
+    for mut p in [single, double] {
+        assert_eq!(p.wait().code(), Some(1), "a waiter must not hang on a dead ZooKeeper");
+        p.expect_err("the session was lost");
+    }
+}
