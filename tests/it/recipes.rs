@@ -511,3 +511,24 @@ fn barrier_waiters_give_up_when_zookeeper_is_gone_for_the_session_timeout() {
         p.expect_err("the session was lost");
     }
 }
+
+#[test]
+fn group_list_watch_reports_a_rejoin_with_the_same_data() {
+    // A member restarts under the same name with the same data, faster than the watcher can
+    // look (one multi): still a leave and a join. Names and data with blanks and unicode.
+    use zkutil::zk::Op;
+    let root = unique_root("group-rejoin");
+    let g = format!("{root}/svc");
+    let zk = connect();
+    t!(zk.ensure_path(&g, CreateMode::Persistent));
+    let m = format!("{g}/web 1");
+    t!(zk.create(&m, "hö st:80\n".as_bytes(), CreateMode::Ephemeral));
+    let watch = spawn(&["group", "list", "--watch", &g]);
+    watch.expect("+web 1\thö st:80\\n");
+    t!(zk.multi(&[
+        Op::Delete { path: m.clone(), version: None },
+        Op::Create { path: m.clone(), data: "hö st:80\n".into(), mode: CreateMode::Ephemeral },
+    ]));
+    watch.expect("-web 1");
+    watch.expect("+web 1\thö st:80\\n");
+}
