@@ -5,14 +5,14 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use crossbeam_channel::select;
 
 use super::Run;
 use super::child::{Child, exit_code};
 use super::exit::after_stop;
 use crate::cli::{BarrierCmd, BarrierWaitArgs, Global};
-use crate::recipes::barrier::{Barrier, DoubleBarrier, Outcome};
+use crate::recipes::barrier::{self, Barrier, DoubleBarrier, Outcome};
 use crate::util::shutdown;
 
 impl Run for BarrierCmd {
@@ -44,6 +44,17 @@ impl Run for BarrierCmd {
     }
 }
 
+/// A barrier error as one line; a lost session says what that means for the barrier.
+fn failed(path: &str, e: barrier::Error) -> anyhow::Error {
+    match &e {
+        barrier::Error::Zk(z) if z.code().is_some_and(|c| c.is_session_lost()) => anyhow!(
+            "barrier {path}: the session was lost (expired, or no connection to ZooKeeper for longer than the \
+             session timeout); our participant node, if any, is gone with it"
+        ),
+        _ => anyhow!(e).context(format!("barrier {path}")),
+    }
+}
+
 fn human(d: Duration) -> humantime::FormattedDuration {
     humantime::format_duration(d)
 }
@@ -57,7 +68,7 @@ impl BarrierWaitArgs {
         let stop = shutdown();
         let zk = g.connect()?;
         let barrier = Barrier::new(&zk, &self.path)?;
-        match barrier.wait(self.deadline(), &stop)? {
+        match barrier.wait(self.deadline(), &stop).map_err(|e| failed(&self.path, e))? {
             Outcome::Done => Ok(ExitCode::SUCCESS),
             Outcome::Stopped => Ok(after_stop()),
             Outcome::TimedOut => {
@@ -73,7 +84,7 @@ impl BarrierWaitArgs {
         let mut barrier = DoubleBarrier::new(&zk, &self.path, count, &id)?;
         let timeout = human(self.timeout.unwrap_or_default());
         let mut out = std::io::stdout();
-        match barrier.enter(self.deadline(), &stop)? {
+        match barrier.enter(self.deadline(), &stop).map_err(|e| failed(&self.path, e))? {
             Outcome::Done => {
                 writeln!(out, "entered {} as {id}", self.path)?;
                 out.flush()?;
@@ -100,7 +111,7 @@ impl BarrierWaitArgs {
                 }
             }
         }
-        match barrier.leave(self.deadline(), &stop)? {
+        match barrier.leave(self.deadline(), &stop).map_err(|e| failed(&self.path, e))? {
             Outcome::Done => writeln!(out, "left {}", self.path)?,
             Outcome::Stopped => return Ok(after_stop()),
             Outcome::TimedOut => {

@@ -19,9 +19,17 @@
 //! once) and exit with CMD's code. Ctrl-C/SIGTERM: a leader stops CMD first (SIGTERM, then
 //! SIGKILL after a grace period) and resigns after, so two CMDs never overlap; a follower
 //! just withdraws. Both close the session and exit 130/143.
+//!
+//! A SIGKILLed zkutil cannot stop CMD itself, and its node stays until its session times out,
+//! when the next leader starts: CMD is therefore started through `setpriv --pdeathsig TERM`
+//! (util-linux) when that works, so that the kernel sends CMD SIGTERM the moment zkutil dies,
+//! however it dies. (PR_SET_PDEATHSIG must be set between fork and exec, which needs
+//! `unsafe` in Rust; setpriv does it for us.)
 
 use std::io::{self, Write};
-use std::process::{ExitCode, ExitStatus};
+use std::path::Path;
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -56,6 +64,39 @@ fn default_id() -> String {
 /// A candidate's id as one printable line.
 fn id_line(data: &[u8]) -> String {
     escape_data(data).replace('\n', "\\n")
+}
+
+/// `setpriv --pdeathsig TERM --` when util-linux's setpriv can do it here, else nothing. CMD
+/// is spawned from the main thread, which lives as long as zkutil (the death signal fires
+/// when the thread that forked exits).
+fn death_signal_prefix() -> &'static [String] {
+    static PREFIX: OnceLock<Vec<String>> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let argv = ["setpriv", "--pdeathsig", "TERM", "--"];
+        let works = Command::new(argv[0])
+            .args(&argv[1..])
+            .arg("true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !works {
+            log::warn!("setpriv --pdeathsig does not work here: a SIGKILLed zkutil leaves CMD running");
+        }
+        if works { argv.map(String::from).to_vec() } else { Vec::new() }
+    })
+}
+
+/// Whether `program` can be started (an executable file, found on PATH when it has no '/'),
+/// so that a typo fails before campaigning, not once elected.
+fn runnable(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.contains('/') {
+        return executable(Path::new(program));
+    }
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
 }
 
 /// How long a leader keeps CMD running once it noticed the connection dropped.
@@ -163,7 +204,7 @@ impl ElectionRunArgs {
         loop {
             if state.is_leader() && child.is_none() {
                 self.note(what, format_args!("elected leader as {id}; running {program}"));
-                let c = match Child::spawn(&self.command) {
+                let c = match Child::spawn(&[death_signal_prefix(), &self.command].concat()) {
                     Ok(c) => c,
                     Err(err) => {
                         let _ = e.resign();
@@ -272,6 +313,9 @@ impl Run for ElectionRunArgs {
             Some(id) => id.clone(),
             None => default_id(),
         };
+        if !runnable(&self.command[0]) {
+            bail!("{what}: cannot run {}: no such executable (on PATH)", self.command[0]);
+        }
         let mut first = Some(g.connect()?);
         loop {
             let zk = match first.take() {

@@ -200,13 +200,14 @@ impl Run for GroupListArgs {
         let zk = g.connect()?;
         let mut out = io::stdout().lock();
         if !self.watch {
-            for Member { name, data } in Group::new(&zk, &self.path)?.members()? {
+            for Member { name, data, .. } in Group::new(&zk, &self.path)?.members()? {
                 writeln!(out, "{}", member_line(&name, &data))?;
             }
             return Ok(ExitCode::SUCCESS);
         }
         let what = format!("group {}", self.path);
-        let mut known: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        // name -> (data, czxid): a re-join under the same name is a leave and a join
+        let mut known: BTreeMap<String, (Vec<u8>, i64)> = BTreeMap::new();
         let mut zk = zk;
         let mut none = None;
         loop {
@@ -220,15 +221,16 @@ impl Run for GroupListArgs {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                let now: BTreeMap<String, Vec<u8>> = members.into_iter().map(|m| (m.name, m.data)).collect();
-                for (name, data) in &known {
-                    if now.get(name) != Some(data) {
+                let now: BTreeMap<String, (Vec<u8>, i64)> =
+                    members.into_iter().map(|m| (m.name, (m.data, m.created))).collect();
+                for (name, was) in &known {
+                    if now.get(name) != Some(was) {
                         writeln!(out, "-{name}")?;
                     }
                 }
-                for (name, data) in &now {
-                    if known.get(name) != Some(data) {
-                        writeln!(out, "+{}", member_line(name, data))?;
+                for (name, is) in &now {
+                    if known.get(name) != Some(is) {
+                        writeln!(out, "+{}", member_line(name, &is.0))?;
                     }
                 }
                 out.flush()?;

@@ -4,9 +4,12 @@
 //!
 //! Double barrier layout under PATH (persistent): one ephemeral node per participant (named
 //! by its id) and `ready`, an ephemeral node created by whoever completes the count and
-//! deleted when the last participant has left. Entering watches `ready` (no
-//! herd on the children list); leaving follows the ZooKeeper recipe: the lowest participant
-//! waits on the highest, every other deletes its node and waits on the lowest.
+//! deleted, in one multi with the last participant's node, when the last one leaves. Entering
+//! watches `ready` (no herd on the children list); leaving follows the ZooKeeper recipe: the
+//! lowest participant waits on the highest, every other deletes its node and waits on the
+//! lowest. A participant that has left is done once its round's `ready` (told apart from the
+//! next round's by its czxid) is gone, so the path serves round after round: the fastest
+//! participant may already be back for the next round while the slowest is still leaving.
 
 use std::fmt;
 use std::time::Instant;
@@ -14,7 +17,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, never, select};
 
 use super::support::{Taken, create_ephemeral, ensure_node, ensure_parents, retrying, session_expired};
-use crate::zk::{self, Code, CreateMode, EventKind, SessionEvent, ZooKeeper, join, validate_path};
+use crate::zk::{self, Code, CreateMode, EventKind, Op, ZooKeeper, join, validate_path};
 
 /// The name of the node that opens a double barrier.
 pub const READY: &str = "ready";
@@ -71,8 +74,8 @@ fn deadline_channel(deadline: Option<Instant>) -> Receiver<Instant> {
     deadline.map_or_else(never, crossbeam_channel::at)
 }
 
-/// Waits for `watch` to fire. Ok(Some(kind)) when it fired, Ok(None) on stop or deadline (the
-/// caller tells which from `stopped`), Err when the session died (watches then disconnect).
+/// How [`wait_watch`] ended: the watch fired, or stop, or the deadline. A lost session is an
+/// Err (SessionExpired).
 enum Woken {
     Fired(EventKind),
     Stopped,
@@ -81,26 +84,21 @@ enum Woken {
 
 fn wait_watch(
     watch: &Receiver<zk::WatchEvent>,
-    session: &Receiver<SessionEvent>,
+    lost: &Receiver<()>,
     stop: &Receiver<()>,
     deadline: &Receiver<Instant>,
     path: &str,
 ) -> zk::Result<Woken> {
-    loop {
-        select! {
-            recv(watch) -> ev => return match ev {
-                Ok(ev) => Ok(Woken::Fired(ev.kind)),
-                Err(_) => Err(session_expired(path)),
-            },
-            recv(session) -> ev => {
-                // a reconnect keeps armed watches; only a dead session ends the wait
-                if ev.map_or(true, SessionEvent::is_terminal) {
-                    return Err(session_expired(path));
-                }
-            }
-            recv(stop) -> _ => return Ok(Woken::Stopped),
-            recv(deadline) -> _ => return Ok(Woken::TimedOut),
-        }
+    // A reconnect keeps armed watches; only a lost session (expired, or no connection for
+    // longer than the session timeout: a dead ZooKeeper) ends the wait.
+    select! {
+        recv(watch) -> ev => match ev {
+            Ok(ev) => Ok(Woken::Fired(ev.kind)),
+            Err(_) => Err(session_expired(path)),
+        },
+        recv(lost) -> _ => Err(session_expired(path)),
+        recv(stop) -> _ => Ok(Woken::Stopped),
+        recv(deadline) -> _ => Ok(Woken::TimedOut),
     }
 }
 
@@ -139,14 +137,14 @@ impl<'zk> Barrier<'zk> {
 
     /// Blocks while the node exists (a watch on it, no polling).
     pub fn wait(&self, deadline: Option<Instant>, stop: &Receiver<()>) -> Result<Outcome> {
-        let session = self.zk.session_events();
+        let lost = self.zk.session_lost();
         let deadline = deadline_channel(deadline);
         loop {
             let (stat, watch) = retrying(self.zk, || self.zk.exists_w(&self.path))?;
             if stat.is_none() {
                 return Ok(Outcome::Done);
             }
-            match wait_watch(&watch, &session, stop, &deadline, &self.path)? {
+            match wait_watch(&watch, &lost, stop, &deadline, &self.path)? {
                 Woken::Fired(EventKind::Deleted) => return Ok(Outcome::Done),
                 Woken::Fired(_) => {} // data changed: still up, watch again
                 Woken::Stopped => return Ok(Outcome::Stopped),
@@ -166,6 +164,8 @@ pub struct DoubleBarrier<'zk> {
     ready: String,
     /// Our node may exist (between enter and the end of leave).
     joined: bool,
+    /// The czxid of our round's `ready` node (known once entered, unless it was gone by then).
+    round: Option<i64>,
 }
 
 /// Where a double barrier stands, for reporting.
@@ -195,6 +195,7 @@ impl<'zk> DoubleBarrier<'zk> {
             ready: join(path, READY),
             node,
             joined: false,
+            round: None,
         })
     }
 
@@ -215,7 +216,7 @@ impl<'zk> DoubleBarrier<'zk> {
     /// exists). On timeout or stop our node is deleted before returning.
     pub fn enter(&mut self, deadline: Option<Instant>, stop: &Receiver<()>) -> Result<Outcome> {
         let zk = self.zk;
-        let session = zk.session_events();
+        let lost = zk.session_lost();
         let deadline = deadline_channel(deadline);
         ensure_parents(zk, &self.path)?;
         ensure_node(zk, &self.path, b"")?;
@@ -229,7 +230,7 @@ impl<'zk> DoubleBarrier<'zk> {
         }
         loop {
             if ready.is_some() {
-                return Ok(Outcome::Done);
+                return self.entered();
             }
             let present = self.present()?;
             if !present.ids.contains(&self.id) {
@@ -243,12 +244,12 @@ impl<'zk> DoubleBarrier<'zk> {
                     Err(e) if e.code() == Some(Code::NodeExists) => {}
                     Err(e) => return Err(e.into()),
                 }
-                return Ok(Outcome::Done);
+                return self.entered();
             }
-            match wait_watch(&watch, &session, stop, &deadline, &self.ready)? {
+            match wait_watch(&watch, &lost, stop, &deadline, &self.ready)? {
                 // `ready` cannot go away while our node is there (see leave), so a creation
                 // means everyone is in.
-                Woken::Fired(EventKind::Created) => return Ok(Outcome::Done),
+                Woken::Fired(EventKind::Created) => return self.entered(),
                 Woken::Fired(_) => (ready, watch) = retrying(zk, || zk.exists_w(&self.ready))?,
                 Woken::Stopped => return self.abandon(Outcome::Stopped),
                 Woken::TimedOut => return self.abandon(Outcome::TimedOut),
@@ -260,7 +261,7 @@ impl<'zk> DoubleBarrier<'zk> {
     /// stop our node is deleted before returning (the others may then leave without us).
     pub fn leave(&mut self, deadline: Option<Instant>, stop: &Receiver<()>) -> Result<Outcome> {
         let zk = self.zk;
-        let session = zk.session_events();
+        let lost = zk.session_lost();
         let deadline = deadline_channel(deadline);
         let mut ours_exists = self.joined;
         loop {
@@ -270,12 +271,16 @@ impl<'zk> DoubleBarrier<'zk> {
                 self.joined = false;
                 return Err(session_expired(&self.node).into());
             }
+            if !ours_exists && self.round_over()? {
+                // the last one out took `ready` with it: whoever is here now is the next round
+                return Ok(Outcome::Done);
+            }
             let target = match (ours, ids.len()) {
                 (_, 0) => break,
                 (Some(_), 1) => {
                     // the last one out (always the lowest)
-                    self.delete_ours()?;
-                    break;
+                    self.last_out()?;
+                    return Ok(Outcome::Done);
                 }
                 (Some(0), _) => ids.last(), // lowest: wait for the highest to go
                 (Some(_), _) => {
@@ -292,19 +297,59 @@ impl<'zk> DoubleBarrier<'zk> {
                 Err(e) if e.code() == Some(Code::NoNode) => continue,
                 Err(e) => return Err(e.into()),
             };
-            match wait_watch(&watch, &session, stop, &deadline, &target)? {
+            match wait_watch(&watch, &lost, stop, &deadline, &target)? {
                 Woken::Fired(_) => {}
                 Woken::Stopped => return self.abandon(Outcome::Stopped),
                 Woken::TimedOut => return self.abandon(Outcome::TimedOut),
             }
         }
-        // Everyone is out: take `ready` down so the path can serve another round.
-        match retrying(zk, || zk.delete(&self.ready, None)) {
-            Ok(()) => {}
-            Err(e) if e.code() == Some(Code::NoNode) => {}
-            Err(e) => return Err(e.into()),
+        // Everyone is out, yet our round's `ready` may still be up (the last one out died
+        // inside): take it down so that the path can serve another round.
+        if let Some(round) = self.round
+            && let Some(st) = retrying(zk, || zk.exists(&self.ready))?
+            && st.czxid == round
+        {
+            match retrying(zk, || zk.delete(&self.ready, Some(st.version))) {
+                Ok(()) => {}
+                Err(e) if matches!(e.code(), Some(Code::NoNode | Code::BadVersion)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(Outcome::Done)
+    }
+
+    /// Entered: remember which `ready` opened our round.
+    fn entered(&mut self) -> Result<Outcome> {
+        self.round = retrying(self.zk, || self.zk.exists(&self.ready))?.map(|st| st.czxid);
+        Ok(Outcome::Done)
+    }
+
+    /// True once our round's `ready` is gone (unknown round: false).
+    fn round_over(&self) -> Result<bool> {
+        let Some(round) = self.round else { return Ok(false) };
+        Ok(retrying(self.zk, || self.zk.exists(&self.ready))?.is_none_or(|st| st.czxid != round))
+    }
+
+    /// The last one out deletes its node and `ready` in one multi: nobody can see an empty
+    /// barrier with a stale `ready` (which would let the next round through at once).
+    fn last_out(&mut self) -> Result<()> {
+        if !self.joined {
+            return Ok(());
+        }
+        let ops = [
+            Op::Delete { path: self.node.clone(), version: None },
+            Op::Delete { path: self.ready.clone(), version: None },
+        ];
+        match retrying(self.zk, || self.zk.multi(&ops)) {
+            Ok(_) => {}
+            // our node already gone: a first attempt whose reply was lost went through
+            Err(zk::Error::Multi { index: 0, code: Code::NoNode, .. }) => {}
+            // no `ready` (its creator died inside): just our node
+            Err(zk::Error::Multi { index: 1, code: Code::NoNode, .. }) => return self.delete_ours(),
+            Err(e) => return Err(e.into()),
+        }
+        self.joined = false;
+        Ok(())
     }
 
     fn delete_ours(&mut self) -> Result<()> {
@@ -328,9 +373,12 @@ impl<'zk> DoubleBarrier<'zk> {
 
 impl Drop for DoubleBarrier<'_> {
     fn drop(&mut self) {
+        // (a lost connection: the node goes with the session, nothing to say)
         if self.joined
             && let Err(e) = self.zk.delete(&self.node, None)
             && e.code() != Some(Code::NoNode)
+            && !e.is_outcome_unknown()
+            && !e.code().is_some_and(|c| c.is_session_lost())
         {
             log::warn!("leaving {}: {e}", self.node);
         }

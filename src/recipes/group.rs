@@ -40,7 +40,7 @@ impl fmt::Display for Error {
                 "{node}: the name is taken by a live member (session {owner:#x}); if that member crashed, \
                  its node goes when its session times out"
             ),
-            Error::BadName(name) => write!(f, "{name:?} cannot be a member name (non-empty, no '/')"),
+            Error::BadName(name) => write!(f, "{name:?} cannot be a member name (non-empty, no '/', not . or ..)"),
         }
     }
 }
@@ -55,6 +55,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Member {
     pub name: String,
     pub data: Vec<u8>,
+    /// The czxid of its node: a member that left and joined again under the same name (a
+    /// restart) has a new one, even with the same data.
+    pub created: i64,
 }
 
 /// The group at `path`.
@@ -181,7 +184,7 @@ impl<'zk> Group<'zk> {
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             match retrying(self.zk, || self.zk.get(&join(&self.path, &name))) {
-                Ok((data, _)) => out.push(Member { name, data }),
+                Ok((data, st)) => out.push(Member { name, data, created: st.czxid }),
                 Err(e) if e.code() == Some(Code::NoNode) => {} // left meanwhile
                 Err(e) => return Err(e.into()),
             }

@@ -87,7 +87,7 @@ impl Drop for Proc {
 }
 
 /// CMD for candidate `id`: logs `start ID`, and `term ID` on SIGTERM (then exits 0); ends
-/// by itself once its zkutil is gone (a SIGKILLed zkutil cannot stop it).
+/// by itself once its zkutil is gone (in case the kernel's death signal is unavailable).
 fn script(log: &Path, id: &str) -> String {
     let log = log.display();
     format!(
@@ -144,19 +144,20 @@ fn one_leader_runs_cmd_and_a_killed_leader_is_replaced_within_the_session_timeou
     assert_eq!(read_log(&log), ["start A"], "only the leader runs CMD");
     assert_eq!(leader_of(&path), "A");
 
-    // SIGKILL: nobody deletes A's node; its session expires after 2 s and B (next in line) leads.
+    // SIGKILL: nobody deletes A's node; its session expires after 2 s and B (next in line)
+    // leads. A's CMD gets SIGTERM from the kernel at once (setpriv --pdeathsig), long before.
     let killed = Instant::now();
     a.kill();
     wait_log(&log, "start B", Duration::from_secs(20));
     let took = killed.elapsed();
     assert!(took < Duration::from_secs(2 + 8), "took {took:?}");
-    assert_eq!(read_log(&log), ["start A", "start B"]);
+    assert_eq!(read_log(&log), ["start A", "term A", "start B"], "the killed leader's CMD stopped first");
     assert_eq!(leader_of(&path), "B");
 
     // SIGTERM: B's CMD is stopped first, then B resigns and C leads at once.
     b.signal(Signal::SIGTERM);
     wait_log(&log, "start C", Duration::from_secs(20));
-    assert_eq!(read_log(&log), ["start A", "start B", "term B", "start C"]);
+    assert_eq!(read_log(&log), ["start A", "term A", "start B", "term B", "start C"]);
     let (code, out, err) = b.finish();
     assert_eq!(code, Some(143), "{out:?} {err}");
     assert!(err.is_empty(), "{err}");
