@@ -10,9 +10,9 @@
 //! loss: the session lives on at the server for the session timeout T, counted from the
 //! last thing the server heard from us, and the client only notices a silent connection
 //! after 2/3 T. So a leader keeps CMD running through a short disconnection (a server
-//! restart, a move to another ensemble member) but no longer than T/3 after it noticed:
-//! past that, another candidate may be elected, so CMD gets SIGTERM and we start over with
-//! a new session. (Curator's LeaderSelector interrupts at SUSPENDED, which ends CMD on
+//! restart, a move to another ensemble member) but no longer than T/6 after it noticed
+//! (another candidate may be elected T/3 after the notice; T/6 keeps a margin), then CMD
+//! gets SIGTERM and we start over with a new session. (Curator's LeaderSelector interrupts at SUSPENDED, which ends CMD on
 //! every blip; waiting for LOST, T after the disconnection, lets two CMDs overlap.)
 //!
 //! CMD exiting by itself ends the candidacy: we resign (the next candidate takes over at
@@ -21,15 +21,12 @@
 //! just withdraws. Both close the session and exit 130/143.
 //!
 //! A SIGKILLed zkutil cannot stop CMD itself, and its node stays until its session times out,
-//! when the next leader starts: CMD is therefore started through `setpriv --pdeathsig TERM`
-//! (util-linux) when that works, so that the kernel sends CMD SIGTERM the moment zkutil dies,
-//! however it dies. (PR_SET_PDEATHSIG must be set between fork and exec, which needs
-//! `unsafe` in Rust; setpriv does it for us.)
+//! when the next leader starts: CMD's watchdog (see `cmd::child`) sends it SIGTERM the moment
+//! zkutil dies, however it dies.
 
 use std::io::{self, Write};
 use std::path::Path;
-use std::process::{Command, ExitCode, ExitStatus, Stdio};
-use std::sync::OnceLock;
+use std::process::{ExitCode, ExitStatus};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -66,28 +63,6 @@ fn id_line(data: &[u8]) -> String {
     escape_data(data).replace('\n', "\\n")
 }
 
-/// `setpriv --pdeathsig TERM --` when util-linux's setpriv can do it here, else nothing. CMD
-/// is spawned from the main thread, which lives as long as zkutil (the death signal fires
-/// when the thread that forked exits).
-fn death_signal_prefix() -> &'static [String] {
-    static PREFIX: OnceLock<Vec<String>> = OnceLock::new();
-    PREFIX.get_or_init(|| {
-        let argv = ["setpriv", "--pdeathsig", "TERM", "--"];
-        let works = Command::new(argv[0])
-            .args(&argv[1..])
-            .arg("true")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !works {
-            log::warn!("setpriv --pdeathsig does not work here: a SIGKILLed zkutil leaves CMD running");
-        }
-        if works { argv.map(String::from).to_vec() } else { Vec::new() }
-    })
-}
-
 /// Whether `program` can be started (an executable file, found on PATH when it has no '/'),
 /// so that a typo fails before campaigning, not once elected.
 fn runnable(program: &str) -> bool {
@@ -99,9 +74,12 @@ fn runnable(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
 }
 
-/// How long a leader keeps CMD running once it noticed the connection dropped.
+/// How long a leader keeps CMD running once it noticed the connection dropped: a sixth of
+/// the session timeout, as the lock's holders do (see `recipes::lock::Monitor`: the client
+/// notices 2T/3 after the server last heard of it, and the server hands leadership on at
+/// T, so a third would race the next leader).
 fn grace(zk: &ZooKeeper) -> Duration {
-    zk.session_timeout() / 3
+    zk.session_timeout() / 6
 }
 
 /// What one session's candidacy ended with.
@@ -204,7 +182,7 @@ impl ElectionRunArgs {
         loop {
             if state.is_leader() && child.is_none() {
                 self.note(what, format_args!("elected leader as {id}; running {program}"));
-                let c = match Child::spawn(&[death_signal_prefix(), &self.command].concat()) {
+                let c = match Child::spawn(&self.command) {
                     Ok(c) => c,
                     Err(err) => {
                         let _ = e.resign();
@@ -263,7 +241,7 @@ impl ElectionRunArgs {
                     e.abandon();
                     return Ok(Next::Again {
                         why: format!(
-                            "no connection to ZooKeeper for {} (a third of the session timeout): another \
+                            "no connection to ZooKeeper for {} (a sixth of the session timeout): another \
                              candidate may lead by now",
                             humantime::format_duration(Duration::from_millis(grace(zk).as_millis() as u64))
                         ),
