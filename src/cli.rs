@@ -62,14 +62,22 @@ pub enum Cmd {
     /// Replace a znode's ACL (scheme:id:perms, comma-separated)
     #[command(name = "setacl")]
     SetAcl(SetAclArgs),
-    /// Start, inspect or stop a local ZooKeeper (standalone or a 3-node ensemble)
+    /// Run tasks that take a distributed lock in turn (the classic mutex task loop)
+    Mutex(MutexArgs),
+    /// Run a command while holding a distributed lock (a flock over ZooKeeper)
+    Lock(LockArgs),
+    /// A producer/consumer queue on sequential znodes (kazoo's Queue format)
     #[command(subcommand)]
-    Server(ServerCmd),
-    /// Walk through zkutil on a throwaway local ZooKeeper
-    Demo(DemoArgs),
-    /// Measure throughput and latency against ZooKeeper
+    Queue(QueueCmd),
+    /// Crawl a site breadth-first with many threads; URLs are deduped in ZooKeeper, so many
+    /// crawlers with the same --name share one crawl
+    Crawl(CrawlArgs),
+    /// A replicated key-value server with a ZooKeeper-elected leader (netcat or redis-cli)
     #[command(subcommand)]
-    Bench(BenchCmd),
+    Kv(KvCmd),
+    /// Leader election: run a command while elected leader; print or watch the leader
+    #[command(subcommand)]
+    Election(ElectionCmd),
     /// Barriers: single (hold/release/wait) and double (wait --count N)
     #[command(subcommand)]
     Barrier(BarrierCmd),
@@ -80,24 +88,16 @@ pub enum Cmd {
     Group(GroupCmd),
     /// Apply operations read from stdin as one transaction: all or nothing
     Txn(TxnArgs),
-    /// A producer/consumer queue on sequential znodes (kazoo's Queue format)
-    #[command(subcommand)]
-    Queue(QueueCmd),
-    /// Run tasks that take a distributed lock in turn (the classic mutex task loop)
-    Mutex(MutexArgs),
-    /// Run a command while holding a distributed lock (a flock over ZooKeeper)
-    Lock(LockArgs),
     /// Run a command holding one of N leases: at most N such commands at once (Curator's semaphore)
     Semaphore(SemaphoreArgs),
-    /// A replicated key-value server with a ZooKeeper-elected leader (netcat or redis-cli)
+    /// Start, inspect or stop a local ZooKeeper (standalone or a 3-node ensemble)
     #[command(subcommand)]
-    Kv(KvCmd),
-    /// Leader election: run a command while elected leader; print or watch the leader
+    Server(ServerCmd),
+    /// Walk through zkutil on a throwaway local ZooKeeper
+    Demo(DemoArgs),
+    /// Measure throughput and latency against ZooKeeper
     #[command(subcommand)]
-    Election(ElectionCmd),
-    /// Crawl a site breadth-first with many threads; URLs are deduped in ZooKeeper, so many
-    /// crawlers with the same --name share one crawl
-    Crawl(CrawlArgs),
+    Bench(BenchCmd),
 }
 
 #[derive(Debug, Args)]
