@@ -35,6 +35,7 @@ pub enum Outcome {
 
 /// What a barrier can fail with.
 #[derive(Debug)]
+#[allow(missing_docs)] // fields are named for what they hold; each variant says what failed
 pub enum Error {
     Zk(zk::Error),
     /// Another participant (session `owner`, 0 for a persistent node) already uses this id.

@@ -9,6 +9,7 @@ use crate::zk::{self, Code, CreateMode, ZooKeeper, validate_path};
 
 /// What a counter can fail with.
 #[derive(Debug)]
+#[allow(missing_docs)] // fields are named for what they hold; each variant says what failed
 pub enum Error {
     Zk(zk::Error),
     /// The node holds something other than a decimal integer.

@@ -74,6 +74,7 @@ impl From<zk::Error> for Error {
     }
 }
 
+/// Shorthand for the election's results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One registered candidate.

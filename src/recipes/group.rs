@@ -13,6 +13,7 @@ use crate::zk::{self, Code, WatchEvent, ZooKeeper, join, validate_path};
 
 /// What group membership can fail with.
 #[derive(Debug)]
+#[allow(missing_docs)] // fields are named for what they hold; each variant says what failed
 pub enum Error {
     Zk(zk::Error),
     /// Another member (session `owner`; 0 for a persistent node) already has this name.
@@ -53,7 +54,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// One member as listed: its name and data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
+    /// The member's name (its node's name).
     pub name: String,
+    /// What it published (for service discovery: an address, ...).
     pub data: Vec<u8>,
     /// The czxid of its node: a member that left and joined again under the same name (a
     /// restart) has a new one, even with the same data.

@@ -54,6 +54,7 @@ impl Mode {
 
 /// Why `acquire` did not return the lock.
 #[derive(Debug)]
+#[allow(missing_docs)] // fields are named for what they hold; each variant says what failed
 pub enum LockError {
     /// The deadline passed first; our contender node is deleted.
     TimedOut,

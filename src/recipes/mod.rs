@@ -1,5 +1,7 @@
 //! Coordination recipes built on the safe zk API.
 
+#![warn(missing_docs)]
+
 pub mod barrier;
 pub mod counter;
 pub mod election;

@@ -43,6 +43,7 @@ const WATCHED_CLAIMS: usize = 32;
 
 /// What can go wrong with a queue.
 #[derive(Debug)]
+#[allow(missing_docs)] // fields are named for what they hold; each variant says what failed
 pub enum Error {
     /// The queue node does not exist.
     NoQueue { path: String },
@@ -131,12 +132,15 @@ impl From<zk::Error> for Error {
     }
 }
 
+/// Shorthand for the queue's results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// An item's name parsed: `entry-<priority>-<sequence>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Position {
+    /// 0-999, lower first.
     pub priority: u16,
+    /// The server's sequence number (FIFO within a priority).
     pub sequence: u32,
 }
 
@@ -157,6 +161,7 @@ impl Position {
 pub struct Item {
     /// Full path of the item's node (gone once taken).
     pub path: String,
+    /// The item's bytes, as produced.
     pub data: Vec<u8>,
 }
 
@@ -600,6 +605,7 @@ pub struct Claimer<'q, 'zk> {
 }
 
 impl<'q, 'zk> Claimer<'q, 'zk> {
+    /// A claimer taking items of `queue` for CMD runs.
     pub fn new(queue: &'q Queue<'zk>) -> Claimer<'q, 'zk> {
         Claimer { queue, cache: VecDeque::new(), last_item: Instant::now() }
     }
@@ -708,6 +714,7 @@ pub struct Claim<'q, 'zk> {
 }
 
 impl Claim<'_, '_> {
+    /// The claimed item.
     pub fn item(&self) -> &Item {
         &self.item
     }

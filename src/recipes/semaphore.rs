@@ -41,6 +41,7 @@ pub const LEASE_NAME: &str = "lease-";
 
 /// Why `acquire` did not return a lease.
 #[derive(Debug)]
+#[allow(missing_docs)] // fields are named for what they hold; each variant says what failed
 pub enum SemaphoreError {
     /// The deadline passed first; our lease (if any) is deleted and the lock released.
     TimedOut,

@@ -39,6 +39,7 @@ pub enum Claim {
 
 /// Why a table cannot be used.
 #[derive(Debug)]
+#[allow(missing_docs)] // fields are named for what they hold; each variant says what failed
 pub enum SetupError {
     /// The crawl exists with another bucket count; mixing them would break the dedupe.
     BucketMismatch { name: String, existing: u32, wanted: u32 },
