@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvError, Sender, bounded, never, select, unbounded};
 
-use crate::zk::{self, Acl, Code, CreateMode, EventKind, Op, OpResult, SessionEvent, Stat, ZooKeeper};
+use super::contender::{self, Site, session_gone};
+use crate::zk::{self, Code, CreateMode, EventKind, Op, OpResult, SessionEvent, Stat, ZooKeeper};
 
 /// How a contender takes the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +157,7 @@ impl<'z> Lock<'z> {
             Ok(n) => n,
             Err(e) => {
                 // The create's outcome may be unknown: find and delete the node if it landed.
-                self.cleanup_unknown(id, cancel);
+                self.site().cleanup_unknown(id, cancel);
                 return Err(e);
             }
         };
@@ -175,7 +176,7 @@ impl<'z> Lock<'z> {
             }
             Err(e) => {
                 if !matches!(e, LockError::Vanished { .. }) {
-                    let _ = self.delete_node(&me.node, cancel);
+                    let _ = self.site().delete_node(&me.node, cancel);
                 }
                 Err(e)
             }
@@ -184,11 +185,12 @@ impl<'z> Lock<'z> {
 
     /// The path (before the sequence number) of the node for attempt `id`.
     fn node_prefix(&self, id: &str) -> String {
-        zk::join(&self.dir, &format!("_c_{id}-{}", self.mode.tag()))
+        contender::node_path(&self.dir, id, self.mode.tag())
     }
 
-    fn acl(&self) -> Vec<Acl> {
-        if self.zk.options().digest.is_some() { Acl::creator_all() } else { Acl::open() }
+    /// Where our nodes live: creating, finding, deleting them, retrying through connection loss.
+    fn site(&self) -> Site<'_> {
+        Site { zk: self.zk, dir: &self.dir, events: &self.events, lost: None }
     }
 
     /// Creates our node, never two: after an unknown outcome, looks for our uuid first.
@@ -198,104 +200,7 @@ impl<'z> Lock<'z> {
         deadline: Option<Instant>,
         cancel: &Receiver<()>,
     ) -> Result<(String, Stat), LockError> {
-        let prefix = format!("_c_{id}-");
-        let path = self.node_prefix(id);
-        let acl = self.acl();
-        let mut parent_tries = 0;
-        loop {
-            match self.zk.create_with_acl(&path, b"", CreateMode::EphemeralSequential, &acl) {
-                Ok(r) => return Ok(r),
-                // The directory is missing (first use, or the server removed the empty
-                // container meanwhile).
-                Err(e) if e.code() == Some(Code::NoNode) && parent_tries < 10 => {
-                    parent_tries += 1;
-                    self.retrying(|| create_containers(self.zk, &self.dir), deadline, cancel)?;
-                }
-                Err(e) if e.is_outcome_unknown() => {
-                    self.pause(deadline, cancel)?;
-                    let found = self.retrying(|| self.find_ours(&prefix), deadline, cancel)?;
-                    if let Some(r) = found {
-                        return Ok(r);
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// Our node (by its uuid prefix) and its Stat, if the create landed.
-    fn find_ours(&self, prefix: &str) -> zk::Result<Option<(String, Stat)>> {
-        let kids = match self.zk.children(&self.dir) {
-            Ok(k) => k,
-            Err(e) if e.code() == Some(Code::NoNode) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        for k in kids.iter().filter(|k| k.starts_with(prefix)) {
-            let p = zk::join(&self.dir, k);
-            if let Some(stat) = self.zk.exists(&p)? {
-                return Ok(Some((p, stat)));
-            }
-        }
-        Ok(None)
-    }
-
-    /// After a failed attempt whose create may have landed: find and delete the node, for
-    /// at most a session timeout (after that the session is gone, and the node with it).
-    fn cleanup_unknown(&self, id: &str, cancel: &Receiver<()>) {
-        let until = Some(Instant::now() + self.zk.session_timeout() + Duration::from_secs(1));
-        let prefix = format!("_c_{id}-");
-        if let Ok(Some((node, _))) = self.retrying(|| self.find_ours(&prefix), until, cancel) {
-            let _ = self.delete_node(&node, cancel);
-        }
-    }
-
-    /// Deletes a node, retrying through connection loss for at most a session timeout.
-    fn delete_node(&self, node: &str, cancel: &Receiver<()>) -> Result<(), LockError> {
-        let until = Some(Instant::now() + self.zk.session_timeout() + Duration::from_secs(1));
-        self.retrying(
-            || match self.zk.delete(node, None) {
-                Err(e) if e.code() == Some(Code::NoNode) => Ok(()),
-                r => r,
-            },
-            until,
-            cancel,
-        )
-    }
-
-    /// Runs an idempotent call, again after each connection loss.
-    fn retrying<T>(
-        &self,
-        mut f: impl FnMut() -> zk::Result<T>,
-        deadline: Option<Instant>,
-        cancel: &Receiver<()>,
-    ) -> Result<T, LockError> {
-        loop {
-            match f() {
-                Err(e) if e.is_outcome_unknown() => self.pause(deadline, cancel)?,
-                r => return r.map_err(LockError::from),
-            }
-        }
-    }
-
-    /// Waits a little after a connection loss (less if the session reconnects), unless
-    /// the deadline passes, `cancel` fires or the session ends.
-    fn pause(&self, deadline: Option<Instant>, cancel: &Receiver<()>) -> Result<(), LockError> {
-        let mut wait = Duration::from_millis(100);
-        if let Some(d) = deadline {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(LockError::TimedOut);
-            }
-            wait = wait.min(left);
-        }
-        select! {
-            recv(self.events) -> ev => match ev {
-                Ok(ev) if ev.is_terminal() => Err(session_gone()),
-                _ => Ok(()),
-            },
-            recv(cancel) -> _ => Err(LockError::Cancelled),
-            default(wait) => Ok(()),
-        }
+        self.site().create_node(id, self.mode.tag(), deadline, cancel)
     }
 
     /// Waits until nothing that blocks `me` precedes it.
@@ -315,7 +220,7 @@ impl<'z> Lock<'z> {
         let timer = deadline.map_or_else(never, crossbeam_channel::at);
         let mut on_wait = Some(on_wait);
         loop {
-            let kids = self.retrying(|| self.zk.children(&self.dir), deadline, cancel)?;
+            let kids = self.site().retrying(|| self.zk.children(&self.dir), deadline, cancel)?;
             let order = contenders(&kids);
             let Some(idx) = order.iter().position(|c| *c == my_name) else {
                 return Err(LockError::Vanished { node: me.node.clone() });
@@ -342,7 +247,7 @@ impl<'z> Lock<'z> {
                     continue;
                 }
                 Err(e) if e.is_outcome_unknown() => {
-                    self.pause(deadline, cancel)?;
+                    self.site().pause(deadline, cancel)?;
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -359,10 +264,6 @@ impl<'z> Lock<'z> {
             }
         }
     }
-}
-
-fn session_gone() -> LockError {
-    LockError::Zk(zk::Error::Zk { code: Code::SessionExpired, path: None })
 }
 
 /// The sequential children in lock order (by the 10-digit suffix, whatever the prefix).
@@ -546,10 +447,10 @@ impl<'l, 'z> Held<'l, 'z> {
             },
             Err(e) if e.is_outcome_unknown() => {
                 // Both or neither applied: our uuid tells which.
-                let prefix = format!("_c_{id}-");
-                match lock.retrying(|| lock.find_ours(&prefix), deadline, cancel) {
+                let (site, prefix) = (lock.site(), contender::protection(&id));
+                match site.retrying(|| site.find_ours(&prefix), deadline, cancel) {
                     Ok(Some((node, stat))) => Ok((node, stat.ephemeral_owner)),
-                    Ok(None) => lock
+                    Ok(None) => site
                         .delete_node(&self.me.node, cancel)
                         .and_then(|()| lock.create_node(&id, deadline, cancel))
                         .map(|(node, stat)| (node, stat.ephemeral_owner)),
@@ -562,7 +463,7 @@ impl<'l, 'z> Held<'l, 'z> {
                 lock.create_node(&id, deadline, cancel).map(|(node, stat)| (node, stat.ephemeral_owner))
             }
             Err(e) => {
-                let _ = lock.delete_node(&self.me.node, cancel);
+                let _ = lock.site().delete_node(&self.me.node, cancel);
                 Err(e.into())
             }
         };
@@ -579,7 +480,7 @@ impl<'l, 'z> Held<'l, 'z> {
     /// Releases the lock: deletes our node, through connection loss.
     pub fn release(mut self) -> Result<(), LockError> {
         self.released = true;
-        self.lock.delete_node(&self.me.node, &never())
+        self.lock.site().delete_node(&self.me.node, &never())
     }
 }
 
@@ -587,7 +488,7 @@ impl Drop for Held<'_, '_> {
     fn drop(&mut self) {
         if !self.released
             && !self.lock.zk.is_dead()
-            && let Err(e) = self.lock.delete_node(&self.me.node, &never())
+            && let Err(e) = self.lock.site().delete_node(&self.me.node, &never())
         {
             log::warn!("releasing {}: {e}; it goes when the session ends", self.me.node);
         }

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod barrier;
+mod contender;
 pub mod counter;
 pub mod election;
 pub mod group;

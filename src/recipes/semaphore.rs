@@ -29,12 +29,13 @@
 
 use std::fmt;
 use std::num::NonZeroU32;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, never, select};
 
+use super::contender::Site;
 use super::lock::{self, Lock, LockError, Mode};
-use crate::zk::{self, Acl, Code, CreateMode, SessionEvent, Stat, ZooKeeper};
+use crate::zk::{self, Code, SessionEvent, ZooKeeper};
 
 /// The name of a lease node, after the protection prefix `_c_<uuid>-` (Curator's).
 pub const LEASE_NAME: &str = "lease-";
@@ -148,12 +149,12 @@ impl<'z> Semaphore<'z> {
         }
         let held = self.lock.acquire(deadline, cancel, |_| {})?;
         let id = uuid::Uuid::new_v4().to_string();
-        let (node, stat) = match self.create_lease(&id, deadline, cancel) {
+        let (node, stat) = match self.site().create_node(&id, LEASE_NAME, deadline, cancel) {
             Ok(r) => r,
             Err(e) => {
                 // The create's outcome may be unknown: find and delete the lease if it landed.
-                self.cleanup_unknown(&id, cancel);
-                return Err(e); // `held` drops: the lock is released
+                self.site().cleanup_unknown(&id, cancel);
+                return Err(e.into()); // `held` drops: the lock is released
             }
         };
         let seq = zk::sequence_of(&node);
@@ -195,115 +196,14 @@ impl<'z> Semaphore<'z> {
         }
     }
 
-    fn acl(&self) -> Vec<Acl> {
-        if self.zk.options().digest.is_some() { Acl::creator_all() } else { Acl::open() }
-    }
-
-    /// Creates our lease, never two: after an unknown outcome, looks for our uuid first.
-    fn create_lease(
-        &self,
-        id: &str,
-        deadline: Option<Instant>,
-        cancel: &Receiver<()>,
-    ) -> Result<(String, Stat), SemaphoreError> {
-        let prefix = format!("_c_{id}-");
-        let path = zk::join(&self.leases_dir, &format!("{prefix}{LEASE_NAME}"));
-        let acl = self.acl();
-        let mut parent_tries = 0;
-        loop {
-            match self.zk.create_with_acl(&path, b"", CreateMode::EphemeralSequential, &acl) {
-                Ok(r) => return Ok(r),
-                // The directory is missing (first use, or the server removed the empty
-                // container meanwhile).
-                Err(e) if e.code() == Some(Code::NoNode) && parent_tries < 10 => {
-                    parent_tries += 1;
-                    self.retrying(|| lock::create_containers(self.zk, &self.leases_dir), deadline, cancel)?;
-                }
-                Err(e) if e.is_outcome_unknown() => {
-                    self.pause(deadline, cancel)?;
-                    if let Some(r) = self.retrying(|| self.find_ours(&prefix), deadline, cancel)? {
-                        return Ok(r);
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// Our lease (by its uuid prefix) and its Stat, if the create landed.
-    fn find_ours(&self, prefix: &str) -> zk::Result<Option<(String, Stat)>> {
-        let kids = match self.zk.children(&self.leases_dir) {
-            Ok(k) => k,
-            Err(e) if e.code() == Some(Code::NoNode) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        for k in kids.iter().filter(|k| k.starts_with(prefix)) {
-            let p = zk::join(&self.leases_dir, k);
-            if let Some(stat) = self.zk.exists(&p)? {
-                return Ok(Some((p, stat)));
-            }
-        }
-        Ok(None)
-    }
-
-    /// After a failed create that may have landed: find and delete the lease, for at most
-    /// a session timeout (after that the session is gone, and the lease with it).
-    fn cleanup_unknown(&self, id: &str, cancel: &Receiver<()>) {
-        let until = Some(Instant::now() + self.zk.session_timeout() + Duration::from_secs(1));
-        let prefix = format!("_c_{id}-");
-        if let Ok(Some((node, _))) = self.retrying(|| self.find_ours(&prefix), until, cancel) {
-            let _ = self.delete_node(&node, cancel);
-        }
+    /// Where our leases live: creating, finding, deleting them, retrying through connection loss.
+    fn site(&self) -> Site<'_> {
+        Site { zk: self.zk, dir: &self.leases_dir, events: &self.events, lost: Some(&self.lost) }
     }
 
     /// Deletes a node, retrying through connection loss for at most a session timeout.
     fn delete_node(&self, node: &str, cancel: &Receiver<()>) -> Result<(), SemaphoreError> {
-        let until = Some(Instant::now() + self.zk.session_timeout() + Duration::from_secs(1));
-        self.retrying(
-            || match self.zk.delete(node, None) {
-                Err(e) if e.code() == Some(Code::NoNode) => Ok(()),
-                r => r,
-            },
-            until,
-            cancel,
-        )
-    }
-
-    /// Runs an idempotent call, again after each connection loss.
-    fn retrying<T>(
-        &self,
-        mut f: impl FnMut() -> zk::Result<T>,
-        deadline: Option<Instant>,
-        cancel: &Receiver<()>,
-    ) -> Result<T, SemaphoreError> {
-        loop {
-            match f() {
-                Err(e) if e.is_outcome_unknown() => self.pause(deadline, cancel)?,
-                r => return r.map_err(SemaphoreError::from),
-            }
-        }
-    }
-
-    /// Waits a little after a connection loss (less if the session reconnects), unless
-    /// the deadline passes, `cancel` fires or the session is lost.
-    fn pause(&self, deadline: Option<Instant>, cancel: &Receiver<()>) -> Result<(), SemaphoreError> {
-        let mut wait = Duration::from_millis(100);
-        if let Some(d) = deadline {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(SemaphoreError::TimedOut);
-            }
-            wait = wait.min(left);
-        }
-        select! {
-            recv(self.events) -> ev => match ev {
-                Ok(ev) if ev.is_terminal() => Err(session_gone()),
-                _ => Ok(()),
-            },
-            recv(self.lost) -> _ => Err(session_gone()),
-            recv(cancel) -> _ => Err(SemaphoreError::Cancelled),
-            default(wait) => Ok(()),
-        }
+        Ok(self.site().delete_node(node, cancel)?)
     }
 
     /// Waits (holding the lock) until fewer than `max` leases precede ours.
@@ -319,7 +219,7 @@ impl<'z> Semaphore<'z> {
         let mut on_wait = Some(on_wait);
         let max = self.max.get() as usize;
         loop {
-            let (kids, _, watch) = self.retrying(|| self.zk.children_w(&self.leases_dir), deadline, cancel)?;
+            let (kids, _, watch) = self.site().retrying(|| self.zk.children_w(&self.leases_dir), deadline, cancel)?;
             let order = lock::contenders(&kids);
             let Some(ahead) = order.iter().position(|c| *c == my_name) else {
                 return Err(SemaphoreError::Vanished { node: node.to_string() });
