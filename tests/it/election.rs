@@ -3,88 +3,17 @@
 //! SIGKILL (within the session timeout), SIGTERM and CMD's exit (at once), session expiry of
 //! the leader, the leader printed and watched, bad input.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use zkutil::util::send_signal;
 use zkutil::zk::ZooKeeper;
 
 use crate::support::*;
 use crate::t;
 
-/// A running zkutil whose stdout lines are collected as they come.
-struct Proc {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Proc {
-    fn start(args: &[&str]) -> Proc {
-        Proc::start_with(&hosts(), args)
-    }
-
-    fn start_with(hosts: &str, args: &[&str]) -> Proc {
-        let mut child = zkutil(args)
-            .env("ZK_HOSTS", hosts)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn zkutil");
-        let out = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let l = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                l.lock().unwrap().push(line);
-            }
-        });
-        Proc { child, lines, reader: Some(reader) }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    fn signal(&self, sig: Signal) {
-        t!(send_signal(self.child.id(), sig));
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// SIGKILL, and reap it (so its CMD sees its parent gone).
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Waits for exit (up to a generous deadline); returns the code, stdout lines and stderr.
-    fn finish(mut self) -> (Option<i32>, Vec<String>, String) {
-        let done = wait_until(Duration::from_secs(30), || self.child.try_wait().unwrap().is_some());
-        if !done {
-            let _ = self.child.kill();
-        }
-        let status = self.child.wait().unwrap();
-        self.reader.take().unwrap().join().unwrap();
-        let mut err = String::new();
-        std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut err).unwrap();
-        assert!(done, "zkutil did not exit in time; stdout: {:?}", self.lines());
-        (status.code(), self.lines(), err)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// How long `finish_within` waits for a zkutil to exit.
+const EXIT: Duration = Duration::from_secs(30);
 
 /// CMD for candidate `id`: logs `start ID`, and `term ID` on SIGTERM (then exits 0); ends
 /// by itself once its zkutil is gone (in case the kernel's death signal is unavailable).
@@ -158,12 +87,12 @@ fn one_leader_runs_cmd_and_a_killed_leader_is_replaced_within_the_session_timeou
     b.signal(Signal::SIGTERM);
     wait_log(&log, "start C", Duration::from_secs(20));
     assert_eq!(read_log(&log), ["start A", "term A", "start B", "term B", "start C"]);
-    let (code, out, err) = b.finish();
+    let (code, out, err) = b.finish_within(EXIT);
     assert_eq!(code, Some(143), "{out:?} {err}");
     assert!(err.is_empty(), "{err}");
     assert!(c.running());
     c.signal(Signal::SIGINT);
-    assert_eq!(c.finish().0, Some(130));
+    assert_eq!(c.finish_within(EXIT).0, Some(130));
     assert_eq!(read_log(&log).last().map(String::as_str), Some("term C"));
     assert_eq!(n_candidates(&zk, &path), 0, "Ctrl-C withdraws");
 }
@@ -186,18 +115,18 @@ fn cmd_exit_hands_over_at_once_and_its_code_passes_through() {
     let c = candidate(&path, "C", "30s", &log);
     wait_candidates(&zk, &path, 3);
     t!(std::fs::write(&stop_a, ""));
-    let (code, out, err) = a.finish();
+    let (code, out, err) = a.finish_within(EXIT);
     assert_eq!(code, Some(7), "{out:?} {err}");
     wait_log(&log, "start B", Duration::from_secs(10));
     assert_eq!(read_log(&log), ["start A", "start B"]);
 
     // a follower's SIGTERM withdraws without running anything; the leader goes on
     c.signal(Signal::SIGTERM);
-    assert_eq!(c.finish().0, Some(143));
+    assert_eq!(c.finish_within(EXIT).0, Some(143));
     wait_candidates(&zk, &path, 1);
     assert_eq!(leader_of(&path), "B");
     b.signal(Signal::SIGTERM);
-    assert_eq!(b.finish().0, Some(143));
+    assert_eq!(b.finish_within(EXIT).0, Some(143));
     assert_eq!(read_log(&log), ["start A", "start B", "term B"]);
 
     // stdout is CMD's, untouched; a signal's death is 128 + N
@@ -223,16 +152,16 @@ fn leader_prints_the_id_and_watch_prints_every_change() {
     let b_id = format!("-{}", b.child.id());
     a.signal(Signal::SIGTERM);
     wait_log(&log, "start B", Duration::from_secs(20));
-    assert_eq!(a.finish().0, Some(143));
+    assert_eq!(a.finish_within(EXIT).0, Some(143));
     assert!(wait_until(Duration::from_secs(20), || w.lines().len() == 3), "{:?}", w.lines());
     assert!(w.lines()[2].ends_with(&b_id), "{:?} {b_id}", w.lines());
     assert_eq!(leader_of(&path), w.lines()[2]);
     b.signal(Signal::SIGTERM);
-    assert_eq!(b.finish().0, Some(143));
+    assert_eq!(b.finish_within(EXIT).0, Some(143));
     assert!(wait_until(Duration::from_secs(20), || w.lines().len() == 4), "{:?}", w.lines());
     assert_eq!(w.lines()[3], "(none)");
     w.signal(Signal::SIGTERM);
-    let (code, lines, err) = w.finish();
+    let (code, lines, err) = w.finish_within(EXIT);
     assert_eq!(code, Some(143), "{err}");
     assert_eq!(lines.len(), 4, "{lines:?}");
     assert!(err.is_empty(), "{err}");
@@ -263,10 +192,10 @@ fn a_leader_whose_session_expires_stops_its_cmd_and_campaigns_again() {
 
     // B goes: A leads again, with its new session
     b.signal(Signal::SIGTERM);
-    assert_eq!(b.finish().0, Some(143));
+    assert_eq!(b.finish_within(EXIT).0, Some(143));
     assert!(wait_until(Duration::from_secs(20), || read_log(&log).iter().filter(|l| *l == "start A").count() == 2));
     a.signal(Signal::SIGTERM);
-    let (code, _, err) = a.finish();
+    let (code, _, err) = a.finish_within(EXIT);
     assert_eq!(code, Some(143));
     assert!(err.contains("sent sh SIGTERM"), "{err}");
     assert!(err.contains("campaigning again with a new session"), "{err}");
@@ -282,7 +211,7 @@ fn a_leader_cut_off_from_zookeeper_stops_its_cmd_and_leads_again_later() {
     let dir = t!(tempfile::tempdir());
     let log = dir.path().join("log");
     let s = script(&log, "A");
-    let a = Proc::start_with(
+    let a = Proc::start_on(
         &hosts,
         &[
             "--session-timeout",
@@ -301,7 +230,7 @@ fn a_leader_cut_off_from_zookeeper_stops_its_cmd_and_leads_again_later() {
         ],
     );
     wait_log(&log, "start A", Duration::from_secs(20));
-    let w = Proc::start_with(&hosts, &["--session-timeout", "2s", "election", "leader", "--watch", "/e"]);
+    let w = Proc::start_on(&hosts, &["--session-timeout", "2s", "election", "leader", "--watch", "/e"]);
     assert!(wait_until(Duration::from_secs(20), || w.lines() == ["A"]), "{:?}", w.lines());
     t!(server.stop(0));
     wait_log(&log, "term A", Duration::from_secs(20));
@@ -309,14 +238,14 @@ fn a_leader_cut_off_from_zookeeper_stops_its_cmd_and_leads_again_later() {
     let again = || read_log(&log).iter().filter(|l| *l == "start A").count() == 2;
     assert!(wait_until(Duration::from_secs(30), again), "{:?}", read_log(&log));
     a.signal(Signal::SIGTERM);
-    let (code, _, err) = a.finish();
+    let (code, _, err) = a.finish_within(EXIT);
     assert_eq!(code, Some(143), "{err}");
     assert!(err.contains("lost leadership: no connection to ZooKeeper for"), "{err}");
     // the watch went on through the outage (with a new session if it had to)
     let none = || w.lines().last().map(String::as_str) == Some("(none)");
     assert!(wait_until(Duration::from_secs(30), none), "{:?}", w.lines());
     w.signal(Signal::SIGTERM);
-    let (code, lines, err) = w.finish();
+    let (code, lines, err) = w.finish_within(EXIT);
     assert_eq!(code, Some(143), "{lines:?} {err}");
 }
 

@@ -3,9 +3,9 @@
 //! SIGKILL / SIGINT, session expiry, a killed ensemble member, read/write semantics.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
+use std::io::Write;
+use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::never;
@@ -17,74 +17,6 @@ use zkutil::zk::ZooKeeper;
 
 use crate::support::*;
 use crate::t;
-
-/// A running zkutil whose stdout lines are collected as they come.
-struct Proc {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Proc {
-    fn start(hosts: &str, args: &[&str]) -> Proc {
-        Proc::start_with(hosts, args, Stdio::null())
-    }
-
-    fn start_with(hosts: &str, args: &[&str], stdin: Stdio) -> Proc {
-        let mut child = zkutil(args)
-            .env("ZK_HOSTS", hosts)
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn zkutil");
-        let out = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let l = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                l.lock().unwrap().push(line);
-            }
-        });
-        Proc { child, lines, reader: Some(reader) }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// Waits (up to `timeout`) for a line containing `needle`; returns it.
-    fn wait_line(&self, needle: &str, timeout: Duration) -> Option<String> {
-        let mut found = None;
-        wait_until(timeout, || {
-            found = self.lines().into_iter().find(|l| l.contains(needle));
-            found.is_some()
-        });
-        found
-    }
-
-    /// Waits for exit (up to a generous deadline); returns the code, stdout lines and stderr.
-    fn finish(mut self) -> (Option<i32>, Vec<String>, String) {
-        let pid = self.child.id();
-        let done = wait_until(Duration::from_secs(60), || self.child.try_wait().unwrap().is_some());
-        if !done {
-            let _ = send_signal(pid, Signal::SIGKILL);
-        }
-        let status = self.child.wait().unwrap();
-        self.reader.take().unwrap().join().unwrap();
-        let mut err = String::new();
-        std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut err).unwrap();
-        assert!(done, "zkutil did not exit in time; stdout: {:?}", self.lines());
-        (status.code(), self.lines(), err)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn stamp(line: &str) -> (SystemTime, &str) {
     let (ts, rest) = line.split_once(' ').unwrap_or_else(|| panic!("no stamp: {line}"));
@@ -159,8 +91,8 @@ fn two_task_loops_interleave_without_overlap() {
     let lock = t!(Lock::new(&zk, &path, Mode::Exclusive));
     let gate = t!(lock.acquire(None, &never(), |_| {}));
     let args = ["mutex", "--tasks", "5", "--max-work", "300ms", "--timestamps", "--path", &path];
-    let a = Proc::start(&hosts(), &args);
-    let b = Proc::start(&hosts(), &args);
+    let a = Proc::start(&args);
+    let b = Proc::start(&args);
     assert!(wait_until(Duration::from_secs(20), || children_of(&zk, &path).len() == 3));
     t!(gate.release());
     let mut all = Vec::new();
@@ -182,7 +114,7 @@ fn six_loops_of_thirty_tasks_without_work() {
     let root = unique_root("lock-six");
     let path = format!("{root}/mutex");
     let args = ["mutex", "--tasks", "30", "--max-work", "0s", "--timestamps", "--path", &path];
-    let procs: Vec<Proc> = (0..6).map(|_| Proc::start(&hosts(), &args)).collect();
+    let procs: Vec<Proc> = (0..6).map(|_| Proc::start(&args)).collect();
     let mut all = Vec::new();
     for p in procs {
         let (code, lines, err) = p.finish();
@@ -198,7 +130,7 @@ fn six_loops_of_thirty_tasks_without_work() {
 
 /// A `zkutil lock` holder whose CMD (`cat`) runs until the test closes its stdin.
 fn holder(path: &str, session: &str) -> Proc {
-    Proc::start_with(&hosts(), &["--session-timeout", session, "lock", path, "--", "cat"], Stdio::piped())
+    Proc::start_piped(&["--session-timeout", session, "lock", path, "--", "cat"])
 }
 
 fn prove_running(p: &mut Proc) {
@@ -215,7 +147,7 @@ fn a_killed_holder_blocks_until_its_session_expires() {
     prove_running(&mut a);
     let held = children_of(&zk, &path);
     assert_eq!(held.len(), 1);
-    let b = Proc::start(&hosts(), &["mutex", "--tasks", "1", "--max-work", "0s", "--timestamps", "--path", &path]);
+    let b = Proc::start(&["mutex", "--tasks", "1", "--max-work", "0s", "--timestamps", "--path", &path]);
     assert!(b.wait_line("is awaiting", Duration::from_secs(20)).is_some());
     let (_, _, gone) = t!(zk.get_w(&format!("{path}/{}", held[0])));
     let killed = SystemTime::now();
@@ -240,7 +172,7 @@ fn an_interrupted_holder_hands_over_at_once() {
     let path = format!("{root}/mutex");
     let mut a = holder(&path, "10s");
     prove_running(&mut a);
-    let b = Proc::start(&hosts(), &["mutex", "--tasks", "1", "--max-work", "0s", "--timestamps", "--path", &path]);
+    let b = Proc::start(&["mutex", "--tasks", "1", "--max-work", "0s", "--timestamps", "--path", &path]);
     assert!(b.wait_line("is awaiting", Duration::from_secs(20)).is_some());
     let sent = SystemTime::now();
     t!(send_signal(a.child.id(), Signal::SIGINT));
@@ -292,7 +224,7 @@ fn readers_share_and_a_writer_runs_alone() {
     let d = dir.path().display().to_string();
     let reader = |name: &str| {
         let script = format!("touch {d}/{name}; cat >/dev/null; rm {d}/{name}");
-        Proc::start_with(&hosts(), &["lock", "--read", &path, "--", "sh", "-c", &script], Stdio::piped())
+        Proc::start_piped(&["lock", "--read", &path, "--", "sh", "-c", &script])
     };
     let exists = |name: &str| dir.path().join(name).exists();
     let mut r1 = reader("r1");
@@ -302,9 +234,9 @@ fn readers_share_and_a_writer_runs_alone() {
     assert!(exists("r1"));
     // The writer only succeeds if no reader runs; the reader after it only if it ran first.
     let w_script = format!("test ! -e {d}/r1 && test ! -e {d}/r2 && touch {d}/w");
-    let w = Proc::start(&hosts(), &["lock", &path, "--", "sh", "-c", &w_script]);
+    let w = Proc::start(&["lock", &path, "--", "sh", "-c", &w_script]);
     assert!(wait_until(Duration::from_secs(20), || children_of(&zk, &path).len() == 3));
-    let r3 = Proc::start(&hosts(), &["lock", "--shared", &path, "--", "test", "-e", &format!("{d}/w")]);
+    let r3 = Proc::start(&["lock", "--shared", &path, "--", "test", "-e", &format!("{d}/w")]);
     assert!(wait_until(Duration::from_secs(20), || children_of(&zk, &path).len() == 4));
     assert!(!exists("w"));
     let kinds: Vec<bool> = children_of(&zk, &path).iter().map(|n| n.contains("__READ__")).collect();
@@ -321,7 +253,7 @@ fn readers_share_and_a_writer_runs_alone() {
 /// SIGSTOP a holder past its session timeout: ZooKeeper expires the session and the waiter
 /// gets the lock; once resumed, the holder learns it lost the lock.
 fn expire_by_pause(holder: &Proc, path: &str) -> Proc {
-    let b = Proc::start(&hosts(), &["mutex", "--tasks", "1", "--max-work", "0s", "--path", path]);
+    let b = Proc::start(&["mutex", "--tasks", "1", "--max-work", "0s", "--path", path]);
     assert!(b.wait_line("is awaiting", Duration::from_secs(20)).is_some());
     t!(send_signal(holder.child.id(), Signal::SIGSTOP));
     let gotten = b.wait_line("starts", Duration::from_secs(30));
@@ -335,7 +267,7 @@ fn a_holder_whose_session_expires_learns_it() {
     let root = unique_root("lock-expire");
     // the task loop: prints the loss and exits 1
     let path = format!("{root}/mutex");
-    let a = Proc::start(
+    let a = Proc::start_on(
         &hosts(),
         &[
             "--session-timeout",
@@ -362,7 +294,7 @@ fn a_holder_whose_session_expires_learns_it() {
     // `lock`: CMD gets SIGTERM
     let path = format!("{root}/l");
     let script = "trap 'echo got-term; exit 0' TERM; echo started; while :; do sleep 0.05; done";
-    let a = Proc::start(&hosts(), &["--session-timeout", "2s", "lock", &path, "--", "sh", "-c", script]);
+    let a = Proc::start(&["--session-timeout", "2s", "lock", &path, "--", "sh", "-c", script]);
     assert!(a.wait_line("started", Duration::from_secs(20)).is_some());
     let b = expire_by_pause(&a, &path);
     let (code, lines, err) = a.finish();
@@ -379,8 +311,8 @@ fn mutual_exclusion_survives_a_killed_ensemble_member() {
     let path = "/ens-mutex";
     let args =
         ["--session-timeout", "8s", "mutex", "--tasks", "8", "--max-work", "200ms", "--timestamps", "--path", path];
-    let a = Proc::start(&hosts, &args);
-    let b = Proc::start(&hosts, &args);
+    let a = Proc::start_on(&hosts, &args);
+    let b = Proc::start_on(&hosts, &args);
     let started = |p: &Proc| p.lines().iter().filter(|l| l.contains(" starts")).count();
     assert!(wait_until(Duration::from_secs(30), || started(&a) + started(&b) >= 3));
     let victim = ens.leader().unwrap_or(0);
@@ -427,8 +359,10 @@ fn a_holder_cut_off_from_zookeeper_gives_the_lock_up() {
     // the server side (when it comes back) has dropped our node, so the holder must stop.
     let mut server = t!(zkutil::server::Ensemble::standalone());
     let script = "trap 'echo got-term; exit 0' TERM; echo started; while :; do sleep 0.05; done";
-    let a =
-        Proc::start(&server.connect_string(), &["--session-timeout", "2s", "lock", "/cut", "--", "sh", "-c", script]);
+    let a = Proc::start_on(
+        &server.connect_string(),
+        &["--session-timeout", "2s", "lock", "/cut", "--", "sh", "-c", script],
+    );
     assert!(a.wait_line("started", Duration::from_secs(20)).is_some());
     t!(server.kill(0));
     let (code, lines, err) = a.finish();
@@ -496,10 +430,10 @@ fn a_holder_cut_off_from_zookeeper_stops_before_the_next_holder_starts() {
     let a_script = format!(
         "trap 'echo a-term >> {log_s}; exit 0' TERM; echo a-start >> {log_s}; echo started; while :; do sleep 0.05; done"
     );
-    let a = Proc::start(&proxy.addr, &["--session-timeout", "6s", "lock", &path, "--", "sh", "-c", &a_script]);
+    let a = Proc::start_on(&proxy.addr, &["--session-timeout", "6s", "lock", &path, "--", "sh", "-c", &a_script]);
     assert!(a.wait_line("started", Duration::from_secs(20)).is_some());
     let b_script = format!("echo b-start >> {log_s}");
-    let b = Proc::start(&hosts(), &["lock", &path, "--", "sh", "-c", &b_script]);
+    let b = Proc::start(&["lock", &path, "--", "sh", "-c", &b_script]);
     let zk = connect();
     assert!(wait_until(Duration::from_secs(20), || children_of(&zk, &path).len() == 2));
     proxy.cut();

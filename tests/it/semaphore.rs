@@ -2,10 +2,8 @@
 //! CMDs' own clocks (`date +%s%N` taken inside CMD, so within the lease); give-up, exit
 //! codes, a SIGKILLed holder, Ctrl-C, session expiry, bad input.
 
-use std::io::{BufRead, BufReader};
 use std::num::NonZeroU32;
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::never;
@@ -17,58 +15,6 @@ use zkutil::zk::ZooKeeper;
 
 use crate::support::*;
 use crate::t;
-
-/// A running zkutil whose stdout lines are collected as they come.
-struct Proc {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Proc {
-    fn start(args: &[&str], stdin: Stdio) -> Proc {
-        let mut child =
-            zkutil(args).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn zkutil");
-        let out = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let l = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                l.lock().unwrap().push(line);
-            }
-        });
-        Proc { child, lines, reader: Some(reader) }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    fn has_line(&self, line: &str) -> bool {
-        self.lines().iter().any(|l| l == line)
-    }
-
-    /// Waits for exit (up to a generous deadline); returns the code, stdout lines and stderr.
-    fn finish(mut self) -> (Option<i32>, Vec<String>, String) {
-        let done = wait_until(Duration::from_secs(60), || self.child.try_wait().unwrap().is_some());
-        if !done {
-            let _ = self.child.kill();
-        }
-        let status = self.child.wait().unwrap();
-        self.reader.take().unwrap().join().unwrap();
-        let mut err = String::new();
-        std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut err).unwrap();
-        assert!(done, "zkutil did not exit in time; stdout: {:?}", self.lines());
-        (status.code(), self.lines(), err)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn children_of(zk: &ZooKeeper, dir: &str) -> Vec<String> {
     match zk.children(dir) {
@@ -111,7 +57,7 @@ fn six_processes_never_three_holders() {
             // Both stamps come from inside CMD, so while the lease is held.
             let f = dir.path().join(format!("p{i}")).display().to_string();
             let script = format!("date +%s%N > {f}.start; sleep 1; date +%s%N > {f}.end");
-            Proc::start(&["semaphore", &path, "--leases", "2", "--", "sh", "-c", &script], Stdio::null())
+            Proc::start(&["semaphore", &path, "--leases", "2", "--", "sh", "-c", &script])
         })
         .collect();
     for p in procs {
@@ -207,9 +153,9 @@ fn a_killed_holder_frees_its_lease_when_its_session_expires() {
     let root = unique_root("sem-kill");
     let path = format!("{root}/s");
     let zk = connect();
-    let mut a = Proc::start(&["--session-timeout", "2s", "semaphore", &path, "-n", "1", "--", "cat"], Stdio::piped());
+    let mut a = Proc::start_piped(&["--session-timeout", "2s", "semaphore", &path, "-n", "1", "--", "cat"]);
     assert!(wait_until(Duration::from_secs(20), || leases(&zk, &path).len() == 1));
-    let b = Proc::start(&["semaphore", &path, "-n", "1", "--", "echo", "b holds"], Stdio::null());
+    let b = Proc::start(&["semaphore", &path, "-n", "1", "--", "echo", "b holds"]);
     assert!(wait_until(Duration::from_secs(20), || leases(&zk, &path).len() == 2), "b never queued");
     let killed = Instant::now();
     t!(a.child.kill()); // SIGKILL: no chance to clean up
@@ -228,9 +174,9 @@ fn interrupted_holder_and_waiter_clean_up_at_once() {
     let path = format!("{root}/s");
     let zk = connect();
     let script = "trap 'echo got-term; exit 0' TERM; echo started; while :; do sleep 0.05; done";
-    let a = Proc::start(&["semaphore", &path, "-n", "1", "--", "sh", "-c", script], Stdio::null());
+    let a = Proc::start(&["semaphore", &path, "-n", "1", "--", "sh", "-c", script]);
     assert!(wait_until(Duration::from_secs(20), || a.has_line("started")));
-    let w = Proc::start(&["semaphore", &path, "-n", "1", "--", "echo", "never"], Stdio::null());
+    let w = Proc::start(&["semaphore", &path, "-n", "1", "--", "echo", "never"]);
     assert!(wait_until(Duration::from_secs(20), || leases(&zk, &path).len() == 2), "w never queued");
     // the waiter holds the internal lock while it waits
     assert_eq!(children_of(&zk, &format!("{path}/locks")).len(), 1);
@@ -254,12 +200,9 @@ fn a_holder_whose_session_expires_ends_its_command() {
     let path = format!("{root}/s");
     let zk = connect();
     let script = "trap 'echo got-term; exit 0' TERM; echo started; while :; do sleep 0.05; done";
-    let a = Proc::start(
-        &["--session-timeout", "2s", "semaphore", &path, "-n", "1", "--", "sh", "-c", script],
-        Stdio::null(),
-    );
+    let a = Proc::start(&["--session-timeout", "2s", "semaphore", &path, "-n", "1", "--", "sh", "-c", script]);
     assert!(wait_until(Duration::from_secs(20), || a.has_line("started")));
-    let b = Proc::start(&["semaphore", &path, "-n", "1", "--", "echo", "b holds"], Stdio::null());
+    let b = Proc::start(&["semaphore", &path, "-n", "1", "--", "echo", "b holds"]);
     assert!(wait_until(Duration::from_secs(20), || leases(&zk, &path).len() == 2), "b never queued");
     // SIGSTOP past the session timeout: the server expires a's session, b takes the lease;
     // resumed, a learns it and ends its CMD.

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use zkutil::server::Ensemble;
 use zkutil::zk::{CreateMode, ZooKeeper};
 
+mod proc;
+pub use proc::Proc;
+
 /// One standalone server for every test that only needs a healthy one. It dies with the
 /// test process (a static is never dropped).
 pub fn shared() -> &'static Ensemble {
