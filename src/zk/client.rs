@@ -428,33 +428,20 @@ impl ZooKeeper {
         let ttl = mode.ttl();
         // SAFETY: all pointers are valid for the call; `buf` is writable for its length; the
         // C client copies `data`, `path` and the ACL into the request before returning.
+        // (zoo_create2_ttl serves every mode: a TTL of -1 means none, as mode.ttl() gives.)
         let rc = unsafe {
-            if ttl > 0 {
-                sys::zoo_create2_ttl(
-                    self.zh(),
-                    c_path.as_ptr(),
-                    data.as_ptr() as *const c_char,
-                    data.len() as c_int,
-                    &vector,
-                    raw_mode(mode),
-                    ttl,
-                    buf.as_mut_ptr() as *mut c_char,
-                    buf.len() as c_int,
-                    &mut stat,
-                )
-            } else {
-                sys::zoo_create2(
-                    self.zh(),
-                    c_path.as_ptr(),
-                    data.as_ptr() as *const c_char,
-                    data.len() as c_int,
-                    &vector,
-                    raw_mode(mode),
-                    buf.as_mut_ptr() as *mut c_char,
-                    buf.len() as c_int,
-                    &mut stat,
-                )
-            }
+            sys::zoo_create2_ttl(
+                self.zh(),
+                c_path.as_ptr(),
+                data.as_ptr() as *const c_char,
+                data.len() as c_int,
+                &vector,
+                raw_mode(mode),
+                ttl,
+                buf.as_mut_ptr() as *mut c_char,
+                buf.len() as c_int,
+                &mut stat,
+            )
         };
         if rc != sys::ZOK {
             return Err(Error::zk(rc, path));
@@ -924,31 +911,19 @@ impl Pipeline<'_> {
         let ttl = mode.ttl();
         // SAFETY: pointers valid for the call; the C client serializes path, data and ACL
         // into the request before returning. The completion reclaims `data_ptr` once.
+        // (zoo_acreate_ttl serves every mode: a TTL of -1 means none, as mode.ttl() gives.)
         let rc = unsafe {
-            if ttl > 0 {
-                sys::zoo_acreate_ttl(
-                    self.zk.zh(),
-                    c_path.as_ptr(),
-                    data.as_ptr() as *const c_char,
-                    data.len() as c_int,
-                    &vector,
-                    raw_mode(mode),
-                    ttl,
-                    Some(callbacks::string_done),
-                    data_ptr as *const c_void,
-                )
-            } else {
-                sys::zoo_acreate(
-                    self.zk.zh(),
-                    c_path.as_ptr(),
-                    data.as_ptr() as *const c_char,
-                    data.len() as c_int,
-                    &vector,
-                    raw_mode(mode),
-                    Some(callbacks::string_done),
-                    data_ptr as *const c_void,
-                )
-            }
+            sys::zoo_acreate_ttl(
+                self.zk.zh(),
+                c_path.as_ptr(),
+                data.as_ptr() as *const c_char,
+                data.len() as c_int,
+                &vector,
+                raw_mode(mode),
+                ttl,
+                Some(callbacks::string_done),
+                data_ptr as *const c_void,
+            )
         };
         self.submitted(rc, data_ptr, path)
     }

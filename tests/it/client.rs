@@ -213,6 +213,24 @@ fn pipelined_creates_and_deletes() {
     let again = zk.create_many(paths.iter().take(3).map(|p| (p.as_str(), &b""[..], CreateMode::Persistent)), 10);
     assert!(again.iter().all(|r| r.as_ref().unwrap_err().code() == Some(Code::NodeExists)));
     assert_eq!(t!(zk.children(&root)).len(), 500);
+    // every mode goes through the same async call
+    let modes = [
+        (format!("{root}/c"), CreateMode::Container),
+        (format!("{root}/e"), CreateMode::Ephemeral),
+        (format!("{root}/ttl"), CreateMode::PersistentWithTtl { ttl_ms: 60_000 }),
+    ];
+    let made = zk.create_many(modes.iter().map(|(p, m)| (p.as_str(), &b""[..], *m)), 10);
+    for (r, (p, _)) in made.iter().zip(&modes) {
+        assert_eq!(r.as_ref().unwrap(), p);
+    }
+    let ttl = t!(zk
+        .create_many(
+            [(format!("{root}/ttl-").as_str(), &b""[..], CreateMode::PersistentSequentialWithTtl { ttl_ms: 60_000 })],
+            1
+        )
+        .remove(0));
+    assert!(sequence_of(&ttl).is_some(), "{ttl}");
+    zk.delete_many(modes.iter().map(|(p, _)| p.as_str()).chain([ttl.as_str()]), 10);
     let deleted = zk.delete_many(paths.iter().map(String::as_str), 100);
     assert!(deleted.iter().all(|r| r.is_ok()));
     assert!(t!(zk.children(&root)).is_empty());
