@@ -155,62 +155,13 @@ impl Run for DeleteArgs {
     }
 }
 
-/// Deletes `path` and its subtree. Every node is first simply deleted (pipelined, a batch
-/// at a time); only the ones that turn out to have children are listed, their children
-/// cleared the same way, and they are deleted again. Leaves, most of any big tree, thus
-/// cost one pipelined delete and no listing. Nodes deleted by someone else meanwhile are
-/// fine; a node that keeps getting new children fails after 10 rounds.
-pub fn delete_tree(zk: &ZooKeeper, path: &str) -> zk::Result<()> {
-    if path == "/" {
-        return Err(zk::Error::InvalidPath { path: "/".into(), reason: "refusing to delete the root" });
-    }
-    // Batches still to delete, each with how often its nodes were found non-empty. Last in,
-    // first out: a batch's children are gone before the batch is tried again.
-    let mut todo: Vec<(Vec<String>, u32)> = vec![(vec![path.to_string()], 0)];
-    while let Some((batch, rounds)) = todo.pop() {
-        let mut full = Vec::new();
-        for (r, p) in zk.delete_many(batch.iter().map(String::as_str), 1000).into_iter().zip(batch) {
-            match r {
-                Ok(()) => {}
-                Err(e) if e.code() == Some(Code::NoNode) => {}
-                Err(e) if e.code() == Some(Code::NotEmpty) => full.push(p),
-                Err(e) => {
-                    return Err(match e {
-                        zk::Error::Zk { code, .. } => zk::Error::Zk { code, path: Some(p) },
-                        e => e,
-                    });
-                }
-            }
-        }
-        if full.is_empty() {
-            continue;
-        }
-        if rounds >= 10 {
-            return Err(zk::Error::Zk { code: Code::NotEmpty, path: Some(full.swap_remove(0)) });
-        }
-        let mut kids = Vec::new();
-        for p in &full {
-            match zk.children(p) {
-                Ok(k) => kids.extend(k.iter().map(|k| zk::join(p, k))),
-                Err(e) if e.code() == Some(Code::NoNode) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        todo.push((full, rounds + 1));
-        if !kids.is_empty() {
-            todo.push((kids, 0));
-        }
-    }
-    Ok(())
-}
-
 pub fn delete_all(g: &Global, path: &str) -> Result<ExitCode> {
     zk::validate_path(path, false)?;
     let zk = g.connect()?;
     if zk.exists(path)?.is_none() {
         return Err(zk::Error::Zk { code: Code::NoNode, path: Some(path.into()) }.into());
     }
-    delete_tree(&zk, path)?;
+    zk.delete_tree(path)?;
     Ok(ExitCode::SUCCESS)
 }
 

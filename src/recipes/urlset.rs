@@ -163,40 +163,9 @@ impl UrlSet {
     /// Deletes the crawl's nodes (whatever their bucket count). Missing is fine.
     pub fn reset(zk: &ZooKeeper, name: &str) -> zk::Result<()> {
         let root = format!("{CRAWLER_ROOT}/{name}");
-        // Levels top-down, then deleted deepest first, each level pipelined. A crawler still
-        // claiming meanwhile makes a delete fail with NOTEMPTY: start over, a few times.
-        for _ in 0..5 {
-            let mut levels: Vec<Vec<String>> = vec![vec![root.clone()]];
-            loop {
-                let mut next = Vec::new();
-                for p in levels.last().into_iter().flatten() {
-                    match zk.children(p) {
-                        Ok(kids) => next.extend(kids.iter().map(|k| zk::join(p, k))),
-                        Err(e) if e.code() == Some(Code::NoNode) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                if next.is_empty() {
-                    break;
-                }
-                levels.push(next);
-            }
-            let mut again = false;
-            for level in levels.iter().rev() {
-                for r in zk.delete_many(level.iter().map(String::as_str), 1000) {
-                    match r {
-                        Ok(()) => {}
-                        Err(e) if e.code() == Some(Code::NoNode) => {}
-                        Err(e) if e.code() == Some(Code::NotEmpty) => again = true,
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-            if !again {
-                return Ok(());
-            }
-        }
-        Err(Error::Zk { code: Code::NotEmpty, path: Some(root) })
+        // A crawler still claiming meanwhile is fine: delete_tree lists again what turned
+        // out not to be empty.
+        zk.delete_tree(&root)
     }
 
     /// Claims one URL with one blocking round trip (the [`Claimer`] pipelines many).

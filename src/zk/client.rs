@@ -472,6 +472,56 @@ impl ZooKeeper {
         Ok(())
     }
 
+    /// Deletes `path` and its subtree. Every node is first simply deleted (pipelined, a batch
+    /// at a time); only the ones that turn out to have children are listed, their children
+    /// cleared the same way, and they are deleted again. Leaves, most of any big tree, thus
+    /// cost one pipelined delete and no listing. Nodes deleted by someone else meanwhile are
+    /// fine; a node that keeps getting new children fails after 10 rounds.
+    pub fn delete_tree(&self, path: &str) -> Result<()> {
+        validate_path(path, false)?;
+        if path == "/" {
+            return Err(Error::InvalidPath { path: "/".into(), reason: "refusing to delete the root" });
+        }
+        // Batches still to delete, each with how often its nodes were found non-empty. Last in,
+        // first out: a batch's children are gone before the batch is tried again.
+        let mut todo: Vec<(Vec<String>, u32)> = vec![(vec![path.to_string()], 0)];
+        while let Some((batch, rounds)) = todo.pop() {
+            let mut full = Vec::new();
+            for (r, p) in self.delete_many(batch.iter().map(String::as_str), 1000).into_iter().zip(batch) {
+                match r {
+                    Ok(()) => {}
+                    Err(e) if e.code() == Some(Code::NoNode) => {}
+                    Err(e) if e.code() == Some(Code::NotEmpty) => full.push(p),
+                    Err(e) => {
+                        return Err(match e {
+                            Error::Zk { code, .. } => Error::Zk { code, path: Some(p) },
+                            e => e,
+                        });
+                    }
+                }
+            }
+            if full.is_empty() {
+                continue;
+            }
+            if rounds >= 10 {
+                return Err(Error::Zk { code: Code::NotEmpty, path: Some(full.swap_remove(0)) });
+            }
+            let mut kids = Vec::new();
+            for p in &full {
+                match self.children(p) {
+                    Ok(k) => kids.extend(k.iter().map(|k| super::types::join(p, k))),
+                    Err(e) if e.code() == Some(Code::NoNode) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            todo.push((full, rounds + 1));
+            if !kids.is_empty() {
+                todo.push((kids, 0));
+            }
+        }
+        Ok(())
+    }
+
     /// Reads a node's data and Stat.
     pub fn get(&self, path: &str) -> Result<(Vec<u8>, Stat)> {
         self.get_inner(path, None)

@@ -11,7 +11,6 @@ use crossbeam_channel::never;
 
 use super::{median_ms, rate, raw};
 use crate::cli::{BenchLockArgs, Global};
-use crate::cmd::shell::delete_tree;
 use crate::recipes::lock::{Held, Lock, Mode};
 
 /// Slices the run is cut into: raw pairs and lock rounds alternate, so a change of load on
@@ -86,7 +85,7 @@ pub fn run(g: &Global, a: &BenchLockArgs) -> Result<ExitCode> {
             lat.extend(r.context("contending client")?);
         }
     }
-    let _ = delete_tree(&zk, &dir);
+    let _ = zk.delete_tree(&dir);
     let pairs_per_s = rate(raw_pairs, raw_time);
     let t0 = lock_time;
     let total = a.clients * a.rounds;

@@ -12,7 +12,6 @@ use crossbeam_channel::{Receiver, Sender};
 use super::rate;
 use super::raw::measure;
 use crate::cli::{BenchQueueArgs, Global};
-use crate::cmd::shell::delete_tree;
 use crate::recipes::queue::{self, Item, Queue, Sink};
 use crate::zk::{CreateMode, ZooKeeper};
 
@@ -98,7 +97,7 @@ pub fn run(g: &Global, a: &BenchQueueArgs) -> Result<ExitCode> {
         }
         Ok([(rate(a.items, produce), produce), (rate(a.items, consume), consume), (rate(a.items, both), both)])
     })();
-    delete_tree(&zk, &root).with_context(|| format!("cleaning up {root}"))?;
+    zk.delete_tree(&root).with_context(|| format!("cleaning up {root}"))?;
     let [produce, consume, both] = result?;
     // raw again after the queue runs: on a busy machine one sample can be far off
     let after = measure(&zk, 200, a.items, queue::WINDOW)?;

@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 
 use super::rate;
 use crate::cli::{BenchRawArgs, Global};
-use crate::cmd::shell::delete_tree;
 use crate::zk::{CreateMode, ZooKeeper};
 
 /// What one client alone reaches against the server.
@@ -41,7 +40,7 @@ pub fn measure(zk: &ZooKeeper, pairs: usize, pipelined: usize, window: usize) ->
         }
         Ok(RawLimits { pairs_per_s, creates_per_s })
     })();
-    delete_tree(zk, &root).with_context(|| format!("cleaning up {root}"))?;
+    zk.delete_tree(&root).with_context(|| format!("cleaning up {root}"))?;
     result
 }
 
