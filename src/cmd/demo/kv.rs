@@ -2,11 +2,11 @@
 //! read, failover, the stale read (and --catch-up).
 
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
-use super::Demo;
+use super::{Demo, wait_for};
 use crate::cmd::bench::kv::{free_port, line_req};
 
 struct Srv {
@@ -30,24 +30,14 @@ fn start(d: &Demo, extra: &[&str]) -> Result<Srv> {
     args.extend_from_slice(extra);
     let child = d.spawn(&args)?;
     let s = Srv { child, addr };
-    wait(|| role(&s).is_some_and(|r| r == "leader" || r.starts_with("follower")))
-        .with_context(|| format!("kv server {} did not start", s.addr))?;
+    wait_for(&format!("kv server {} to start", s.addr), || {
+        role(&s).is_some_and(|r| r == "leader" || r.starts_with("follower"))
+    })?;
     Ok(s)
 }
 
 fn role(s: &Srv) -> Option<String> {
     line_req(&s.addr, "ROLE")
-}
-
-fn wait(mut cond: impl FnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        if Instant::now() > deadline {
-            bail!("timed out");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
 }
 
 /// Sends one request the way `echo REQ | nc -q1 HOST PORT` would, and shows the reply.
@@ -63,7 +53,7 @@ fn ask(s: &Srv, req: &str) -> Result<String> {
 
 fn leader_of(servers: &[&Srv]) -> Result<usize> {
     let mut found = 0;
-    wait(|| {
+    wait_for("one leader and its followers", || {
         let roles: Vec<String> = servers.iter().map(|s| role(s).unwrap_or_default()).collect();
         let Some(i) = roles.iter().position(|r| r == "leader") else { return false };
         found = i;
@@ -119,7 +109,7 @@ pub fn run(d: &Demo) -> Result<()> {
     ask(&back, "GET size")?;
     d.say("With --catch-up, a joining server first copies the leader's state, then serves.");
     let cu = start(d, &["--catch-up"])?;
-    wait(|| line_req(&cu.addr, "GET size").is_some_and(|r| !r.starts_with("ERR catching up")))?;
+    wait_for("the catch-up", || line_req(&cu.addr, "GET size").is_some_and(|r| !r.starts_with("ERR catching up")))?;
     ask(&cu, "GET size")?;
     ask(&cu, "GET colour")?;
     d.say("Ctrl-C or SIGTERM closes a server's session first, so its node vanishes at once.");
@@ -132,7 +122,6 @@ fn start_at(d: &Demo, addr: &str, extra: &[&str]) -> Result<Srv> {
     args.extend_from_slice(extra);
     let child = d.spawn(&args)?;
     let s = Srv { child, addr: addr.to_string() };
-    wait(|| role(&s).is_some_and(|r| r.starts_with("follower")))
-        .with_context(|| format!("kv server {addr} did not come back"))?;
+    wait_for(&format!("kv server {addr} to come back"), || role(&s).is_some_and(|r| r.starts_with("follower")))?;
     Ok(s)
 }

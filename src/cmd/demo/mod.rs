@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -37,11 +38,7 @@ impl Demo {
     }
 
     fn show(&self, args: &[&str]) {
-        let shown: Vec<String> = args
-            .iter()
-            .map(|a| if a.contains(' ') || a.is_empty() { format!("'{a}'") } else { a.to_string() })
-            .collect();
-        println!("$ zkutil {}", shown.join(" "));
+        println!("$ zkutil {}", shown(args));
         let _ = std::io::stdout().flush();
     }
 
@@ -74,44 +71,94 @@ impl Demo {
     }
 
     /// Shows and starts `zkutil ARGS` in the background, its output lines prefixed with
-    /// `[tag]` (as if it ran in its own terminal). Wait for it with `Tagged::wait`.
+    /// `[tag]` (as if it ran in its own terminal) and kept for `Tagged::printed`.
     pub fn spawn_tagged(&self, tag: &str, args: &[&str]) -> Result<Tagged> {
-        println!("[{tag}]$ zkutil {} &", args.join(" "));
+        println!("[{tag}]$ zkutil {} &", shown(args));
         let mut child = self
             .command(args)
             .stdout(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting zkutil {}", args.join(" ")))?;
         let out = child.stdout.take().context("child stdout")?;
-        let tag = tag.to_string();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (kept, tag) = (lines.clone(), tag.to_string());
         let printer = std::thread::spawn(move || {
             use std::io::BufRead;
             for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
                 println!("[{tag}] {line}");
+                kept.lock().unwrap_or_else(|e| e.into_inner()).push(line);
             }
         });
-        Ok(Tagged { child, printer })
+        Ok(Tagged { child, lines, printer: Some(printer) })
     }
 
     /// Shows and starts `zkutil ARGS` in the background.
     pub fn spawn(&self, args: &[&str]) -> Result<Child> {
-        println!("$ zkutil {} &", args.join(" "));
+        println!("$ zkutil {} &", shown(args));
         self.command(args).spawn().with_context(|| format!("starting zkutil {}", args.join(" ")))
     }
 }
 
-/// A background zkutil whose output is printed with a tag.
+/// Polls `cond` every 20 ms until it holds; fails after 20 s naming `what`.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        if std::time::Instant::now() > deadline {
+            bail!("demo: timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// How a command line is shown: arguments with spaces (or empty) in single quotes.
+fn shown(args: &[&str]) -> String {
+    let quoted: Vec<String> =
+        args.iter().map(|a| if a.contains(' ') || a.is_empty() { format!("'{a}'") } else { a.to_string() }).collect();
+    quoted.join(" ")
+}
+
+/// A background zkutil whose output is printed with a tag (and kept). Dropping it kills a
+/// process still running, so a failed demo step leaves nothing behind.
 pub struct Tagged {
     child: Child,
-    printer: std::thread::JoinHandle<()>,
+    lines: Arc<Mutex<Vec<String>>>,
+    printer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Tagged {
+    /// How many of its lines so far were exactly `line`.
+    pub fn printed_count(&self, line: &str) -> usize {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|l| *l == line).count()
+    }
+
+    /// True once it printed exactly `line`.
+    pub fn printed(&self, line: &str) -> bool {
+        self.printed_count(line) > 0
+    }
+
+    /// Sends it SIGTERM (as Ctrl-C in its terminal would stop it).
+    pub fn terminate(&self) -> Result<()> {
+        crate::util::send_signal(self.child.id(), nix::sys::signal::Signal::SIGTERM)
+            .context("signalling a demo process")
+    }
+
     /// Waits for it to exit and for its last line to be printed.
     pub fn wait(mut self) -> Result<std::process::ExitStatus> {
         let status = self.child.wait()?;
-        let _ = self.printer.join();
+        if let Some(p) = self.printer.take() {
+            let _ = p.join();
+        }
         Ok(status)
+    }
+}
+
+impl Drop for Tagged {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
