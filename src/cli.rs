@@ -90,6 +90,9 @@ pub enum Cmd {
     Txn(TxnArgs),
     /// Run a command holding one of N leases: at most N such commands at once (Curator's semaphore)
     Semaphore(SemaphoreArgs),
+    /// Run a command under a lease that outlives it until a time (kazoo's NonBlockingLease):
+    /// never waits for another holder; the same --id renews it
+    Lease(LeaseArgs),
     /// Start, inspect or stop a local ZooKeeper (standalone or a 3-node ensemble)
     #[command(subcommand)]
     Server(ServerCmd),
@@ -699,4 +702,38 @@ pub struct ElectionLeaderArgs {
     pub watch: bool,
     /// The election's znode
     pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseArgs {
+    /// How long the lease runs from now, whole seconds (e.g. 70m); the same --id renews it
+    #[arg(long, value_parser = parse_lease_duration, required_unless_present = "status")]
+    pub duration: Option<Duration>,
+    /// This holder's identity: the same id renews the lease (default: the host name, as kazoo)
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// N leases at PATH/0 .. PATH/N-1, tried in order (kazoo's MultiNonBlockingLease): at
+    /// most N holders at once
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: Option<u32>,
+    /// Print each lease's holder and end (HOLDER, END in UTC, state; tab-separated) and exit
+    #[arg(long, conflicts_with_all = ["duration", "id", "command"])]
+    pub status: bool,
+    /// Exit code when another holder has the lease
+    #[arg(long, value_name = "CODE", default_value_t = 75)]
+    pub conflict_exit_code: u8,
+    /// The lease's znode (created if missing, as kazoo does)
+    pub path: String,
+    /// The command to run once the lease is obtained, after `--` (none: just take the lease)
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// A lease duration: at least 1s (the record keeps whole seconds), at most 100 years.
+fn parse_lease_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(100 * 365 * 86_400) {
+        return Err(format!("{s:?}: a lease runs from 1s to 100 years"));
+    }
+    Ok(d)
 }

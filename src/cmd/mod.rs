@@ -18,6 +18,7 @@ pub mod election;
 pub mod exit;
 pub mod group;
 pub mod kv;
+pub mod lease;
 pub mod lock;
 pub mod queue;
 pub mod semaphore;
@@ -59,6 +60,7 @@ impl Run for Cmd {
             Cmd::Kv(c) => c.run(g),
             Cmd::Election(c) => c.run(g),
             Cmd::Crawl(c) => c.run(g),
+            Cmd::Lease(c) => c.run(g),
         }
     }
 }

@@ -7,6 +7,8 @@ mod contender;
 pub mod counter;
 pub mod election;
 pub mod group;
+pub mod kazoo;
+pub mod lease;
 pub mod lock;
 pub mod queue;
 pub mod semaphore;
