@@ -677,6 +677,8 @@ pub enum ElectionCmd {
     Run(ElectionRunArgs),
     /// Print the current leader's id; --watch: then every change of leader
     Leader(ElectionLeaderArgs),
+    /// Exit 0 if the candidate with this id leads now, 1 if not (LeaderLatch.hasLeadership)
+    IsLeader(ElectionIsLeaderArgs),
 }
 
 #[derive(Debug, Args)]
@@ -736,4 +738,13 @@ fn parse_lease_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("{s:?}: a lease runs from 1s to 100 years"));
     }
     Ok(d)
+}
+
+#[derive(Debug, Args)]
+pub struct ElectionIsLeaderArgs {
+    /// The candidate's id (what `election run --id` registered)
+    #[arg(long, value_name = "NAME")]
+    pub id: String,
+    /// The election's znode
+    pub path: String,
 }

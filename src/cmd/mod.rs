@@ -17,6 +17,7 @@ pub mod demo;
 pub mod election;
 pub mod exit;
 pub mod group;
+pub mod is_leader;
 pub mod kv;
 pub mod lease;
 pub mod lock;

@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod crawl;
 mod election;
+mod is_leader;
 mod kv;
 mod lease;
 mod lock;
