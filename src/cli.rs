@@ -93,6 +93,9 @@ pub enum Cmd {
     /// Run a command under a lease that outlives it until a time (kazoo's NonBlockingLease):
     /// never waits for another holder; the same --id renews it
     Lease(LeaseArgs),
+    /// Two-phase commit among N participants: run CMD's prepare step and vote by its exit
+    /// code, then run CMD's commit or abort step as the transaction decides
+    Commit(CommitArgs),
     /// Start, inspect or stop a local ZooKeeper (standalone or a 3-node ensemble)
     #[command(subcommand)]
     Server(ServerCmd),
@@ -747,4 +750,23 @@ pub struct ElectionIsLeaderArgs {
     pub id: String,
     /// The election's znode
     pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// How many participants the transaction has (every participant must say the same)
+    #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub participants: u32,
+    /// This participant's id, unique in the transaction (a restart under the same id resumes)
+    #[arg(long, value_name = "ID")]
+    pub id: String,
+    /// Abort when not every participant has voted this long after we started (e.g. 30s)
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub timeout: Duration,
+    /// The transaction's znode (created if missing); it keeps the votes and the decision
+    pub path: String,
+    /// The command: run with ZKUTIL_PHASE=prepare (exit 0 votes commit), then with
+    /// ZKUTIL_PHASE=commit or abort
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }

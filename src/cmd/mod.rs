@@ -11,6 +11,7 @@ use crate::zk::{ConnectOptions, ZooKeeper};
 pub mod barrier;
 pub mod bench;
 pub mod child;
+pub mod commit;
 pub mod counter;
 pub mod crawl;
 pub mod demo;
@@ -62,6 +63,7 @@ impl Run for Cmd {
             Cmd::Election(c) => c.run(g),
             Cmd::Crawl(c) => c.run(g),
             Cmd::Lease(c) => c.run(g),
+            Cmd::Commit(c) => c.run(g),
         }
     }
 }

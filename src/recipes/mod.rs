@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod barrier;
+pub mod commit;
 mod contender;
 pub mod counter;
 pub mod election;

@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod commit;
 mod crawl;
 mod election;
 mod is_leader;
