@@ -96,6 +96,9 @@ pub enum Cmd {
     /// Two-phase commit among N participants: run CMD's prepare step and vote by its exit
     /// code, then run CMD's commit or abort step as the transaction decides
     Commit(CommitArgs),
+    /// Divide a set of items among the members of a group (kazoo's SetPartitioner): run CMD
+    /// with this member's share, again after every join or leave
+    Partition(PartitionArgs),
     /// Start, inspect or stop a local ZooKeeper (standalone or a 3-node ensemble)
     #[command(subcommand)]
     Server(ServerCmd),
@@ -768,5 +771,28 @@ pub struct CommitArgs {
     /// The command: run with ZKUTIL_PHASE=prepare (exit 0 votes commit), then with
     /// ZKUTIL_PHASE=commit or abort
     #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PartitionArgs {
+    /// The items to divide (node names), e.g. --set q1 q2 q3
+    #[arg(long, value_name = "ITEMS", num_args = 1.., required = true)]
+    pub set: Vec<String>,
+    /// This member's id, unique in the group (default: HOSTNAME-PID, as kazoo)
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// How long the group must be unchanged before dividing (kazoo's time_boundary)
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub time_boundary: Duration,
+    /// Print the share (items separated by spaces, one line per division) instead of
+    /// running CMD; keeps running
+    #[arg(long, conflicts_with = "command")]
+    pub print: bool,
+    /// The partition's znode (created if missing): its children are `party` and `locks`
+    pub path: String,
+    /// Run with the share: one item per line on stdin, and in ZKUTIL_PARTITION (separated by
+    /// spaces); it gets SIGTERM when the group changes, and runs again with the new share
+    #[arg(last = true, value_name = "CMD", required_unless_present = "print")]
     pub command: Vec<String>,
 }

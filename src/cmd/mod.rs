@@ -22,6 +22,7 @@ pub mod is_leader;
 pub mod kv;
 pub mod lease;
 pub mod lock;
+pub mod partition;
 pub mod queue;
 pub mod semaphore;
 pub mod server;
@@ -64,6 +65,7 @@ impl Run for Cmd {
             Cmd::Crawl(c) => c.run(g),
             Cmd::Lease(c) => c.run(g),
             Cmd::Commit(c) => c.run(g),
+            Cmd::Partition(c) => c.run(g),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod group;
 pub mod kazoo;
 pub mod lease;
 pub mod lock;
+pub mod partitioner;
 pub mod queue;
 pub mod semaphore;
 mod support;

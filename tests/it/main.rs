@@ -10,6 +10,7 @@ mod is_leader;
 mod kv;
 mod lease;
 mod lock;
+mod partition;
 mod queue;
 mod recipes;
 mod semaphore;
