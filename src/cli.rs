@@ -99,6 +99,10 @@ pub enum Cmd {
     /// Divide a set of items among the members of a group (kazoo's SetPartitioner): run CMD
     /// with this member's share, again after every join or leave
     Partition(PartitionArgs),
+    /// Service discovery in Curator's layout (BASE/NAME/ID holding ServiceInstance JSON):
+    /// register, list
+    #[command(subcommand)]
+    Service(ServiceCmd),
     /// Start, inspect or stop a local ZooKeeper (standalone or a 3-node ensemble)
     #[command(subcommand)]
     Server(ServerCmd),
@@ -795,4 +799,55 @@ pub struct PartitionArgs {
     /// spaces); it gets SIGTERM when the group changes, and runs again with the new share
     #[arg(last = true, value_name = "CMD", required_unless_present = "print")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCmd {
+    /// Register an instance of NAME for as long as this process (or CMD) lives; prints its id
+    Register(ServiceRegisterArgs),
+    /// Print NAME's instances (ID, ADDRESS, PORT, PAYLOAD; tab-separated); without NAME, the
+    /// service names; --watch: then every change
+    List(ServiceListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceRegisterArgs {
+    /// The instance's address (host name or IP)
+    #[arg(long, value_name = "HOST")]
+    pub address: String,
+    /// The instance's port
+    #[arg(long, value_name = "P")]
+    pub port: Option<u16>,
+    /// The instance's SSL port
+    #[arg(long, value_name = "P")]
+    pub ssl_port: Option<u16>,
+    /// Any JSON for the instance's payload, e.g. '{"zone":"a"}'
+    #[arg(long, value_name = "JSON")]
+    pub payload: Option<String>,
+    /// Curator's URI spec, e.g. '{scheme}://{address}:{port}'
+    #[arg(long, value_name = "SPEC")]
+    pub uri_spec: Option<String>,
+    /// The instance id (default: a random UUID, as Curator)
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// Curator's base path
+    #[arg(long, value_name = "PATH", default_value = "/services")]
+    pub base: String,
+    /// The service name
+    pub name: String,
+    /// Command to run as the instance; the registration ends when it exits (its code is ours)
+    #[arg(last = true, value_name = "CMD")]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceListArgs {
+    /// Keep running: print the instances as `+` lines, then each new one (+) and each gone (`-ID`)
+    #[arg(long, short = 'w', requires = "name")]
+    pub watch: bool,
+    /// Curator's base path
+    #[arg(long, value_name = "PATH", default_value = "/services")]
+    pub base: String,
+    /// The service name (none: list the service names)
+    pub name: Option<String>,
 }

@@ -26,6 +26,7 @@ pub mod partition;
 pub mod queue;
 pub mod semaphore;
 pub mod server;
+pub mod service;
 pub mod shell;
 pub mod txn;
 
@@ -66,6 +67,7 @@ impl Run for Cmd {
             Cmd::Lease(c) => c.run(g),
             Cmd::Commit(c) => c.run(g),
             Cmd::Partition(c) => c.run(g),
+            Cmd::Service(c) => c.run(g),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod barrier;
 pub mod commit;
 mod contender;
 pub mod counter;
+pub mod discovery;
 pub mod election;
 pub mod group;
 pub mod kazoo;

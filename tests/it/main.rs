@@ -14,5 +14,6 @@ mod partition;
 mod queue;
 mod recipes;
 mod semaphore;
+mod service;
 mod support;
 mod watch;

@@ -1,0 +1,212 @@
+//! `zkutil service register NAME --address HOST [--port P] ... [-- CMD]` and `zkutil service
+//! list [NAME] [--watch]`: service discovery in Curator's layout (`recipes::discovery`).
+//!
+//! `register` prints the instance id, then stays registered (an ephemeral node) until it is
+//! stopped or CMD exits. Like Curator's ServiceDiscovery, it registers again when its
+//! session is lost (expired, or no connection for longer than the session timeout): same
+//! id, same registration time, new session. CMD keeps running meanwhile.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use crossbeam_channel::{never, select};
+use serde_json::Value;
+
+use super::Run;
+use super::child::{Child, exit_code};
+use super::exit::{Stopped, after_stop};
+use crate::cli::{Global, ServiceCmd, ServiceListArgs, ServiceRegisterArgs};
+use crate::recipes::discovery::{self, Instance};
+use crate::util::{now_millis, shutdown};
+use crate::zk::ZooKeeper;
+
+impl Run for ServiceCmd {
+    fn run(&self, g: &Global) -> Result<ExitCode> {
+        match self {
+            ServiceCmd::Register(a) => a.run(g),
+            ServiceCmd::List(a) => a.run(g),
+        }
+    }
+}
+
+/// Connects, again and again until it works or we are stopped (None).
+fn connect_until_stopped(g: &Global, what: &str, stop: &crossbeam_channel::Receiver<()>) -> Result<Option<ZooKeeper>> {
+    loop {
+        match g.connect() {
+            Ok(zk) => return Ok(Some(zk)),
+            Err(e) if e.is::<Stopped>() => return Ok(None),
+            Err(e) => eprintln!("zkutil: {what}: reconnecting: {e:#}"),
+        }
+        select! {
+            recv(stop) -> _ => return Ok(None),
+            default(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+impl ServiceRegisterArgs {
+    fn instance(&self) -> Result<Instance> {
+        let payload = match &self.payload {
+            Some(p) => serde_json::from_str(p).map_err(|e| anyhow!("--payload: not JSON: {e}"))?,
+            None => Value::Null,
+        };
+        let uri_spec = match &self.uri_spec {
+            Some(s) => discovery::uri_spec(s).map_err(|e| anyhow!("--uri-spec: {e}"))?,
+            None => Value::Null,
+        };
+        Ok(Instance {
+            name: self.name.clone(),
+            id: self.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            address: Some(self.address.clone()),
+            port: self.port.map(i64::from),
+            ssl_port: self.ssl_port.map(i64::from),
+            payload,
+            registration_time_utc: now_millis(),
+            service_type: "DYNAMIC".into(),
+            uri_spec,
+            enabled: true,
+        })
+    }
+}
+
+impl Run for ServiceRegisterArgs {
+    fn run(&self, g: &Global) -> Result<ExitCode> {
+        let stop = shutdown();
+        let what = format!("service {}", self.name);
+        let inst = self.instance()?;
+        let mut child: Option<Child> = None;
+        let mut zk = g.connect()?;
+        let mut first = true;
+        loop {
+            let lost = zk.session_lost();
+            let reg = discovery::register(&zk, &self.base, &inst).map_err(|e| anyhow!("{what}: registering: {e}"))?;
+            if first {
+                let mut out = io::stdout();
+                writeln!(out, "{}", inst.id)?;
+                out.flush()?;
+                first = false;
+            } else {
+                eprintln!("zkutil: {what}: registered {} again", reg.node());
+            }
+            if child.is_none() && !self.cmd.is_empty() {
+                child = Some(Child::spawn(&self.cmd)?);
+            }
+            let done = child.as_ref().map_or_else(never, |c| c.done().clone());
+            select! {
+                recv(done) -> r => {
+                    let status = child.as_mut().map(|c| c.reaped(r)).transpose()?;
+                    drop(reg);
+                    return Ok(status.map_or(ExitCode::SUCCESS, exit_code));
+                },
+                recv(stop) -> _ => {
+                    // out of discovery first (clients stop routing to us), then end CMD
+                    drop(reg);
+                    drop(zk);
+                    if let Some(mut c) = child {
+                        c.terminate()?;
+                    }
+                    return Ok(after_stop());
+                },
+                recv(lost) -> _ => {
+                    eprintln!("zkutil: {what}: the session was lost: {} is gone; registering again with a new session", reg.node());
+                    reg.abandon();
+                }
+            }
+            drop(zk);
+            zk = match connect_until_stopped(g, &what, &stop)? {
+                Some(z) => z,
+                None => {
+                    if let Some(mut c) = child {
+                        c.terminate()?;
+                    }
+                    return Ok(after_stop());
+                }
+            };
+        }
+    }
+}
+
+/// One instance as a line: ID, ADDRESS, PORT, PAYLOAD (compact JSON), tab-separated, `-`
+/// for what is missing.
+fn instance_line(i: &Instance) -> String {
+    let dash = |s: Option<String>| s.unwrap_or_else(|| "-".into());
+    let payload = if i.payload.is_null() { "-".to_string() } else { i.payload.to_string() };
+    format!("{}\t{}\t{}\t{payload}", i.id, dash(i.address.clone()), dash(i.port.map(|p| p.to_string())))
+}
+
+impl ServiceListArgs {
+    /// The readable instances by node name (line), the unreadable ones reported on stderr.
+    fn lines(&self, what: &str, listed: Vec<discovery::Listed>) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for (node, inst) in listed {
+            match inst {
+                Ok(i) => {
+                    out.insert(node, instance_line(&i));
+                }
+                Err(why) => eprintln!("zkutil: {what}: {node}: not a ServiceInstance: {why}"),
+            }
+        }
+        out
+    }
+}
+
+impl Run for ServiceListArgs {
+    fn run(&self, g: &Global) -> Result<ExitCode> {
+        let stop = shutdown();
+        let mut zk = g.connect()?;
+        let mut out = io::stdout().lock();
+        let Some(name) = &self.name else {
+            for n in discovery::names(&zk, &self.base)? {
+                writeln!(out, "{n}")?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        };
+        let what = format!("service {name}");
+        if !self.watch {
+            let (listed, _) = discovery::instances(&zk, &self.base, name, false).with_context(|| what.clone())?;
+            for line in self.lines(&what, listed).values() {
+                writeln!(out, "{line}")?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        let mut known: BTreeMap<String, String> = BTreeMap::new();
+        loop {
+            let lost = zk.session_lost();
+            loop {
+                let (listed, watch) = match discovery::instances(&zk, &self.base, name, true) {
+                    Ok(r) => r,
+                    Err(discovery::Error::Zk(e)) if e.code().is_some_and(|c| c.is_session_lost()) => break,
+                    Err(e) => bail!("{what}: {e}"),
+                };
+                let now = self.lines(&what, listed);
+                for (node, line) in &known {
+                    if now.get(node) != Some(line) {
+                        writeln!(out, "-{node}")?;
+                    }
+                }
+                for (node, line) in &now {
+                    if known.get(node) != Some(line) {
+                        writeln!(out, "+{line}")?;
+                    }
+                }
+                out.flush()?;
+                known = now;
+                let watch = watch.unwrap_or_else(never);
+                select! {
+                    recv(watch) -> ev => if ev.is_err() { break },
+                    recv(lost) -> _ => break,
+                    recv(stop) -> _ => return Ok(after_stop()),
+                }
+            }
+            eprintln!("zkutil: {what}: the session was lost; listing again with a new session");
+            drop(zk);
+            zk = match connect_until_stopped(g, &what, &stop)? {
+                Some(z) => z,
+                None => return Ok(after_stop()),
+            };
+        }
+    }
+}
