@@ -90,7 +90,12 @@ impl Run for LeaseArgs {
                 let now = SystemTime::now();
                 let who: Vec<String> = others
                     .iter()
-                    .map(|(_, r)| format!("{} until {} ({})", r.holder, end_utc(r), state(r, now)))
+                    .map(|(_, r)| match r.end_time().and_then(|e| e.duration_since(now).ok()) {
+                        Some(left) if r.version == lease::VERSION => {
+                            format!("{} until {} ({} left)", r.holder, end_utc(r), round(left))
+                        }
+                        _ => format!("{} until {} ({})", r.holder, end_utc(r), state(r, now)),
+                    })
                     .collect();
                 eprintln!("zkutil: {what}: held by {}", who.join(", "));
                 return Ok(ExitCode::from(self.conflict_exit_code));
