@@ -17,11 +17,12 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
-/// Flags every subcommand takes.
+/// Flags every subcommand takes (shown under their own heading in every `--help`).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// ZooKeeper connect string, chroot allowed (h1:2181,h2:2181/app)
-    #[arg(long, global = true, env = "ZK_HOSTS", default_value = "127.0.0.1:2181")]
+    #[arg(long, global = true, env = "ZK_HOSTS", hide_env_values = true, default_value = "127.0.0.1:2181")]
     pub hosts: String,
     /// Session timeout asked of the server (e.g. 10s)
     #[arg(long, global = true, value_parser = parse_duration, default_value = "10s")]
@@ -32,6 +33,22 @@ pub struct Global {
     /// Digest credentials USER:PASSWORD; nodes this invocation creates get the creator-only ACL
     #[arg(long, global = true, env = "ZK_AUTH", value_name = "USER:PASSWORD", hide_env_values = true)]
     pub auth: Option<String>,
+    /// Output format of results on stdout: `text`, or `json` (one document; NDJSON for streams)
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text, value_name = "FORMAT")]
+    pub output: OutputFormat,
+    /// No status messages on stderr (errors are still printed)
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+/// `-o/--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    // lines of text
+    #[default]
+    Text,
+    // one JSON document, or one event per line (NDJSON) for commands that stream
+    Json,
 }
 
 /// The subcommands.
@@ -422,9 +439,6 @@ pub struct CrawlArgs {
     /// `tsv`: depth, status, URL separated by tabs; `plain`: the URL only
     #[arg(long, value_enum, default_value_t = CrawlFormat::Tsv)]
     pub format: CrawlFormat,
-    /// No progress bar
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

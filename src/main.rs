@@ -14,6 +14,7 @@ use zkutil::cmd::exit::{Stopped, after_stop};
 fn main() -> ExitCode {
     let cli = Cli::parse(); // clap prints usage errors itself and exits 2
     init_logging();
+    zkutil::cmd::output::set_quiet(cli.global.quiet);
     quiet_broken_pipe_panics();
     // A closed stdout is success (`zkutil ls -R / | head`), whether a command sees it as
     // an io::Error or `println!` panics on it; unwinding still runs every Drop (sessions

@@ -19,6 +19,7 @@ pub mod exit;
 pub mod group;
 pub mod kv;
 pub mod lock;
+pub mod output;
 pub mod queue;
 pub mod semaphore;
 pub mod server;

@@ -374,7 +374,7 @@ impl Run for CrawlArgs {
                 threads: self.threads as usize,
             },
             max_pages: self.max_pages,
-            progress: !self.quiet,
+            progress: !g.quiet,
         };
         let s = crawl(&cfg, &dedupe, &out)?;
         drop(dedupe); // closes the session
