@@ -47,7 +47,7 @@ impl Run for BarrierCmd {
 /// A barrier error as one line; a lost session says what that means for the barrier.
 fn failed(path: &str, e: barrier::Error) -> anyhow::Error {
     match &e {
-        barrier::Error::Zk(z) if z.code().is_some_and(|c| c.is_session_lost()) => anyhow!(
+        barrier::Error::Zk(z) if z.is_session_lost() => anyhow!(
             "barrier {path}: the session was lost (expired, or no connection to ZooKeeper for longer than the \
              session timeout); our participant node, if any, is gone with it"
         ),

@@ -10,7 +10,7 @@ use crossbeam_channel::select;
 use super::Run;
 use crate::cli::{CreateArgs, DeleteArgs, GetArgs, Global, LsArgs, SetAclArgs, SetArgs, TreeArgs, WatchArgs};
 use crate::util::{escape_data, format_millis, shutdown};
-use crate::zk::{self, Acl, Code, CreateMode, Stat, ZooKeeper};
+use crate::zk::{self, Acl, Code, CreateMode, Halt, Lost, SessionWatch, Stat, ZooKeeper};
 
 /// `-` means stdin; anything else is the data itself.
 fn read_data(arg: Option<&str>) -> Result<Vec<u8>> {
@@ -206,7 +206,7 @@ impl Run for SetAclArgs {
 impl WatchArgs {
     /// Reads the node (or its children) and arms the next watch in the same call. A missing
     /// node is watched for creation.
-    fn arm(&self, zk: &ZooKeeper) -> Result<(String, crossbeam_channel::Receiver<zk::WatchEvent>)> {
+    fn arm(&self, zk: &ZooKeeper) -> zk::Result<(String, crossbeam_channel::Receiver<zk::WatchEvent>)> {
         loop {
             let read = if self.children {
                 zk.children_w(&self.path).map(|(mut kids, _, rx)| {
@@ -224,38 +224,62 @@ impl WatchArgs {
                         return Ok(("(no node)".to_string(), rx));
                     } // created between the two calls: read it
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
     }
 }
 
 impl Run for WatchArgs {
+    /// A watcher (the session-health model's watcher grace, T): a reconnect keeps the armed
+    /// watch; a lost session (expired, or no connection for T) is ridden through: it says
+    /// so on stderr, connects again, re-arms and prints the node as it is now.
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let stop = shutdown();
-        let zk = g.connect()?;
-        let lost = zk.session_lost();
+        let what = format!("watch {}", self.path);
+        let mut zk = g.connect()?;
         let mut out = io::stdout().lock();
-        let (line, mut changed) = self.arm(&zk)?;
-        writeln!(out, "{}: {line}", self.path)?;
-        out.flush()?;
         let mut seen = 0u64;
-        while self.count.is_none_or(|n| seen < n) {
-            select! {
-                recv(changed) -> ev => {
-                    let ev = ev.map_err(|_| anyhow::anyhow!("{}: watch lost: the session expired", self.path))?;
-                    seen += 1;
-                    let (line, rx) = self.arm(&zk)?;
-                    changed = rx;
-                    writeln!(out, "{} {}: {line}", ev.kind, ev.path)?;
-                    out.flush()?;
+        let mut event: Option<zk::WatchEvent> = None; // printed with the read that follows it
+        loop {
+            let health = SessionWatch::watcher(&zk);
+            loop {
+                let (line, changed) = match health.retry(&stop, None, || self.arm(&zk)) {
+                    Ok(v) => v,
+                    Err(Halt::Stopped) => return Ok(super::exit::after_stop()),
+                    Err(Halt::Zk(e)) if e.is_session_lost() => break,
+                    Err(e) => return Err(anyhow::anyhow!(e)),
+                };
+                match event.take() {
+                    Some(ev) => writeln!(out, "{} {}: {line}", ev.kind, ev.path)?,
+                    None => writeln!(out, "{}: {line}", self.path)?,
                 }
-                // a reconnect keeps the armed watch; only a lost session ends it
-                recv(lost) -> _ => anyhow::bail!("{}: watch lost: the ZooKeeper session was lost", self.path),
-                recv(stop) -> _ => return Ok(super::exit::after_stop()),
+                out.flush()?;
+                if self.count.is_some_and(|n| seen >= n) {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                select! {
+                    recv(changed) -> ev => match ev {
+                        Ok(ev) => {
+                            seen += 1;
+                            event = Some(ev);
+                        }
+                        Err(_) => break, // disconnected without an event: the session expired
+                    },
+                    // a reconnect keeps the armed watch; only a lost session ends it
+                    recv(health.lost()) -> _ => break,
+                    recv(stop) -> _ => return Ok(super::exit::after_stop()),
+                }
             }
+            let why = health.lost_why().unwrap_or(Lost::Expired);
+            eprintln!("zkutil: {what}: the session was lost ({why}); watching again with a new session");
+            drop(health);
+            drop(zk);
+            zk = match super::election::reconnect(g, &what, &stop)? {
+                Some(z) => z,
+                None => return Ok(super::exit::after_stop()),
+            };
         }
-        Ok(ExitCode::SUCCESS)
     }
 }
 

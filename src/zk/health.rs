@@ -277,6 +277,13 @@ impl SessionWatch {
         }
     }
 
+    /// What [`retry`](Self::retry) does after an outcome-unknown error, for loops that
+    /// handle the error themselves: pause [`RETRY_PAUSE`], then wait for the connection.
+    pub fn recover<T>(&self, stop: &Receiver<T>, deadline: Option<Instant>) -> Result<(), Halt> {
+        self.pause(RETRY_PAUSE, stop, deadline)?;
+        self.wait_connected(stop, deadline)
+    }
+
     /// Runs `f` until its outcome is known: after each outcome-unknown error (connection
     /// loss, operation timeout) it pauses, waits for the connection, and runs `f` again;
     /// it gives up when the session is lost (per this watch's grace), `stop` fires or
@@ -293,10 +300,7 @@ impl SessionWatch {
                 return Err(Halt::Zk(Error::SessionLost(why)));
             }
             match f() {
-                Err(e) if e.is_outcome_unknown() => {
-                    self.pause(RETRY_PAUSE, stop, deadline)?;
-                    self.wait_connected(stop, deadline)?;
-                }
+                Err(e) if e.is_outcome_unknown() => self.recover(stop, deadline)?,
                 Err(e) if e.is_session_lost() => {
                     return Err(Halt::Zk(match self.lost_why() {
                         Some(why) => Error::SessionLost(why),
@@ -316,7 +320,7 @@ fn follow(inner: &Inner, events: &Receiver<SessionEvent>, alive: &Receiver<()>, 
         _ => None,
     };
     let why = loop {
-        let timer = since.map_or_else(never, |t| crossbeam_channel::at(t + grace));
+        let timer = since.and_then(|t| t.checked_add(grace)).map_or_else(never, crossbeam_channel::at);
         select! {
             recv(events) -> ev => match ev {
                 Ok(SessionEvent::Connecting) => {

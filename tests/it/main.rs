@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod crawl;
 mod election;
+mod health;
 mod kv;
 mod lock;
 mod queue;
