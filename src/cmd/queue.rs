@@ -2,12 +2,13 @@
 
 use std::io::{self, BufWriter, Read, Write};
 use std::process::{ExitCode, ExitStatus};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use crossbeam_channel::{Receiver, select};
 
 use super::Run;
-use super::child::Child;
+use super::child::{self, Child};
 use super::exit::after_stop;
 use crate::cli::{Global, PathArg, QueueCmd, QueueConsumeArgs, QueuePeekArgs, QueueProduceArgs};
 use crate::recipes::queue::{self, Claimed, Claimer, End, Item, Queue, Sink};
@@ -124,7 +125,7 @@ impl Run for QueueConsumeArgs {
 
 impl QueueConsumeArgs {
     /// At least once: claim an item, run CMD on it, complete it only when CMD exits 0.
-    fn run_cmd(&self, _zk: &ZooKeeper, q: &Queue<'_>, stop: &Receiver<()>) -> Result<ExitCode> {
+    fn run_cmd(&self, zk: &ZooKeeper, q: &Queue<'_>, stop: &Receiver<()>) -> Result<ExitCode> {
         let mut claimer = Claimer::new(q);
         let mut done = 0u64;
         while self.count.is_none_or(|n| done < n) {
@@ -135,7 +136,7 @@ impl QueueConsumeArgs {
                 Err(e) => return Err(anyhow::Error::new(e).context(format!("consuming from {}", self.path))),
             };
             let path = claim.item().path.clone();
-            let status = run_on(&self.cmd, &claim.item().data, stop);
+            let status = run_on(&self.cmd, &claim.item().data, child::margin(zk), stop);
             match status {
                 Ok(s) if s.success() => {
                     claim.complete().with_context(|| format!("completing {path}"))?;
@@ -173,8 +174,8 @@ fn describe(s: ExitStatus) -> String {
 /// Runs CMD with `data` on its stdin; CMD's stdout and stderr are ours. Ctrl-C/SIGTERM
 /// while it runs is passed on to CMD (SIGKILL after a grace period), whose failure then
 /// leaves the item in the queue.
-fn run_on(cmd: &[String], data: &[u8], stop: &Receiver<()>) -> Result<ExitStatus> {
-    let mut child = Child::spawn_fed(cmd, data.to_vec())?;
+fn run_on(cmd: &[String], data: &[u8], margin: Duration, stop: &Receiver<()>) -> Result<ExitStatus> {
+    let mut child = Child::spawn_fed(cmd, data.to_vec(), margin)?;
     select! {
         recv(child.done()) -> r => child.reaped(r),
         recv(stop) -> _ => child.forward_stop(),
