@@ -9,7 +9,7 @@ use anyhow::{Result, anyhow, bail};
 use crossbeam_channel::select;
 
 use super::Run;
-use super::child::{Child, exit_code};
+use super::child::{Child, exit_code, margin};
 use super::exit::after_stop;
 use crate::cli::{BarrierCmd, BarrierWaitArgs, Global};
 use crate::recipes::barrier::{self, Barrier, DoubleBarrier, Outcome};
@@ -101,7 +101,7 @@ impl BarrierWaitArgs {
         }
         let mut code = ExitCode::SUCCESS;
         if !self.cmd.is_empty() {
-            let mut child = Child::spawn(&self.cmd)?;
+            let mut child = Child::spawn(&self.cmd, margin(&zk))?;
             select! {
                 recv(child.done()) -> r => code = exit_code(child.reaped(r)?),
                 recv(stop) -> _ => {

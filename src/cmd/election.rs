@@ -38,7 +38,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use crossbeam_channel::{Receiver, RecvError, Select, TryRecvError, bounded, select};
 
 use super::Run;
-use super::child::{Child, exit_code};
+use super::child::{Child, exit_code, margin};
 use super::exit::after_stop;
 use crate::cli::{ElectionCmd, ElectionLeaderArgs, ElectionRunArgs, Global};
 use crate::recipes::election::{self, Election, Wake};
@@ -184,7 +184,7 @@ impl ElectionRunArgs {
         loop {
             if state.is_leader() && child.is_none() {
                 self.note(what, format_args!("elected leader as {id}; running {program}"));
-                let c = match Child::spawn(&self.command) {
+                let c = match Child::spawn(&self.command, margin(zk)) {
                     Ok(c) => c,
                     Err(err) => {
                         let _ = e.resign();

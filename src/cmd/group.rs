@@ -15,7 +15,7 @@ use anyhow::Result;
 use crossbeam_channel::{Receiver, never, select};
 
 use super::Run;
-use super::child::{Child, exit_code};
+use super::child::{Child, exit_code, margin};
 use super::exit::after_stop;
 use crate::cli::{Global, GroupCmd, GroupJoinArgs, GroupListArgs};
 use crate::recipes::group::{self, Group, Member};
@@ -131,7 +131,7 @@ impl Run for GroupJoinArgs {
             writeln!(out, "{} {} as {}", if rejoin { "re-joined" } else { "joined" }, self.path, self.name)?;
             out.flush()?;
             if child.is_none() && !self.cmd.is_empty() {
-                child = Some(Child::spawn(&self.cmd)?);
+                child = Some(Child::spawn(&self.cmd, margin(&zk))?);
             }
             let wake = loop {
                 if let Some(w) = watch_session(group.health(), &stop, &mut child, &never())? {
