@@ -17,14 +17,15 @@ pub mod demo;
 pub mod election;
 pub mod exit;
 pub mod group;
+pub mod help;
 pub mod kv;
 pub mod lock;
 pub mod output;
 pub mod queue;
 pub mod semaphore;
 pub mod server;
-pub mod shell;
 pub mod txn;
+pub mod znode;
 
 /// A subcommand.
 pub trait Run {
@@ -40,11 +41,11 @@ impl Run for Cmd {
             Cmd::Set(c) => c.run(g),
             Cmd::Create(c) => c.run(g),
             Cmd::Delete(c) => c.run(g),
-            Cmd::DeleteAll(c) => shell::delete_all(g, &c.path),
-            Cmd::Stat(c) => shell::stat(g, &c.path),
+            Cmd::DeleteAll(c) => znode::delete_all(g, &c.path),
+            Cmd::Stat(c) => znode::stat(g, &c.path),
             Cmd::Watch(c) => c.run(g),
             Cmd::Tree(c) => c.run(g),
-            Cmd::GetAcl(c) => shell::get_acl(g, &c.path),
+            Cmd::GetAcl(c) => znode::get_acl(g, &c.path),
             Cmd::SetAcl(c) => c.run(g),
             Cmd::Server(c) => c.run(g),
             Cmd::Demo(c) => c.run(g),
@@ -60,6 +61,9 @@ impl Run for Cmd {
             Cmd::Kv(c) => c.run(g),
             Cmd::Election(c) => c.run(g),
             Cmd::Crawl(c) => c.run(g),
+            Cmd::Digest(c) => c.run(g),
+            Cmd::Completions(c) => help::completions(c.shell),
+            Cmd::Man(c) => help::man(c.dir.as_deref()),
         }
     }
 }
@@ -79,11 +83,6 @@ impl Global {
     /// (`util::shutdown`), a signal during the connect ends it at once with
     /// [`exit::Stopped`] instead of waiting out the connect timeout.
     pub fn connect(&self) -> Result<ZooKeeper> {
-        if let Some(a) = &self.auth
-            && !a.contains(':')
-        {
-            anyhow::bail!("--auth: expected USER:PASSWORD");
-        }
         let opts = self.options();
         let Some(stop) = crate::util::shutdown_if_armed() else {
             return Ok(ZooKeeper::connect_with(&opts)?);
