@@ -51,6 +51,13 @@ fn random_between(min: Duration, max: Duration) -> Duration {
 
 impl Run for MutexArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
+        if self.min_work > self.max_work {
+            return Err(super::exit::usage(format!(
+                "--min-work {} is above --max-work {}",
+                humantime::format_duration(self.min_work),
+                humantime::format_duration(self.max_work)
+            )));
+        }
         let stop = shutdown();
         let zk = g.connect()?;
         let lock = Lock::new(&zk, &self.path, Mode::Exclusive)?;
