@@ -346,9 +346,11 @@ pub enum BenchCmd {
     Queue(BenchQueueArgs),
     /// Clients contending for one lock: acquisitions/s and acquire latency
     Lock(BenchLockArgs),
-    /// A 3-server `kv serve` cluster: GET and PUT throughput, next to redis-server
+    /// A 3-server `kv serve` cluster: GET and PUT throughput, next to redis-server (starts
+    /// its own ZooKeeper: --hosts is not used)
     Kv(BenchKvArgs),
-    /// `kv serve` leader handover after SIGTERM and SIGKILL: min/median/max
+    /// `kv serve` leader handover after SIGTERM and SIGKILL: min/median/max (starts its own
+    /// ZooKeeper: --hosts is not used)
     Election(BenchElectionArgs),
     /// Crawl a generated loopback site twice: ZooKeeper dedupe, then in-memory dedupe
     Crawl(BenchCrawlArgs),
