@@ -1,16 +1,24 @@
 //! The znode commands, with zkCli.sh's names: ls, get, set, create, delete, deleteall,
-//! stat, watch, tree, getacl, setacl.
+//! stat, watch, tree, getacl, setacl; and `digest`, which prints the id setacl needs.
+//! Each prints text, or with `-o json` one JSON document (NDJSON events for `watch`).
 
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use base64::Engine as _;
 use crossbeam_channel::select;
+use serde_json::{Value, json};
+use sha1::{Digest as _, Sha1};
 
 use super::Run;
-use crate::cli::{CreateArgs, DeleteArgs, GetArgs, Global, LsArgs, SetAclArgs, SetArgs, TreeArgs, WatchArgs};
+use super::exit::usage;
+use super::output::{Ndjson, acl_json, data_fields, event, print_json, stat_json};
+use crate::cli::{
+    CreateArgs, DeleteArgs, DigestArgs, GetArgs, Global, LsArgs, SetAclArgs, SetArgs, TreeArgs, WatchArgs,
+};
 use crate::util::{escape_data, format_millis, shutdown};
-use crate::zk::{self, Acl, Code, CreateMode, Halt, Lost, SessionWatch, Stat, ZooKeeper};
+use crate::zk::{self, Code, CreateMode, Halt, Lost, SessionWatch, Stat, ZooKeeper};
 
 /// `-` means stdin; anything else is the data itself.
 fn read_data(arg: Option<&str>) -> Result<Vec<u8>> {
@@ -53,8 +61,13 @@ impl Run for LsArgs {
         if self.recursive {
             // depth-first, full paths, parents before children (zkCli's ls -R)
             let mut stack = vec![self.path.clone()];
+            let mut all = Vec::new();
             while let Some(p) = stack.pop() {
-                writeln!(out, "{p}")?;
+                if g.json() {
+                    all.push(p.clone());
+                } else {
+                    writeln!(out, "{p}")?;
+                }
                 let kids = match sorted_children(&zk, &p) {
                     Ok(k) => k,
                     Err(e) if e.code() == Some(Code::NoNode) && p != self.path => continue, // deleted meanwhile
@@ -62,9 +75,20 @@ impl Run for LsArgs {
                 };
                 stack.extend(kids.iter().rev().map(|k| zk::join(&p, k)));
             }
+            if g.json() {
+                print_json(&json!({ "path": self.path, "paths": all }))?;
+            }
         } else {
             let (mut kids, stat) = zk.children2(&self.path)?;
             kids.sort();
+            if g.json() {
+                let mut doc = json!({ "path": self.path, "children": kids });
+                if self.stat {
+                    doc["stat"] = stat_json(&stat);
+                }
+                print_json(&doc)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             for k in &kids {
                 writeln!(out, "{k}")?;
             }
@@ -80,17 +104,21 @@ impl Run for GetArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let zk = g.connect()?;
         let (data, stat) = zk.get(&self.path)?;
-        let mut out = io::stdout().lock();
-        if self.raw {
-            out.write_all(&data)?;
-        } else {
-            let text = escape_data(&data);
-            out.write_all(text.as_bytes())?;
-            if !text.ends_with('\n') {
-                writeln!(out)?;
+        if g.json() {
+            let mut doc = json!({ "path": self.path });
+            doc.as_object_mut().expect("an object").extend(data_fields(&data));
+            if self.stat {
+                doc["stat"] = stat_json(&stat);
             }
+            print_json(&doc)?;
+            return Ok(ExitCode::SUCCESS);
         }
+        let mut out = io::stdout().lock();
+        write_data(&mut out, &data, self.raw || !io::stdout().is_terminal())?;
         if self.stat {
+            if !data.is_empty() && !data.ends_with(b"\n") {
+                writeln!(out)?; // the Stat starts on its own line
+            }
             write_stat(&mut out, &stat)?;
         }
         Ok(ExitCode::SUCCESS)
@@ -102,7 +130,9 @@ impl Run for SetArgs {
         let data = read_data(Some(&self.data))?;
         let zk = g.connect()?;
         let stat = zk.set(&self.path, &data, self.expected_version)?;
-        if self.stat {
+        if self.stat && g.json() {
+            print_json(&json!({ "path": self.path, "stat": stat_json(&stat) }))?;
+        } else if self.stat {
             write_stat(&mut io::stdout().lock(), &stat)?;
         }
         Ok(ExitCode::SUCCESS)
@@ -142,7 +172,11 @@ impl Run for CreateArgs {
             }
             r => r?,
         };
-        writeln!(io::stdout().lock(), "{created}")?;
+        if g.json() {
+            print_json(&json!({ "path": created }))?;
+        } else {
+            writeln!(io::stdout().lock(), "{created}")?;
+        }
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -168,6 +202,7 @@ pub fn delete_all(g: &Global, path: &str) -> Result<ExitCode> {
 pub fn stat(g: &Global, path: &str) -> Result<ExitCode> {
     let zk = g.connect()?;
     match zk.exists(path)? {
+        Some(s) if g.json() => print_json(&json!({ "path": path, "stat": stat_json(&s) }))?,
         Some(s) => write_stat(&mut io::stdout().lock(), &s)?,
         None => return Err(zk::Error::Zk { code: Code::NoNode, path: Some(path.into()) }.into()),
     }
@@ -177,6 +212,10 @@ pub fn stat(g: &Global, path: &str) -> Result<ExitCode> {
 pub fn get_acl(g: &Global, path: &str) -> Result<ExitCode> {
     let zk = g.connect()?;
     let (acl, _) = zk.get_acl(path)?;
+    if g.json() {
+        print_json(&json!({ "path": path, "acl": acl.iter().map(acl_json).collect::<Vec<_>>() }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut out = io::stdout().lock();
     for a in acl {
         writeln!(out, "{}:{}:{}", a.scheme, a.id, a.perms_string())?;
@@ -186,42 +225,84 @@ pub fn get_acl(g: &Global, path: &str) -> Result<ExitCode> {
 
 impl Run for SetAclArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
-        let acl: Vec<Acl> =
-            self.acl.split(',').map(Acl::parse).collect::<Result<_, _>>().map_err(|e| anyhow::anyhow!(e))?;
+        let acl = &self.acl.0;
+        if !self.force
+            && let Some(a) = acl.iter().find(|a| a.scheme == "digest" && !is_digest_id(&a.id))
+        {
+            // A password pasted where its hash belongs: nobody can ever authenticate as
+            // that id, so the node would be locked for good.
+            return Err(usage(format!(
+                "{}: digest:{} is not USER:HASH with a 28-character base64 hash (a password instead of its \
+                 hash would lock the node for good); `zkutil digest USER:PASSWORD` prints the id, --force \
+                 sets it anyway",
+                self.path, a.id
+            )));
+        }
         if !self.force && !acl.iter().any(|a| a.perms & zk::perms::ADMIN != 0) {
             // Without ADMIN nobody (short of a ZooKeeper superuser) can ever change this
             // ACL again, not even to undo it.
-            anyhow::bail!(
+            return Err(usage(format!(
                 "{}: no entry of this ACL grants ADMIN ('a'), so nobody could change it again; \
                  add 'a' for someone (e.g. world:anyone:r,digest:admin:HASH:cdrwa) or pass --force",
                 self.path
-            );
+            )));
         }
         let zk = g.connect()?;
-        zk.set_acl(&self.path, &acl, self.expected_version)?;
+        zk.set_acl(&self.path, acl, self.expected_version)?;
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// What `watch` read after an event: the node's data, its children, or nothing.
+enum Seen {
+    Data(Vec<u8>),
+    Children(Vec<String>),
+    NoNode,
+}
+
+impl Seen {
+    /// The text after `PATH: ` on a watch line.
+    fn line(&self) -> String {
+        match self {
+            Seen::Data(d) => escape_data(d),
+            Seen::Children(k) => format!("[{}]", k.join(", ")),
+            Seen::NoNode => "(no node)".to_string(),
+        }
+    }
+
+    /// The fields of a watch event in JSON.
+    fn json(&self) -> Value {
+        match self {
+            Seen::Data(d) => {
+                let mut m = data_fields(d);
+                m.insert("exists".into(), true.into());
+                Value::Object(m)
+            }
+            Seen::Children(k) => json!({ "exists": true, "children": k }),
+            Seen::NoNode => json!({ "exists": false }),
+        }
     }
 }
 
 impl WatchArgs {
     /// Reads the node (or its children) and arms the next watch in the same call. A missing
     /// node is watched for creation.
-    fn arm(&self, zk: &ZooKeeper) -> zk::Result<(String, crossbeam_channel::Receiver<zk::WatchEvent>)> {
+    fn arm(&self, zk: &ZooKeeper) -> zk::Result<(Seen, crossbeam_channel::Receiver<zk::WatchEvent>)> {
         loop {
             let read = if self.children {
                 zk.children_w(&self.path).map(|(mut kids, _, rx)| {
                     kids.sort();
-                    (format!("[{}]", kids.join(", ")), rx)
+                    (Seen::Children(kids), rx)
                 })
             } else {
-                zk.get_w(&self.path).map(|(data, _, rx)| (escape_data(&data), rx))
+                zk.get_w(&self.path).map(|(data, _, rx)| (Seen::Data(data), rx))
             };
             match read {
                 Ok(r) => return Ok(r),
                 Err(e) if e.code() == Some(Code::NoNode) => {
                     let (stat, rx) = zk.exists_w(&self.path)?;
                     if stat.is_none() {
-                        return Ok(("(no node)".to_string(), rx));
+                        return Ok((Seen::NoNode, rx));
                     } // created between the two calls: read it
                 }
                 Err(e) => return Err(e),
@@ -239,22 +320,32 @@ impl Run for WatchArgs {
         let what = format!("watch {}", self.path);
         let mut zk = g.connect()?;
         let mut out = io::stdout().lock();
+        let mut events = Ndjson::stdout();
         let mut seen = 0u64;
-        let mut event: Option<zk::WatchEvent> = None; // printed with the read that follows it
+        let mut pending: Option<zk::WatchEvent> = None; // printed with the read that follows it
         loop {
             let health = SessionWatch::watcher(&zk);
             loop {
-                let (line, changed) = match health.retry(&stop, None, || self.arm(&zk)) {
+                let (now, changed) = match health.retry(&stop, None, || self.arm(&zk)) {
                     Ok(v) => v,
                     Err(Halt::Stopped) => return Ok(super::exit::after_stop()),
                     Err(Halt::Zk(e)) if e.is_session_lost() => break,
                     Err(e) => return Err(anyhow::anyhow!(e)),
                 };
-                match event.take() {
-                    Some(ev) => writeln!(out, "{} {}: {line}", ev.kind, ev.path)?,
-                    None => writeln!(out, "{}: {line}", self.path)?,
+                let ev = pending.take();
+                if g.json() {
+                    let (kind, path) = match &ev {
+                        Some(ev) => (ev.kind.to_string(), ev.path.as_str()),
+                        None => ("initial".to_string(), self.path.as_str()),
+                    };
+                    events.emit(&event(&kind, path, now.json()))?;
+                } else {
+                    match ev {
+                        Some(ev) => writeln!(out, "{} {}: {}", ev.kind, ev.path, now.line())?,
+                        None => writeln!(out, "{}: {}", self.path, now.line())?,
+                    }
+                    out.flush()?;
                 }
-                out.flush()?;
                 if self.count.is_some_and(|n| seen >= n) {
                     return Ok(ExitCode::SUCCESS);
                 }
@@ -262,7 +353,7 @@ impl Run for WatchArgs {
                     recv(changed) -> ev => match ev {
                         Ok(ev) => {
                             seen += 1;
-                            event = Some(ev);
+                            pending = Some(ev);
                         }
                         Err(_) => break, // disconnected without an event: the session expired
                     },
@@ -290,10 +381,42 @@ impl Run for TreeArgs {
         let stat = zk
             .exists(&self.path)?
             .ok_or_else(|| zk::Error::Zk { code: Code::NoNode, path: Some(self.path.clone()) })?;
+        if g.json() {
+            drop(out);
+            let name = self.path.rsplit('/').next().unwrap_or("");
+            print_json(&tree_json(&zk, &self.path, name, &stat, 1, self.depth)?)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         writeln!(out, "{}{}", self.path, node_note(&stat))?;
         tree_level(&zk, &mut out, &self.path, "", 1, self.depth)?;
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// `tree -o json`: `{"path", "name", "dataLength", "ephemeral", "numChildren", "children": [...]}`,
+/// nested (children cut at --depth are counted in numChildren but not listed).
+fn tree_json(zk: &ZooKeeper, path: &str, name: &str, stat: &Stat, depth: usize, max: Option<usize>) -> Result<Value> {
+    let mut children = Vec::new();
+    if stat.num_children > 0 && max.is_none_or(|m| depth <= m) {
+        let kids = match sorted_children(zk, path) {
+            Ok(k) => k,
+            Err(e) if e.code() == Some(Code::NoNode) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        for k in kids {
+            let child = zk::join(path, &k);
+            let Some(s) = zk.exists(&child)? else { continue };
+            children.push(tree_json(zk, &child, &k, &s, depth + 1, max)?);
+        }
+    }
+    Ok(json!({
+        "path": path,
+        "name": name,
+        "dataLength": stat.data_length,
+        "ephemeral": stat.ephemeral_owner != 0,
+        "numChildren": stat.num_children,
+        "children": children,
+    }))
 }
 
 fn node_note(s: &Stat) -> String {
@@ -334,4 +457,70 @@ fn tree_level(
         }
     }
     Ok(())
+}
+
+/// Writes node data for `get`: the bytes unchanged when `raw` (any pipe or file, or
+/// `--raw`), so `get /a | create /b -` copies byte for byte; on a terminal, text as is with
+/// binary bytes escaped, and a final newline when the data has none.
+fn write_data(out: &mut impl Write, data: &[u8], raw: bool) -> io::Result<()> {
+    if raw {
+        return out.write_all(data);
+    }
+    let text = escape_data(data);
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// ZooKeeper's digest id of `user:password`: `user:base64(sha1(user:password))`.
+pub fn digest_id(credentials: &str) -> String {
+    let user = credentials.split_once(':').map_or(credentials, |(u, _)| u);
+    let hash = Sha1::digest(credentials.as_bytes());
+    format!("{user}:{}", base64::engine::general_purpose::STANDARD.encode(hash))
+}
+
+/// True for a digest ACL id `USER:HASH` whose HASH is a base64 SHA-1 (28 characters).
+fn is_digest_id(id: &str) -> bool {
+    let Some((_, hash)) = id.rsplit_once(':') else { return false };
+    hash.len() == 28
+        && hash.ends_with('=')
+        && base64::engine::general_purpose::STANDARD.decode(hash).is_ok_and(|b| b.len() == 20)
+}
+
+impl Run for DigestArgs {
+    fn run(&self, g: &Global) -> Result<ExitCode> {
+        let id = digest_id(&self.credentials);
+        if g.json() {
+            print_json(&json!({ "scheme": "digest", "id": id }))?;
+        } else {
+            writeln!(io::stdout().lock(), "digest:{id}")?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_ids_match_zookeeper() {
+        // DigestAuthenticationProvider.generateDigest("super:test")
+        assert_eq!(digest_id("super:test"), "super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
+        assert!(is_digest_id(&digest_id("bob:pw")));
+        assert!(!is_digest_id("bob:pw"));
+        assert!(!is_digest_id("bob"));
+    }
+
+    #[test]
+    fn data_is_raw_through_a_pipe() {
+        let mut v = Vec::new();
+        write_data(&mut v, br#"C:\tmp"#, true).unwrap();
+        assert_eq!(v, br#"C:\tmp"#);
+        let mut v = Vec::new();
+        write_data(&mut v, b"\xffx", false).unwrap();
+        assert_eq!(v, b"\\xffx\n");
+    }
 }
