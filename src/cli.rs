@@ -267,6 +267,22 @@ pub enum BenchCmd {
     Election(BenchElectionArgs),
     /// Crawl a generated loopback site twice: ZooKeeper dedupe, then in-memory dedupe
     Crawl(BenchCrawlArgs),
+    /// The traversal engine on a big tree: listing, dump reads and deletion, next to the raw
+    /// pipelined get/delete rates of the same run
+    Tree(BenchTreeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTreeArgs {
+    /// Nodes in the tree
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(2..=10_000_000))]
+    pub nodes: u32,
+    /// Children per inner node
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub fanout: u32,
+    /// Requests in flight
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub window: u32,
 }
 
 #[derive(Debug, Args)]
