@@ -74,14 +74,14 @@ pub fn run(g: &Global, a: &BenchTreeArgs) -> Result<ExitCode> {
         let read = raw(&zk, &refs, window, false)?;
 
         let t = Instant::now();
-        let listed = Walk { window: window, ..Default::default() }.run(&zk, &root, |_| Ok(true))?;
+        let listed = Walk { window, ..Default::default() }.run(&zk, &root, |_| Ok(true))?;
         let list = rate(listed.visited as usize, t.elapsed());
         if listed.visited as usize != n {
             bail!("the walk saw {} nodes of {n}", listed.visited);
         }
         let t = Instant::now();
         let dumped =
-            Walk { data: true, acl: true, window: window, ..Default::default() }.run(&zk, &root, |_| Ok(true))?;
+            Walk { data: true, acl: true, window, ..Default::default() }.run(&zk, &root, |_| Ok(true))?;
         let dump = rate(dumped.visited as usize, t.elapsed());
 
         let rev: Vec<&String> = paths.iter().rev().collect();
