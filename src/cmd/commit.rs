@@ -13,7 +13,7 @@
 //! matching step.
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use crossbeam_channel::select;
@@ -46,8 +46,8 @@ impl CommitArgs {
         v
     }
 
-    fn run_phase(&self, phase: &str, stop: &crossbeam_channel::Receiver<()>) -> Result<Ran> {
-        let mut child = Child::spawn(&self.argv(phase))?;
+    fn run_phase(&self, phase: &str, margin: Duration, stop: &crossbeam_channel::Receiver<()>) -> Result<Ran> {
+        let mut child = Child::spawn(&self.argv(phase), margin)?;
         select! {
             recv(child.done()) -> r => Ok(Ran::Exited(child.reaped(r)?)),
             recv(stop) -> _ => {
@@ -60,7 +60,7 @@ impl CommitArgs {
 
 /// A session-level failure after which a new session resumes the transaction.
 fn resumable(e: &Error) -> bool {
-    matches!(e, Error::Zk(e) if e.code().is_some_and(|c| c.is_session_lost() || c.is_outcome_unknown()))
+    matches!(e, Error::Zk(e) if e.is_session_lost() || e.is_outcome_unknown())
 }
 
 impl Run for CommitArgs {
@@ -68,6 +68,8 @@ impl Run for CommitArgs {
         let stop = shutdown();
         let what = format!("commit {}", self.path);
         let deadline = Instant::now() + self.timeout;
+        // SIGTERM to SIGKILL, as a holder's margin (a sixth of the session timeout)
+        let margin = g.session_timeout / 6;
         let mut my_vote: Option<Vote> = None;
         let decision: Decision = loop {
             if stop_requested() {
@@ -82,16 +84,15 @@ impl Run for CommitArgs {
                     Joined::ToVote => match my_vote {
                         Some(v) => v, // prepared already, before a session was lost
                         None => {
-                            let v =
-                                match self.run_phase("prepare", &stop).map_err(|e| Error::BadId(format!("{e:#}")))? {
-                                    Ran::Exited(s) if s.success() => Vote::Commit,
-                                    Ran::Exited(_) => Vote::Abort,
-                                    Ran::Stopped => {
-                                        // the others need not wait for our timeout
-                                        let _ = p.vote(Vote::Abort);
-                                        return Err(Error::Cancelled.into());
-                                    }
-                                };
+                            let v = match self.run_phase("prepare", margin, &stop)? {
+                                Ran::Exited(s) if s.success() => Vote::Commit,
+                                Ran::Exited(_) => Vote::Abort,
+                                Ran::Stopped => {
+                                    // the others need not wait for our timeout
+                                    let _ = p.vote(Vote::Abort);
+                                    return Err(Error::Cancelled.into());
+                                }
+                            };
                             my_vote = Some(v);
                             v
                         }
@@ -113,7 +114,7 @@ impl Run for CommitArgs {
                 },
             }
         };
-        match self.run_phase(decision.outcome.word(), &stop)? {
+        match self.run_phase(decision.outcome.word(), margin, &stop)? {
             Ran::Stopped => Ok(after_stop()),
             Ran::Exited(status) => match decision.outcome {
                 Vote::Commit => Ok(exit_code(status)),

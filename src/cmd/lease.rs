@@ -17,7 +17,7 @@ use anyhow::{Result, anyhow, bail};
 use crossbeam_channel::{never, select};
 
 use super::Run;
-use super::child::{Child, exit_code};
+use super::child::{Child, exit_code, margin};
 use super::exit::after_stop;
 use crate::cli::{Global, LeaseArgs};
 use crate::recipes::lease::{self, Outcome, Record, Request};
@@ -84,6 +84,7 @@ impl Run for LeaseArgs {
             Err(lease::Error::Cancelled) => return Ok(after_stop()),
             Err(e) => return Err(anyhow!(e).context(format!("taking the {what}"))),
         };
+        let margin = margin(&zk);
         drop(zk); // the lease lives in its record, not in our session
         let (slot, record) = match outcome {
             Outcome::Held(others) => {
@@ -105,7 +106,7 @@ impl Run for LeaseArgs {
         if self.command.is_empty() {
             return Ok(ExitCode::SUCCESS);
         }
-        let mut child = Child::spawn(&self.command)?;
+        let mut child = Child::spawn(&self.command, margin)?;
         let left = record.end_time().and_then(|e| e.duration_since(SystemTime::now()).ok()).unwrap_or_default();
         let mut ends = crossbeam_channel::after(left);
         let status = loop {

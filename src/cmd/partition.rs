@@ -66,7 +66,7 @@ impl PartitionArgs {
             None
         } else {
             let input: String = share.items.iter().map(|i| format!("{i}\n")).collect();
-            Some(Child::spawn_fed(&self.argv(id, &share.items), input.into_bytes())?)
+            Some(Child::spawn_fed(&self.argv(id, &share.items), input.into_bytes(), part.margin())?)
         };
         let done = child.as_ref().map_or_else(never, |c| c.done().clone());
         select! {

@@ -16,12 +16,12 @@ use crossbeam_channel::{never, select};
 use serde_json::Value;
 
 use super::Run;
-use super::child::{Child, exit_code};
+use super::child::{Child, exit_code, margin};
 use super::exit::{Stopped, after_stop};
 use crate::cli::{Global, ServiceCmd, ServiceListArgs, ServiceRegisterArgs};
 use crate::recipes::discovery::{self, Instance};
 use crate::util::{now_millis, shutdown};
-use crate::zk::ZooKeeper;
+use crate::zk::{SessionWatch, ZooKeeper};
 
 impl Run for ServiceCmd {
     fn run(&self, g: &Global) -> Result<ExitCode> {
@@ -81,7 +81,10 @@ impl Run for ServiceRegisterArgs {
         let mut zk = g.connect()?;
         let mut first = true;
         loop {
-            let lost = zk.session_lost();
+            // a registration is watched as a watcher's: lost on expiry, or after a silence of
+            // a whole session timeout (the server has expired us by then, or will)
+            let health = SessionWatch::watcher(&zk);
+            let lost = health.lost();
             let reg = discovery::register(&zk, &self.base, &inst).map_err(|e| anyhow!("{what}: registering: {e}"))?;
             if first {
                 let mut out = io::stdout();
@@ -92,7 +95,7 @@ impl Run for ServiceRegisterArgs {
                 eprintln!("zkutil: {what}: registered {} again", reg.node());
             }
             if child.is_none() && !self.cmd.is_empty() {
-                child = Some(Child::spawn(&self.cmd)?);
+                child = Some(Child::spawn(&self.cmd, margin(&zk))?);
             }
             let done = child.as_ref().map_or_else(never, |c| c.done().clone());
             select! {
@@ -111,7 +114,7 @@ impl Run for ServiceRegisterArgs {
                     return Ok(after_stop());
                 },
                 recv(lost) -> _ => {
-                    eprintln!("zkutil: {what}: the session was lost: {} is gone; registering again with a new session", reg.node());
+                    eprintln!("zkutil: {what}: {}: {} is gone; registering again with a new session", health.error(), reg.node());
                     reg.abandon();
                 }
             }
@@ -174,11 +177,12 @@ impl Run for ServiceListArgs {
         }
         let mut known: BTreeMap<String, String> = BTreeMap::new();
         loop {
-            let lost = zk.session_lost();
+            let health = SessionWatch::watcher(&zk);
+            let lost = health.lost();
             loop {
                 let (listed, watch) = match discovery::instances(&zk, &self.base, name, true) {
                     Ok(r) => r,
-                    Err(discovery::Error::Zk(e)) if e.code().is_some_and(|c| c.is_session_lost()) => break,
+                    Err(discovery::Error::Zk(e)) if e.is_session_lost() => break,
                     Err(e) => bail!("{what}: {e}"),
                 };
                 let now = self.lines(&what, listed);
@@ -201,7 +205,7 @@ impl Run for ServiceListArgs {
                     recv(stop) -> _ => return Ok(after_stop()),
                 }
             }
-            eprintln!("zkutil: {what}: the session was lost; listing again with a new session");
+            eprintln!("zkutil: {what}: {}; listing again with a new session", health.error());
             drop(zk);
             zk = match connect_until_stopped(g, &what, &stop)? {
                 Some(z) => z,

@@ -20,7 +20,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Select};
 
 use super::support::retrying;
-use crate::zk::{self, Code, CreateMode, WatchEvent, ZooKeeper};
+use crate::zk::{self, Code, CreateMode, SessionWatch, WatchEvent, ZooKeeper};
 
 /// The decision's node name under the transaction (no participant may use it).
 pub const DECISION: &str = "__decision__";
@@ -128,6 +128,7 @@ pub enum Joined {
 /// One participant of one transaction, on one session.
 pub struct Participant<'z> {
     zk: &'z ZooKeeper,
+    health: SessionWatch,
     path: String,
     node: String,
     id: String,
@@ -143,9 +144,10 @@ impl<'z> Participant<'z> {
         }
         zk::validate_path(path, false)?;
         let node = zk::join(path, id);
-        let me = Participant { zk, path: path.to_string(), node, id: id.to_string(), n };
-        retrying(zk, || zk.ensure_path(path, CreateMode::Persistent))?;
-        let existed = match retrying(zk, || zk.create(&me.node, b"", CreateMode::Persistent)) {
+        let health = SessionWatch::watcher(zk);
+        let me = Participant { zk, health, path: path.to_string(), node, id: id.to_string(), n };
+        retrying(zk, &me.health, || zk.ensure_path(path, CreateMode::Persistent))?;
+        let existed = match retrying(zk, &me.health, || zk.create(&me.node, b"", CreateMode::Persistent)) {
             Ok(_) => false,
             Err(e) if e.code() == Some(Code::NodeExists) => true,
             Err(e) => return Err(e.into()),
@@ -155,13 +157,13 @@ impl<'z> Participant<'z> {
             if existed {
                 return Ok((me, Joined::Decided(d)));
             }
-            let _ = retrying(zk, || match zk.delete(&me.node, None) {
+            let _ = retrying(zk, &me.health, || match zk.delete(&me.node, None) {
                 Err(e) if e.code() == Some(Code::NoNode) => Ok(()),
                 r => r,
             });
             return Err(Error::DecidedWithout(d));
         }
-        let (data, _) = retrying(zk, || zk.get(&me.node))?;
+        let (data, _) = retrying(zk, &me.health, || zk.get(&me.node))?;
         let joined = match Vote::parse(&data) {
             Some(v) => Joined::Voted(v),
             None => Joined::ToVote,
@@ -177,7 +179,7 @@ impl<'z> Participant<'z> {
     /// The decision, if made.
     pub fn decision(&self) -> Result<Option<Decision>, Error> {
         let path = zk::join(&self.path, DECISION);
-        match retrying(self.zk, || self.zk.get(&path)) {
+        match retrying(self.zk, &self.health, || self.zk.get(&path)) {
             Ok((data, _)) => Ok(Decision::decode(&data)),
             Err(e) if e.code() == Some(Code::NoNode) => Ok(None),
             Err(e) => Err(e.into()),
@@ -187,10 +189,10 @@ impl<'z> Participant<'z> {
     /// Writes our vote, once (a second vote, even after a lost reply, keeps the first).
     /// Returns the vote that stands.
     pub fn vote(&self, v: Vote) -> Result<Vote, Error> {
-        match retrying(self.zk, || self.zk.set(&self.node, v.word().as_bytes(), Some(0))) {
+        match retrying(self.zk, &self.health, || self.zk.set(&self.node, v.word().as_bytes(), Some(0))) {
             Ok(_) => Ok(v),
             Err(e) if e.code() == Some(Code::BadVersion) => {
-                let (data, _) = retrying(self.zk, || self.zk.get(&self.node))?;
+                let (data, _) = retrying(self.zk, &self.health, || self.zk.get(&self.node))?;
                 Ok(Vote::parse(&data).unwrap_or(v))
             }
             Err(e) => Err(e.into()),
@@ -200,13 +202,17 @@ impl<'z> Participant<'z> {
     /// Proposes `d`: the first proposal is the decision; returns the decision.
     pub fn propose(&self, d: &Decision) -> Result<Decision, Error> {
         let path = zk::join(&self.path, DECISION);
-        match retrying(self.zk, || self.zk.create(&path, &d.encode(), CreateMode::Persistent)) {
+        match retrying(self.zk, &self.health, || self.zk.create(&path, &d.encode(), CreateMode::Persistent)) {
             Ok(_) => Ok(d.clone()),
             // someone decided first (or our create landed before a lost reply): read it
-            Err(e) if e.code() == Some(Code::NodeExists) => match self.decision()? {
-                Some(d) => Ok(d),
-                None => Err(Error::Zk(zk::Error::Zk { code: Code::NoNode, path: Some(path) })),
-            },
+            Err(e) if e.code() == Some(Code::NodeExists) => {
+                // read it on a server that has caught up with the create that won
+                let _ = retrying(self.zk, &self.health, || self.zk.sync(&path));
+                match self.decision()? {
+                    Some(d) => Ok(d),
+                    None => Err(Error::Zk(zk::Error::Zk { code: Code::NoNode, path: Some(path) })),
+                }
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -217,20 +223,20 @@ impl<'z> Participant<'z> {
         loop {
             // the decision first, with a watch on its creation
             let dpath = zk::join(&self.path, DECISION);
-            let (exists, dwatch) = retrying(self.zk, || self.zk.exists_w(&dpath))?;
+            let (exists, dwatch) = retrying(self.zk, &self.health, || self.zk.exists_w(&dpath))?;
             if exists.is_some()
                 && let Some(d) = self.decision()?
             {
                 return Ok(d);
             }
-            let (kids, _, cwatch) = retrying(self.zk, || self.zk.children_w(&self.path))?;
+            let (kids, _, cwatch) = retrying(self.zk, &self.health, || self.zk.children_w(&self.path))?;
             let mut ids: Vec<String> = kids.into_iter().filter(|k| k != DECISION).collect();
             ids.sort();
             let mut votes = Vec::new();
             let mut watches: Vec<Receiver<WatchEvent>> = vec![dwatch, cwatch];
             for id in &ids {
                 let p = zk::join(&self.path, id);
-                match retrying(self.zk, || self.zk.get_w(&p)) {
+                match retrying(self.zk, &self.health, || self.zk.get_w(&p)) {
                     Ok((data, _, w)) => {
                         let v = Vote::parse(&data);
                         if v.is_none() {
@@ -284,8 +290,8 @@ impl<'z> Participant<'z> {
             }
             // a watch fired, or disconnected (the session ended: the next call says so)
             let _ = watches[idx].try_recv();
-            if self.zk.is_dead() {
-                return Err(Error::Zk(zk::Error::Zk { code: Code::SessionExpired, path: Some(self.path.clone()) }));
+            if !self.health.may_act() {
+                return Err(Error::Zk(self.health.error()));
             }
         }
     }

@@ -19,7 +19,7 @@ use std::fmt;
 use serde_json::{Map, Value, json};
 
 use super::support::retrying;
-use crate::zk::{self, Code, CreateMode, WatchEvent, ZooKeeper};
+use crate::zk::{self, Code, CreateMode, SessionWatch, WatchEvent, ZooKeeper};
 
 /// One service instance, as Curator's ServiceInstance has it.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,6 +163,7 @@ fn node_name(what: &str, s: &str) -> Result<(), Error> {
 /// A registration; dropping it deletes the node (best effort; the session's end does too).
 pub struct Registration<'z> {
     zk: &'z ZooKeeper,
+    health: SessionWatch,
     node: String,
     done: bool,
 }
@@ -181,8 +182,8 @@ impl Registration<'_> {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        if !self.done && !self.zk.is_dead() {
-            let _ = retrying(self.zk, || match self.zk.delete(&self.node, None) {
+        if !self.done && self.health.may_act() {
+            let _ = retrying(self.zk, &self.health, || match self.zk.delete(&self.node, None) {
                 Err(e) if e.code() == Some(Code::NoNode) => Ok(()),
                 r => r,
             });
@@ -198,18 +199,24 @@ pub fn register<'z>(zk: &'z ZooKeeper, base: &str, inst: &Instance) -> Result<Re
     let dir = service_path(base, &inst.name);
     let node = zk::join(&dir, &inst.id);
     let data = inst.to_json();
+    let health = SessionWatch::watcher(zk);
     for _ in 0..3 {
-        match retrying(zk, || zk.create(&node, &data, CreateMode::Ephemeral)) {
-            Ok(_) => return Ok(Registration { zk, node, done: false }),
-            Err(e) if e.code() == Some(Code::NoNode) => retrying(zk, || zk.ensure_path(&dir, CreateMode::Container))?,
+        match retrying(zk, &health, || zk.create(&node, &data, CreateMode::Ephemeral)) {
+            Ok(_) => return Ok(Registration { zk, health, node, done: false }),
+            Err(e) if e.code() == Some(Code::NoNode) => {
+                retrying(zk, &health, || zk.ensure_path(&dir, CreateMode::Container))?
+            }
             Err(e) if e.code() == Some(Code::NodeExists) => {
                 // ours (a create whose reply was lost), or a stale one: Curator deletes it and
                 // creates again, so that watchers fire
-                match retrying(zk, || zk.exists(&node))? {
+                match retrying(zk, &health, || {
+                    zk.sync(&node)?;
+                    zk.exists(&node)
+                })? {
                     Some(st) if st.ephemeral_owner == zk.session_id() => {
-                        return Ok(Registration { zk, node, done: false });
+                        return Ok(Registration { zk, health, node, done: false });
                     }
-                    _ => retrying(zk, || match zk.delete(&node, None) {
+                    _ => retrying(zk, &health, || match zk.delete(&node, None) {
                         Err(e) if e.code() == Some(Code::NoNode) => Ok(()),
                         r => r,
                     })?,
@@ -223,7 +230,8 @@ pub fn register<'z>(zk: &'z ZooKeeper, base: &str, inst: &Instance) -> Result<Re
 
 /// The service names under `base` (Curator's queryForNames).
 pub fn names(zk: &ZooKeeper, base: &str) -> Result<Vec<String>, Error> {
-    match retrying(zk, || zk.children(base)) {
+    let health = SessionWatch::watcher(zk);
+    match retrying(zk, &health, || zk.children(base)) {
         Ok(mut v) => {
             v.sort();
             Ok(v)
@@ -245,13 +253,14 @@ pub fn instances(
     watch: bool,
 ) -> Result<(Vec<Listed>, Option<crossbeam_channel::Receiver<WatchEvent>>), Error> {
     node_name("service name", name)?;
+    let health = SessionWatch::watcher(zk);
     let dir = service_path(base, name);
     let (mut kids, rx) = if watch {
-        match retrying(zk, || zk.children_w(&dir)) {
+        match retrying(zk, &health, || zk.children_w(&dir)) {
             Ok((k, _, rx)) => (k, Some(rx)),
             Err(e) if e.code() == Some(Code::NoNode) => {
                 // Curator creates the path to watch it; a creation watch does the same job
-                let (st, rx) = retrying(zk, || zk.exists_w(&dir))?;
+                let (st, rx) = retrying(zk, &health, || zk.exists_w(&dir))?;
                 if st.is_some() {
                     return instances(zk, base, name, watch);
                 }
@@ -260,7 +269,7 @@ pub fn instances(
             Err(e) => return Err(e.into()),
         }
     } else {
-        match retrying(zk, || zk.children(&dir)) {
+        match retrying(zk, &health, || zk.children(&dir)) {
             Ok(k) => (k, None),
             Err(e) if e.code() == Some(Code::NoNode) => return Ok((Vec::new(), None)),
             Err(e) => return Err(e.into()),
@@ -269,7 +278,7 @@ pub fn instances(
     kids.sort();
     let mut out = Vec::new();
     for k in kids {
-        match retrying(zk, || zk.get(&zk::join(&dir, &k))) {
+        match retrying(zk, &health, || zk.get(&zk::join(&dir, &k))) {
             Ok((raw, _)) => out.push((k, Instance::from_json(&raw))),
             Err(e) if e.code() == Some(Code::NoNode) => {}
             Err(e) => return Err(e.into()),

@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, never, select};
 
 use super::lock::LockError;
 use super::support::retrying;
-use crate::zk::{self, Code, CreateMode, ZooKeeper};
+use crate::zk::{self, Code, CreateMode, SessionWatch, ZooKeeper};
 
 /// kazoo's `Lock._NODE_NAME`: what comes between the uuid and the sequence number.
 pub const NODE_NAME: &str = "__lock__";
@@ -50,6 +50,7 @@ pub(crate) fn predecessor<'a>(children: &'a [String], ours: &str) -> Result<Opti
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct Held<'z> {
     zk: &'z ZooKeeper,
+    health: &'z SessionWatch,
     node: String,
     released: bool,
 }
@@ -63,7 +64,7 @@ impl Held<'_> {
     /// Releases the lock: deletes our node (retrying through connection loss).
     pub fn release(mut self) -> zk::Result<()> {
         self.released = true;
-        delete(self.zk, &self.node)
+        delete(self.zk, self.health, &self.node)
     }
 
     /// Forgets the node without deleting it (the session is gone, and the node with it).
@@ -76,15 +77,15 @@ impl Drop for Held<'_> {
     fn drop(&mut self) {
         if !self.released
             && !self.zk.is_dead()
-            && let Err(e) = delete(self.zk, &self.node)
+            && let Err(e) = delete(self.zk, self.health, &self.node)
         {
             log::warn!("releasing {}: {e}; it goes when the session ends", self.node);
         }
     }
 }
 
-fn delete(zk: &ZooKeeper, node: &str) -> zk::Result<()> {
-    retrying(zk, || match zk.delete(node, None) {
+fn delete(zk: &ZooKeeper, health: &SessionWatch, node: &str) -> zk::Result<()> {
+    retrying(zk, health, || match zk.delete(node, None) {
         Err(e) if e.code() == Some(Code::NoNode) => Ok(()),
         r => r,
     })
@@ -92,32 +93,34 @@ fn delete(zk: &ZooKeeper, node: &str) -> zk::Result<()> {
 
 /// Takes the kazoo lock at `dir` (created, with its parents, as persistent nodes, as
 /// kazoo's `ensure_path` does), the contender node holding `identifier`. Waits until
-/// `deadline` (None: forever) unless `cancel` fires.
+/// `deadline` (None: forever) unless `cancel` fires. `health` is the caller's watch of the
+/// session (a holder's: it says when the lock must be given up).
 pub fn acquire<'z>(
     zk: &'z ZooKeeper,
+    health: &'z SessionWatch,
     dir: &str,
     identifier: &str,
     deadline: Option<Instant>,
     cancel: &Receiver<()>,
 ) -> Result<Held<'z>, LockError> {
     zk::validate_path(dir, false)?;
-    if zk.is_dead() {
-        return Err(LockError::Zk(zk::Error::Zk { code: Code::SessionExpired, path: None }));
+    if !health.may_act() {
+        return Err(LockError::Zk(health.error()));
     }
-    retrying(zk, || zk.ensure_path(dir, CreateMode::Persistent))?;
+    retrying(zk, health, || zk.ensure_path(dir, CreateMode::Persistent))?;
     let prefix = format!("{}{NODE_NAME}", uuid::Uuid::new_v4().simple());
-    let node = match create(zk, dir, &prefix, identifier) {
+    let node = match create(zk, health, dir, &prefix, identifier) {
         Ok(n) => n,
         Err(e) => {
             // the create may have landed: find it and delete it
-            if let Ok(Some(n)) = retrying(zk, || find(zk, dir, &prefix)) {
-                let _ = delete(zk, &n);
+            if let Ok(Some(n)) = retrying(zk, health, || find(zk, dir, &prefix)) {
+                let _ = delete(zk, health, &n);
             }
             return Err(e.into());
         }
     };
-    let held = Held { zk, node, released: false };
-    match wait(zk, dir, &held.node, deadline, cancel) {
+    let held = Held { zk, health, node, released: false };
+    match wait(zk, health, dir, &held.node, deadline, cancel) {
         Ok(()) => Ok(held),
         Err(e) => {
             if matches!(e, LockError::Vanished { .. }) {
@@ -131,11 +134,18 @@ pub fn acquire<'z>(
 }
 
 /// Creates `dir/<prefix><seq>`, never two: after an unknown outcome, looks for the prefix.
-fn create(zk: &ZooKeeper, dir: &str, prefix: &str, identifier: &str) -> zk::Result<String> {
+fn create(zk: &ZooKeeper, health: &SessionWatch, dir: &str, prefix: &str, identifier: &str) -> zk::Result<String> {
     let path = zk::join(dir, prefix);
     let mut tried = false;
-    retrying(zk, || {
-        if tried && let Some(n) = find(zk, dir, prefix)? {
+    retrying(zk, health, || {
+        // a retry after an unknown outcome: look for the first attempt (on a server that
+        // has caught up with it)
+        if tried
+            && let Some(n) = {
+                zk.sync(dir)?;
+                find(zk, dir, prefix)?
+            }
+        {
             return Ok(n);
         }
         tried = true;
@@ -151,6 +161,7 @@ fn find(zk: &ZooKeeper, dir: &str, prefix: &str) -> zk::Result<Option<String>> {
 /// Waits until no kazoo contender precedes `node`.
 fn wait(
     zk: &ZooKeeper,
+    health: &SessionWatch,
     dir: &str,
     node: &str,
     deadline: Option<Instant>,
@@ -159,11 +170,11 @@ fn wait(
     let ours = node.rsplit('/').next().unwrap_or_default();
     let timer = deadline.map_or_else(never, crossbeam_channel::at);
     loop {
-        let kids = retrying(zk, || zk.children(dir))?;
+        let kids = retrying(zk, health, || zk.children(dir))?;
         let pred = match predecessor(&kids, ours) {
             Ok(None) => {
                 // ours must still be ours (a node of an earlier, expired session would not do)
-                return match retrying(zk, || zk.exists(node))? {
+                return match retrying(zk, health, || zk.exists(node))? {
                     Some(st) if st.ephemeral_owner == zk.session_id() => Ok(()),
                     _ => Err(LockError::Vanished { node: node.to_string() }),
                 };
@@ -182,8 +193,9 @@ fn wait(
         select! {
             recv(watch) -> ev => if ev.is_err() {
                 // watches disconnect when the session ends
-                return Err(LockError::Zk(zk::Error::Zk { code: Code::SessionExpired, path: None }));
+                return Err(LockError::Zk(health.error()));
             },
+            recv(health.lost()) -> _ => return Err(LockError::Zk(health.error())),
             recv(cancel) -> _ => return Err(LockError::Cancelled),
             recv(timer) -> _ => return Err(LockError::TimedOut),
         }

@@ -31,7 +31,7 @@ use crossbeam_channel::Receiver;
 use super::kazoo;
 use super::lock::LockError;
 use super::support::retrying;
-use crate::zk::{self, Code, CreateMode, Op, ZooKeeper};
+use crate::zk::{self, Code, CreateMode, Op, SessionWatch, ZooKeeper};
 
 /// The record's node under the lease path (kazoo: `path + "/lease_holder"`).
 pub const HOLDER_NODE: &str = "lease_holder";
@@ -216,9 +216,10 @@ pub struct Request<'a> {
 /// Tries to obtain the lease (each slot in order), never blocking on another holder:
 /// only on the lock that orders contenders, for at most `lock_wait` per slot.
 pub fn obtain(zk: &ZooKeeper, req: &Request<'_>, cancel: &Receiver<()>) -> Result<Outcome, Error> {
+    let health = SessionWatch::holder(zk);
     let mut held = Vec::new();
     for slot in slots(req.path, req.limit) {
-        match obtain_one(zk, &slot, req, cancel)? {
+        match obtain_one(zk, &health, &slot, req, cancel)? {
             Ok((record, renewed)) => return Ok(Outcome::Obtained { slot, record, renewed }),
             Err(other) => held.push((slot, other)),
         }
@@ -229,27 +230,33 @@ pub fn obtain(zk: &ZooKeeper, req: &Request<'_>, cancel: &Receiver<()>) -> Resul
 /// One NonBlockingLease: Ok(Ok((ours, renewed))) or Ok(Err(theirs)).
 fn obtain_one(
     zk: &ZooKeeper,
+    health: &SessionWatch,
     slot: &str,
     req: &Request<'_>,
     cancel: &Receiver<()>,
 ) -> Result<Result<(Record, bool), Record>, Error> {
     let deadline = Instant::now() + req.lock_wait;
-    let lock = kazoo::acquire(zk, slot, req.identifier, Some(deadline), cancel).map_err(|e| match e {
+    let lock = kazoo::acquire(zk, health, slot, req.identifier, Some(deadline), cancel).map_err(|e| match e {
         LockError::TimedOut => Error::LockTimedOut { path: slot.to_string() },
         e => e.into(),
     })?;
     let holder_path = zk::join(slot, HOLDER_NODE);
-    let r = decide(zk, &holder_path, req);
+    let r = decide(zk, health, &holder_path, req);
     // kazoo's `with lock:` releases however the body ended
     let _ = lock.release();
     r
 }
 
 /// The check and the write, under the lock.
-fn decide(zk: &ZooKeeper, holder_path: &str, req: &Request<'_>) -> Result<Result<(Record, bool), Record>, Error> {
+fn decide(
+    zk: &ZooKeeper,
+    health: &SessionWatch,
+    holder_path: &str,
+    req: &Request<'_>,
+) -> Result<Result<(Record, bool), Record>, Error> {
     for _ in 0..10 {
         let now = SystemTime::now();
-        let current = match retrying(zk, || zk.get(holder_path)) {
+        let current = match retrying(zk, health, || zk.get(holder_path)) {
             Ok((raw, stat)) => {
                 let rec =
                     Record::decode(&raw).map_err(|why| Error::BadRecord { path: holder_path.to_string(), why })?;
@@ -278,7 +285,10 @@ fn decide(zk: &ZooKeeper, holder_path: &str, req: &Request<'_>) -> Result<Result
             Err(e) if matches!(e.code(), Some(Code::BadVersion | Code::NoNode | Code::NodeExists)) => continue,
             Err(e) if e.is_outcome_unknown() => {
                 // did it land? our exact record says so
-                match retrying(zk, || zk.get(holder_path)) {
+                match retrying(zk, health, || {
+                    zk.sync(holder_path)?;
+                    zk.get(holder_path)
+                }) {
                     Ok((raw, _)) if raw == mine.encode() => return Ok(Ok((mine, renewed))),
                     Ok(_) => continue,
                     Err(e) if e.code() == Some(Code::NoNode) => continue,
@@ -293,10 +303,11 @@ fn decide(zk: &ZooKeeper, holder_path: &str, req: &Request<'_>) -> Result<Result
 
 /// Each slot's record (None: never taken), for `--status`.
 pub fn status(zk: &ZooKeeper, path: &str, limit: Option<u32>) -> Result<Vec<(String, Option<Record>)>, Error> {
+    let health = SessionWatch::watcher(zk);
     let mut out = Vec::new();
     for slot in slots(path, limit) {
         let holder_path = zk::join(&slot, HOLDER_NODE);
-        let rec = match retrying(zk, || zk.get(&holder_path)) {
+        let rec = match retrying(zk, &health, || zk.get(&holder_path)) {
             Ok((raw, _)) => Some(Record::decode(&raw).map_err(|why| Error::BadRecord { path: holder_path, why })?),
             Err(e) if e.code() == Some(Code::NoNode) => None,
             Err(e) => return Err(e.into()),

@@ -12,8 +12,9 @@
 //! start over). Holding: the share is ours while we hold its locks, so no item is ever held
 //! by two members, even while a slow member has not yet noticed a change. When the party
 //! changes, every member releases its share (the caller stops its work first) and
-//! allocates again. When the session is lost (or the connection down for a sixth of the
-//! session timeout, see [`super::lock::Monitor`]), the hold is given up.
+//! allocates again. Whether the share may still be held is the session-health model's
+//! answer for a holder ([`SessionWatch::holder`]): lost when the session ends, or when the
+//! connection has been down for a sixth of the session timeout.
 //!
 //! This module never prints.
 
@@ -23,9 +24,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, TryRecvError, select};
 
 use super::kazoo;
-use super::lock::{LockError, Monitor, Watch};
+use super::lock::LockError;
 use super::support::retrying;
-use crate::zk::{self, Code, CreateMode, WatchEvent, ZooKeeper};
+use crate::zk::{self, Code, CreateMode, SessionWatch, WatchEvent, ZooKeeper};
 
 /// kazoo's `max_reaction_time`: how long one lock try may block before the party is
 /// looked at again.
@@ -60,10 +61,7 @@ impl std::error::Error for Error {}
 
 impl From<zk::Error> for Error {
     fn from(e: zk::Error) -> Error {
-        match e.code() {
-            Some(c) if c.is_session_lost() => Error::Lost,
-            _ => Error::Zk(e),
-        }
+        if e.is_session_lost() { Error::Lost } else { Error::Zk(e) }
     }
 }
 
@@ -106,7 +104,8 @@ pub struct Partitioner<'z> {
     boundary: Duration,
     party: String,
     node: String,
-    monitor: Monitor,
+    /// A holder's view of the session: may we still hold the share?
+    health: SessionWatch,
 }
 
 impl<'z> Partitioner<'z> {
@@ -135,16 +134,17 @@ impl<'z> Partitioner<'z> {
         items.sort();
         items.dedup();
         let party = zk::join(path, "party");
+        let health = SessionWatch::holder(zk);
         for p in [path.to_string(), zk::join(path, "locks"), party.clone()] {
-            retrying(zk, || zk.ensure_path(&p, CreateMode::Persistent))?;
+            retrying(zk, &health, || zk.ensure_path(&p, CreateMode::Persistent))?;
         }
         // one member per id (kazoo would give two the same share, and one would wait forever)
         let deadline = Instant::now() + zk.session_timeout() * 3;
         loop {
-            let (kids, _, changed) = retrying(zk, || zk.children_w(&party))?;
+            let (kids, _, changed) = retrying(zk, &health, || zk.children_w(&party))?;
             let mut owners = Vec::new();
             for k in kids.iter().filter(|k| member_id(k) == id) {
-                if let Some(st) = retrying(zk, || zk.exists(&zk::join(&party, k)))? {
+                if let Some(st) = retrying(zk, &health, || zk.exists(&zk::join(&party, k)))? {
                     owners.push(st.ephemeral_owner);
                 }
             }
@@ -161,26 +161,23 @@ impl<'z> Partitioner<'z> {
             }
         }
         let node = zk::join(&party, &format!("{}-{id}", uuid::Uuid::new_v4().simple()));
-        match retrying(zk, || zk.create(&node, id.as_bytes(), CreateMode::Ephemeral)) {
+        match retrying(zk, &health, || zk.create(&node, id.as_bytes(), CreateMode::Ephemeral)) {
             Ok(_) => {}
             Err(e) if e.code() == Some(Code::NodeExists) => {} // our create landed before a lost reply
             Err(e) => return Err(e.into()),
         }
-        Ok(Partitioner {
-            zk,
-            path: path.to_string(),
-            id: id.to_string(),
-            items,
-            boundary,
-            party,
-            node,
-            monitor: Monitor::new(zk),
-        })
+        Ok(Partitioner { zk, path: path.to_string(), id: id.to_string(), items, boundary, party, node, health })
+    }
+
+    /// How long a CMD working on a share gets between SIGTERM and SIGKILL: a holder's
+    /// margin, a sixth of the session timeout.
+    pub fn margin(&self) -> Duration {
+        self.zk.session_timeout() / 6
     }
 
     /// The member ids now in the party.
     pub fn members(&self) -> Result<Vec<String>, Error> {
-        let kids = retrying(self.zk, || self.zk.children(&self.party))?;
+        let kids = retrying(self.zk, &self.health, || self.zk.children(&self.party))?;
         Ok(kids.iter().map(|k| member_id(k).to_string()).collect())
     }
 
@@ -188,17 +185,18 @@ impl<'z> Partitioner<'z> {
     /// and a watch that fires at the next change.
     fn settled(&self, cancel: &Receiver<()>) -> Result<(Vec<String>, Receiver<WatchEvent>), Error> {
         loop {
-            let (kids, _, changed) = retrying(self.zk, || self.zk.children_w(&self.party))?;
+            let (kids, _, changed) = retrying(self.zk, &self.health, || self.zk.children_w(&self.party))?;
             let mine = self.node.rsplit('/').next().unwrap_or_default();
             if !kids.iter().any(|k| k == mine) {
                 return Err(Error::Lost);
             }
             select! {
                 recv(changed) -> ev => {
-                    if ev.is_err() || self.zk.is_dead() {
+                    if ev.is_err() || !self.health.may_act() {
                         return Err(Error::Lost);
                     }
                 }
+                recv(self.health.lost()) -> _ => return Err(Error::Lost),
                 recv(cancel) -> _ => return Err(Error::Cancelled),
                 default(self.boundary) => {
                     return Ok((kids.iter().map(|k| member_id(k).to_string()).collect(), changed));
@@ -222,7 +220,8 @@ impl<'z> Partitioner<'z> {
             for item in &share {
                 let dir = zk::join(&zk::join(&self.path, "locks"), item);
                 loop {
-                    match kazoo::acquire(self.zk, &dir, &self.id, Some(Instant::now() + REACTION), cancel) {
+                    match kazoo::acquire(self.zk, &self.health, &dir, &self.id, Some(Instant::now() + REACTION), cancel)
+                    {
                         Ok(h) => {
                             locks.push(h);
                             break;
@@ -241,13 +240,13 @@ impl<'z> Partitioner<'z> {
                     continue 'settle;
                 }
             }
-            return Ok(Share { part: self, items: share, members, locks, changed, watch: self.monitor.watch() });
+            return Ok(Share { part: self, items: share, members, locks, changed });
         }
     }
 
     /// Leaves the party (deletes our node).
     pub fn leave(self) -> Result<(), Error> {
-        retrying(self.zk, || match self.zk.delete(&self.node, None) {
+        retrying(self.zk, &self.health, || match self.zk.delete(&self.node, None) {
             Err(e) if e.code() == Some(Code::NoNode) => Ok(()),
             r => r,
         })?;
@@ -263,9 +262,8 @@ pub struct Share<'p, 'z> {
     pub items: Vec<String>,
     /// The member ids of this division.
     pub members: Vec<String>,
-    locks: Vec<kazoo::Held<'z>>,
+    locks: Vec<kazoo::Held<'p>>,
     changed: Receiver<WatchEvent>,
-    watch: Watch,
 }
 
 impl Share<'_, '_> {
@@ -278,12 +276,12 @@ impl Share<'_, '_> {
     /// connection has been down for a sixth of the session timeout (others may take the
     /// items once the server expires us).
     pub fn lost(&self) -> &Receiver<()> {
-        self.watch.lost()
+        self.part.health.lost()
     }
 
     /// Why `lost()` fired, in words.
     pub fn why_lost(&self) -> String {
-        self.part.monitor.why_lost(self.part.zk)
+        self.part.health.error().to_string()
     }
 
     /// Releases every item's lock.

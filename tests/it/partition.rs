@@ -23,7 +23,7 @@ fn items(n: usize) -> Vec<String> {
 fn script(dir: &Path) -> String {
     let d = dir.display();
     format!(
-        "set -C; for i in $ZKUTIL_PARTITION; do : > {d}/held-$i 2>/dev/null || echo \"$i $ZKUTIL_MEMBER\" >> {d}/VIOLATION; done; \
+        "set -C; for i in $ZKUTIL_PARTITION; do (: > {d}/held-$i) 2>/dev/null || echo \"$i $ZKUTIL_MEMBER\" >> {d}/VIOLATION; done; \
          echo \"$ZKUTIL_MEMBER:$ZKUTIL_PARTITION\" >> {d}/log; \
          trap 'for i in $ZKUTIL_PARTITION; do rm -f {d}/held-$i; done; exit 0' TERM; \
          while :; do sleep 0.1; done"
@@ -87,7 +87,12 @@ fn three_members_twelve_items_one_killed_one_added() {
     // kazoo's division: sorted members, sorted items, every third from the member's index
     assert_eq!(last_shares(d)["m2"], ["i02", "i05", "i08", "i11"]);
 
-    m2.kill(); // its session lingers for 2s, its CMD gets SIGTERM from its watchdog
+    // SIGKILL: its session lingers for 2s, its CMD gets SIGTERM from its guard at once.
+    // (`finish` keeps reading its stderr until CMD is gone too: a closed stderr would kill
+    // the CMD's shell with SIGPIPE when it reports its killed `sleep`, before its trap.)
+    m2.signal(Signal::SIGKILL);
+    let (code, _, _) = m2.finish();
+    assert_eq!(code, None, "killed by a signal");
     assert!(wait_until(Duration::from_secs(40), || settled(d, &set, &["m1", "m3"])), "{:?}", last_shares(d));
     no_violation(d);
 
@@ -115,17 +120,58 @@ fn print_mode_prints_each_share_and_a_cmd_exit_ends_the_membership() {
     args.extend(set);
     let p1 = Proc::start(&args);
     assert!(p1.wait_line("a b c d", Duration::from_secs(20)).is_some(), "{:?}", p1.lines());
-    // a second member whose CMD reads its share from stdin and exits: p1 re-divides twice
-    let o =
-        run(&["partition", &path, "--id", "p2", "--time-boundary", "300ms", "--set", "a", "b", "c", "d", "--", "cat"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o), "b\nd\n");
+    // a second member whose CMD gets its share on stdin, and stays until stopped
+    let dir = t!(tempfile::tempdir());
+    let got = dir.path().join("got");
+    let cmd = format!("cat > {}; exec sleep 60", got.display());
+    let p2 = Proc::start(&[
+        "partition",
+        &path,
+        "--id",
+        "p2",
+        "--time-boundary",
+        "300ms",
+        "--set",
+        "a",
+        "b",
+        "c",
+        "d",
+        "--",
+        "sh",
+        "-c",
+        &cmd,
+    ]);
     assert!(p1.wait_line("a c", Duration::from_secs(20)).is_some(), "{:?}", p1.lines());
+    assert!(wait_until(Duration::from_secs(20), || std::fs::read_to_string(&got).is_ok_and(|s| s == "b\nd\n")));
+    p2.signal(Signal::SIGTERM);
+    let (code, _, err) = p2.finish();
+    assert_eq!(code, Some(143), "{err}");
     assert!(
         wait_until(Duration::from_secs(20), || p1.lines().iter().filter(|l| *l == "a b c d").count() == 2),
         "{:?}",
         p1.lines()
     );
+    // a member whose CMD exits by itself ends its membership with CMD's code
+    let o = run(&[
+        "partition",
+        &path,
+        "--id",
+        "p3",
+        "--time-boundary",
+        "300ms",
+        "--set",
+        "a",
+        "b",
+        "c",
+        "d",
+        "--",
+        "sh",
+        "-c",
+        "exit 7",
+    ]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    let zk = connect();
+    assert!(wait_until(Duration::from_secs(20), || zk.children(&format!("{path}/party")).is_ok_and(|k| k.len() == 1)));
     let (code, _, err) = {
         p1.signal(Signal::SIGINT);
         p1.finish()
