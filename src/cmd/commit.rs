@@ -20,7 +20,7 @@ use crossbeam_channel::select;
 
 use super::Run;
 use super::child::{Child, exit_code};
-use super::exit::after_stop;
+use super::exit::{Stopped, after_stop};
 use crate::cli::{CommitArgs, Global};
 use crate::recipes::commit::{Decision, Error, Joined, Participant, Vote};
 use crate::util::{shutdown, stop_requested};
@@ -71,11 +71,25 @@ impl Run for CommitArgs {
         // SIGTERM to SIGKILL, as a holder's margin (a sixth of the session timeout)
         let margin = g.session_timeout / 6;
         let mut my_vote: Option<Vote> = None;
+        let mut first = true;
         let decision: Decision = loop {
             if stop_requested() {
                 return Ok(after_stop());
             }
-            let session = g.connect()?;
+            let session = match (first, g.connect()) {
+                (_, Ok(z)) => z,
+                (true, Err(e)) => return Err(e),
+                // resuming: ZooKeeper may be away for a while; our vote waits in it
+                (false, Err(e)) if e.is::<Stopped>() => return Ok(after_stop()),
+                (false, Err(e)) => {
+                    eprintln!("zkutil: {what}: reconnecting: {e:#}");
+                    select! {
+                        recv(stop) -> _ => return Ok(after_stop()),
+                        default(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            first = false;
             let step = (|| -> Result<Decision> {
                 let (p, joined) = Participant::join(&session, &self.path, &self.id, self.participants)?;
                 let vote = match joined {

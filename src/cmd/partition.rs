@@ -21,7 +21,7 @@ use crossbeam_channel::{never, select};
 
 use super::Run;
 use super::child::{Child, exit_code};
-use super::exit::after_stop;
+use super::exit::{Stopped, after_stop};
 use crate::cli::{Global, PartitionArgs};
 use crate::recipes::partitioner::{Error, Partitioner};
 use crate::util::{shutdown, stop_requested};
@@ -118,7 +118,19 @@ impl Run for PartitionArgs {
         };
         let mut previous: Option<i64> = None;
         loop {
-            let zk = g.connect()?;
+            let zk = match g.connect() {
+                Ok(z) => z,
+                Err(e) if previous.is_none() => return Err(e),
+                // joining again: ZooKeeper may be away for a while
+                Err(e) if e.is::<Stopped>() => return Ok(after_stop()),
+                Err(e) => {
+                    eprintln!("zkutil: {what}: reconnecting: {e:#}");
+                    select! {
+                        recv(stop) -> _ => return Ok(after_stop()),
+                        default(std::time::Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
             let part = match Partitioner::join(&zk, &self.path, &id, &self.set, self.time_boundary, previous, &stop) {
                 Ok(p) => p,
                 Err(Error::Cancelled) => return Ok(after_stop()),

@@ -281,12 +281,17 @@ impl<'z> Participant<'z> {
                 sel.recv(w);
             }
             let cancel_i = sel.recv(cancel);
+            let lost_i = sel.recv(self.health.lost());
             let idx = match sel.ready_deadline(deadline) {
                 Ok(i) => i,
                 Err(_) => continue, // the deadline: propose abort on the next pass
             };
             if idx == cancel_i {
                 return Err(Error::Cancelled);
+            }
+            if idx == lost_i {
+                // cut off (or expired): the caller resumes on a new session, nothing is lost
+                return Err(Error::Zk(self.health.error()));
             }
             // a watch fired, or disconnected (the session ended: the next call says so)
             let _ = watches[idx].try_recv();

@@ -132,3 +132,57 @@ fn a_participant_killed_after_the_decision_cannot_change_it() {
     assert!(stderr(&o).contains("already decided (commit) before this participant joined"), "{}", stderr(&o));
     assert!(zk.exists(&format!("{path}/d")).unwrap().is_none());
 }
+
+#[test]
+fn participants_cut_off_from_zookeeper_resume_without_preparing_again() {
+    use zkutil::server::{Ensemble, Options};
+    let mut server = t!(Ensemble::start(Options::for_tests(1)));
+    let hosts = server.connect_string();
+    let dir = t!(tempfile::tempdir());
+    let log = dir.path().join("log");
+    let s = script(&log, "");
+    let start = |id: &str| {
+        Proc::start_on(
+            &hosts,
+            &[
+                "--session-timeout",
+                "2s",
+                "--connect-timeout",
+                "2s",
+                "commit",
+                "/tx",
+                "-n",
+                "3",
+                "--id",
+                id,
+                "--timeout",
+                "120s",
+                "--",
+                "sh",
+                "-c",
+                &s,
+            ],
+        )
+    };
+    let (a, b) = (start("a"), start("b"));
+    let zk = connect_to(&hosts);
+    let voted = |id: &str| zk.get(&format!("/tx/{id}")).is_ok_and(|(d, _)| d == b"commit");
+    assert!(wait_until(Duration::from_secs(20), || voted("a") && voted("b")), "a and b never voted");
+    drop(zk);
+    // ZooKeeper away for longer than the session timeout: both lose their sessions
+    t!(server.stop(0));
+    std::thread::sleep(Duration::from_secs(5)); // the outage itself (not a synchronisation)
+    t!(server.restart(0));
+    let c = start("c");
+    for p in [a, b, c] {
+        let (code, _, err) = p.finish();
+        assert_eq!(code, Some(0), "{err}");
+    }
+    let lines = log_lines(&log);
+    assert_eq!(
+        lines,
+        ["commit a", "commit b", "commit c", "prepare a", "prepare b", "prepare c"],
+        "prepared once each"
+    );
+    assert_eq!(decision(&connect_to(&hosts), "/tx"), "commit\nall 3 voted commit");
+}

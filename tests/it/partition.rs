@@ -227,3 +227,51 @@ p.finish(); zk.stop()
     assert!(z.wait_line("i02 i04 i06", Duration::from_secs(40)).is_some(), "zkutil: {:?}", z.lines());
     assert!(k.wait_line("i01 i03 i05", Duration::from_secs(40)).is_some(), "kazoo: {:?}", k.lines());
 }
+
+#[test]
+fn a_member_cut_off_from_zookeeper_stops_its_cmd_and_joins_again() {
+    use zkutil::server::{Ensemble, Options};
+    let mut server = t!(Ensemble::start(Options::for_tests(1)));
+    let hosts = server.connect_string();
+    let dir = t!(tempfile::tempdir());
+    let d = dir.path();
+    let set = items(4);
+    let mut args = vec![
+        "--session-timeout",
+        "2s",
+        "--connect-timeout",
+        "2s",
+        "partition",
+        "/part",
+        "--id",
+        "m1",
+        "--time-boundary",
+        "300ms",
+        "--set",
+    ];
+    args.extend(set.iter().map(String::as_str));
+    let s = script(d);
+    args.extend(["--", "sh", "-c", &s]);
+    let p = Proc::start_on(&hosts, &args);
+    assert!(wait_until(Duration::from_secs(20), || settled(d, &set, &["m1"])), "{:?}", last_shares(d));
+    // ZooKeeper away: after a sixth of the session timeout the share is given up, CMD first
+    t!(server.stop(0));
+    assert!(wait_until(Duration::from_secs(20), || held(d).is_empty()), "CMD still holds {:?}", held(d));
+    t!(server.restart(0));
+    // back: a new session, the share taken again (a second `m1:` line)
+    assert!(
+        wait_until(Duration::from_secs(60), || std::fs::read_to_string(d.join("log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+            == 2
+            && held(d).len() == 4),
+        "{:?}",
+        std::fs::read_to_string(d.join("log"))
+    );
+    no_violation(d);
+    p.signal(Signal::SIGTERM);
+    let (code, _, err) = p.finish();
+    assert_eq!(code, Some(143), "{err}");
+    assert!(err.contains("joining again with a new session"), "{err}");
+}
