@@ -121,7 +121,7 @@ impl Run for CommitArgs {
                 Err(e) => match e.downcast_ref::<Error>() {
                     Some(Error::Cancelled) => return Ok(after_stop()),
                     Some(r) if resumable(r) => {
-                        eprintln!("zkutil: {what}: {r}; resuming with a new session");
+                        crate::status!("zkutil: {what}: {r}; resuming with a new session");
                         drop(session);
                     }
                     _ => bail!("{what}: {e:#}"),

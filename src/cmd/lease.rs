@@ -15,10 +15,12 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Result, anyhow, bail};
 use crossbeam_channel::{never, select};
+use serde_json::{Value, json};
 
 use super::Run;
 use super::child::{Child, exit_code, margin};
 use super::exit::after_stop;
+use super::output::print_json;
 use crate::cli::{Global, LeaseArgs};
 use crate::recipes::lease::{self, Outcome, Record, Request};
 use crate::util::shutdown;
@@ -57,8 +59,26 @@ impl Run for LeaseArgs {
         if self.status {
             let zk = g.connect()?;
             let now = SystemTime::now();
+            let slots = lease::status(&zk, &self.path, self.limit)?;
+            if g.json() {
+                let list: Vec<Value> = slots
+                    .iter()
+                    .map(|(slot, rec)| match rec {
+                        Some(r) => json!({
+                            "path": slot,
+                            "holder": r.holder,
+                            "end": end_utc(r),
+                            "held": r.version == lease::VERSION && r.runs_at(now),
+                            "state": state(r, now),
+                        }),
+                        None => json!({ "path": slot, "holder": null, "end": null, "held": false, "state": "free (never taken)" }),
+                    })
+                    .collect();
+                print_json(&json!({ "path": self.path, "leases": list }))?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut out = io::stdout().lock();
-            for (slot, rec) in lease::status(&zk, &self.path, self.limit)? {
+            for (slot, rec) in slots {
                 match rec {
                     Some(r) => writeln!(out, "{slot}\t{}\t{}\t{}", r.holder, end_utc(&r), state(&r, now))?,
                     None => writeln!(out, "{slot}\t-\t-\tfree (never taken)")?,

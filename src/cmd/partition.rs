@@ -18,10 +18,12 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use crossbeam_channel::{never, select};
+use serde_json::json;
 
 use super::Run;
 use super::child::{Child, exit_code};
 use super::exit::{Stopped, after_stop};
+use super::output::{Ndjson, event};
 use crate::cli::{Global, PartitionArgs};
 use crate::recipes::partitioner::{Error, Partitioner};
 use crate::util::{shutdown, stop_requested};
@@ -52,7 +54,13 @@ impl PartitionArgs {
     }
 
     /// Works on one division: allocate, run CMD (or print), wait for what ends it.
-    fn division(&self, part: &Partitioner<'_>, id: &str, stop: &crossbeam_channel::Receiver<()>) -> Result<Then> {
+    fn division(
+        &self,
+        part: &Partitioner<'_>,
+        id: &str,
+        json: bool,
+        stop: &crossbeam_channel::Receiver<()>,
+    ) -> Result<Then> {
         let share = match part.allocate(stop, |_, _| {}) {
             Ok(s) => s,
             Err(Error::Cancelled) => return Ok(Then::Exit(after_stop())),
@@ -60,9 +68,14 @@ impl PartitionArgs {
             Err(e) => bail!(e),
         };
         let mut child = if self.print {
-            let mut out = io::stdout().lock();
-            writeln!(out, "{}", share.items.join(" "))?;
-            out.flush()?;
+            if json {
+                let fields = json!({ "member": id, "items": share.items, "members": share.members });
+                Ndjson::stdout().emit(&event("share", &self.path, fields))?;
+            } else {
+                let mut out = io::stdout().lock();
+                writeln!(out, "{}", share.items.join(" "))?;
+                out.flush()?;
+            }
             None
         } else {
             let input: String = share.items.iter().map(|i| format!("{i}\n")).collect();
@@ -142,7 +155,7 @@ impl Run for PartitionArgs {
             };
             previous = Some(zk.session_id());
             let why = loop {
-                match self.division(&part, &id, &stop)? {
+                match self.division(&part, &id, g.json(), &stop)? {
                     Then::Again => continue,
                     Then::Exit(code) => {
                         let _ = part.leave();
@@ -154,7 +167,7 @@ impl Run for PartitionArgs {
             if stop_requested() {
                 return Ok(after_stop());
             }
-            eprintln!("zkutil: {what}: {why}; joining again with a new session");
+            crate::status!("zkutil: {what}: {why}; joining again with a new session");
             drop(part);
             drop(zk); // closes the old session if it is still there: its nodes go at once
         }

@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use crossbeam_channel::{never, select};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::Run;
 use super::child::{Child, exit_code, margin};
 use super::exit::{Stopped, after_stop};
+use super::output::{Ndjson, event, print_json};
 use crate::cli::{Global, ServiceCmd, ServiceListArgs, ServiceRegisterArgs};
 use crate::recipes::discovery::{self, Instance};
 use crate::util::{now_millis, shutdown};
@@ -92,7 +93,7 @@ impl Run for ServiceRegisterArgs {
                 out.flush()?;
                 first = false;
             } else {
-                eprintln!("zkutil: {what}: registered {} again", reg.node());
+                crate::status!("zkutil: {what}: registered {} again", reg.node());
             }
             if child.is_none() && !self.cmd.is_empty() {
                 child = Some(Child::spawn(&self.cmd, margin(&zk))?);
@@ -114,7 +115,7 @@ impl Run for ServiceRegisterArgs {
                     return Ok(after_stop());
                 },
                 recv(lost) -> _ => {
-                    eprintln!("zkutil: {what}: {}: {} is gone; registering again with a new session", health.error(), reg.node());
+                    crate::status!("zkutil: {what}: {}: {} is gone; registering again with a new session", health.error(), reg.node());
                     reg.abandon();
                 }
             }
@@ -141,18 +142,23 @@ fn instance_line(i: &Instance) -> String {
 }
 
 impl ServiceListArgs {
-    /// The readable instances by node name (line), the unreadable ones reported on stderr.
-    fn lines(&self, what: &str, listed: Vec<discovery::Listed>) -> BTreeMap<String, String> {
+    /// The readable instances by node name, the unreadable ones reported on stderr.
+    fn readable(&self, what: &str, listed: Vec<discovery::Listed>) -> BTreeMap<String, Instance> {
         let mut out = BTreeMap::new();
         for (node, inst) in listed {
             match inst {
                 Ok(i) => {
-                    out.insert(node, instance_line(&i));
+                    out.insert(node, i);
                 }
                 Err(why) => eprintln!("zkutil: {what}: {node}: not a ServiceInstance: {why}"),
             }
         }
         out
+    }
+
+    /// The readable instances by node name, as lines.
+    fn lines(&self, what: &str, listed: Vec<discovery::Listed>) -> BTreeMap<String, String> {
+        self.readable(what, listed).into_iter().map(|(n, i)| (n, instance_line(&i))).collect()
     }
 }
 
@@ -162,7 +168,12 @@ impl Run for ServiceListArgs {
         let mut zk = g.connect()?;
         let mut out = io::stdout().lock();
         let Some(name) = &self.name else {
-            for n in discovery::names(&zk, &self.base)? {
+            let names = discovery::names(&zk, &self.base)?;
+            if g.json() {
+                print_json(&json!({ "base": self.base, "services": names }))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            for n in names {
                 writeln!(out, "{n}")?;
             }
             return Ok(ExitCode::SUCCESS);
@@ -170,11 +181,19 @@ impl Run for ServiceListArgs {
         let what = format!("service {name}");
         if !self.watch {
             let (listed, _) = discovery::instances(&zk, &self.base, name, false).with_context(|| what.clone())?;
+            if g.json() {
+                let list: Vec<Value> = self.readable(&what, listed).into_values().map(|i| i.to_value()).collect();
+                print_json(&json!({ "base": self.base, "name": name, "instances": list }))?;
+                return Ok(ExitCode::SUCCESS);
+            }
             for line in self.lines(&what, listed).values() {
                 writeln!(out, "{line}")?;
             }
             return Ok(ExitCode::SUCCESS);
         }
+        let mut events = Ndjson::stdout();
+        let path = discovery::service_path(&self.base, name);
+        let mut known_json: BTreeMap<String, Instance> = BTreeMap::new();
         let mut known: BTreeMap<String, String> = BTreeMap::new();
         loop {
             let health = SessionWatch::watcher(&zk);
@@ -185,19 +204,34 @@ impl Run for ServiceListArgs {
                     Err(discovery::Error::Zk(e)) if e.is_session_lost() => break,
                     Err(e) => bail!("{what}: {e}"),
                 };
-                let now = self.lines(&what, listed);
-                for (node, line) in &known {
-                    if now.get(node) != Some(line) {
-                        writeln!(out, "-{node}")?;
+                if g.json() {
+                    let now = self.readable(&what, listed);
+                    for (node, was) in &known_json {
+                        if now.get(node) != Some(was) {
+                            events.emit(&event("unregister", &path, json!({ "id": node })))?;
+                        }
                     }
-                }
-                for (node, line) in &now {
-                    if known.get(node) != Some(line) {
-                        writeln!(out, "+{line}")?;
+                    for (node, is) in &now {
+                        if known_json.get(node) != Some(is) {
+                            events.emit(&event("register", &path, json!({ "instance": is.to_value() })))?;
+                        }
                     }
+                    known_json = now;
+                } else {
+                    let now = self.lines(&what, listed);
+                    for (node, line) in &known {
+                        if now.get(node) != Some(line) {
+                            writeln!(out, "-{node}")?;
+                        }
+                    }
+                    for (node, line) in &now {
+                        if known.get(node) != Some(line) {
+                            writeln!(out, "+{line}")?;
+                        }
+                    }
+                    out.flush()?;
+                    known = now;
                 }
-                out.flush()?;
-                known = now;
                 let watch = watch.unwrap_or_else(never);
                 select! {
                     recv(watch) -> ev => if ev.is_err() { break },
@@ -205,7 +239,7 @@ impl Run for ServiceListArgs {
                     recv(stop) -> _ => return Ok(after_stop()),
                 }
             }
-            eprintln!("zkutil: {what}: {}; listing again with a new session", health.error());
+            crate::status!("zkutil: {what}: {}; listing again with a new session", health.error());
             drop(zk);
             zk = match connect_until_stopped(g, &what, &stop)? {
                 Some(z) => z,

@@ -49,7 +49,12 @@ pub struct Instance {
 impl Instance {
     /// The JSON Curator's JsonInstanceSerializer writes (in its compatible mode: no `enabled`).
     pub fn to_json(&self) -> Vec<u8> {
-        let v = json!({
+        serde_json::to_vec(&self.to_value()).unwrap_or_default()
+    }
+
+    /// The instance as a JSON value (Curator's fields, in its order; no `enabled`).
+    pub fn to_value(&self) -> Value {
+        json!({
             "name": self.name,
             "id": self.id,
             "address": self.address,
@@ -59,8 +64,7 @@ impl Instance {
             "registrationTimeUTC": self.registration_time_utc,
             "serviceType": self.service_type,
             "uriSpec": self.uri_spec,
-        });
-        serde_json::to_vec(&v).unwrap_or_default()
+        })
     }
 
     /// Reads an instance written by Curator (or by us). Unknown fields are ignored, as

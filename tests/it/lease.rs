@@ -79,6 +79,15 @@ fn limit_gives_n_holders_and_status_shows_each() {
     let status = support::ok(&["lease", &path, "--limit", "3", "--status"]);
     let holders: Vec<&str> = status.lines().map(|l| l.split('\t').nth(1).unwrap()).collect();
     assert_eq!(holders, ["a", "b", "-"], "{status}");
+    let v: serde_json::Value =
+        crate::t!(serde_json::from_str(&support::ok(&["-o", "json", "lease", &path, "--limit", "3", "--status"])));
+    let leases = v["leases"].as_array().unwrap();
+    assert_eq!(
+        leases.iter().map(|l| l["holder"].clone()).collect::<Vec<_>>(),
+        [serde_json::json!("a"), serde_json::json!("b"), serde_json::Value::Null]
+    );
+    assert_eq!(leases[0]["held"], true);
+    assert_eq!(leases[2]["held"], false);
 }
 
 #[test]

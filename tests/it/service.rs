@@ -69,6 +69,9 @@ fn register_writes_a_curator_service_instance_and_list_reads_it() {
     want.sort();
     assert_eq!(lines, want);
     assert_eq!(ok(&["service", "list", "--base", &base]), "web\n");
+    let v: Value = t!(serde_json::from_str(&ok(&["-o", "json", "service", "list", "web", "--base", &base])));
+    let ids: Vec<&str> = v["instances"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"java-1") && ids.contains(&id.as_str()), "{v}");
 
     p.signal(Signal::SIGTERM);
     let (code, _, err) = p.finish();
