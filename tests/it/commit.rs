@@ -69,10 +69,14 @@ fn one_no_vote_aborts_everyone() {
     for p in ps {
         let (code, _, err) = p.finish();
         assert_eq!(code, Some(1));
-        assert_eq!(err, format!("zkutil: commit {path}: aborted: b voted abort\n"));
+        // a participant that joined after b's no vote took no part (and has nothing to undo)
+        let late = format!("zkutil: commit {path}: already decided (abort) before this participant joined\n");
+        assert!(err == format!("zkutil: commit {path}: aborted: b voted abort\n") || err == late, "{err}");
     }
     let lines = log_lines(&log);
-    assert_eq!(lines.iter().filter(|l| l.starts_with("abort ")).count(), 3, "{lines:?}");
+    let prepared = lines.iter().filter(|l| l.starts_with("prepare ")).count();
+    assert_eq!(lines.iter().filter(|l| l.starts_with("abort ")).count(), prepared, "{lines:?}");
+    assert!(lines.contains(&"abort b".to_string()), "{lines:?}");
     assert!(!lines.iter().any(|l| l.starts_with("commit ")), "{lines:?}");
     assert_eq!(decision(&connect(), &path), "abort\nb voted abort");
 }
@@ -90,10 +94,10 @@ fn a_participant_killed_before_voting_aborts_all_after_the_timeout() {
     for p in [a, b] {
         let (code, _, err) = p.finish();
         assert_eq!(code, Some(1));
-        assert_eq!(err, format!("zkutil: commit {path}: aborted: timed out; no vote from c\n"));
+        assert!(err.starts_with(&format!("zkutil: commit {path}: aborted: timed out; no vote from c")), "{err}");
     }
     let zk = connect();
-    assert_eq!(decision(&zk, &path), "abort\ntimed out; no vote from c");
+    assert!(decision(&zk, &path).starts_with("abort\ntimed out; no vote from c"), "{}", decision(&zk, &path));
     assert_eq!(t!(zk.get(&format!("{path}/c"))).0, b"", "c never voted");
     // c restarted: the decision stands, c runs its abort step without preparing again
     let (code, _, err) = participant(&path, "c", "60s", &s).finish();

@@ -88,8 +88,11 @@ fn list_watch_reports_instances_coming_and_going() {
     assert!(w.wait_line("+i1\th1\t1\t-", Duration::from_secs(20)).is_some(), "{:?}", w.lines());
     r.signal(Signal::SIGTERM);
     assert!(w.wait_line("-i1", Duration::from_secs(20)).is_some(), "{:?}", w.lines());
-    // a CMD: the registration ends when it exits, with its code
-    let o = run(&[
+    // a CMD: the registration ends when it exits (here once the watcher saw it), with its code
+    let dir = t!(tempfile::tempdir());
+    let flag = dir.path().join("go");
+    let cmd = format!("while [ ! -e {} ]; do sleep 0.05; done; exit 3", flag.display());
+    let r2 = Proc::start(&[
         "service",
         "register",
         "api",
@@ -102,15 +105,14 @@ fn list_watch_reports_instances_coming_and_going() {
         "--",
         "sh",
         "-c",
-        "exit 3",
+        &cmd,
     ]);
-    assert_eq!(o.status.code(), Some(3));
-    assert_eq!(stdout(&o), "i2\n");
-    assert!(
-        wait_until(Duration::from_secs(20), || w.lines().iter().filter(|l| l.starts_with("-i2")).count() == 1),
-        "{:?}",
-        w.lines()
-    );
+    assert!(w.wait_line("+i2\th2\t-\t-", Duration::from_secs(20)).is_some(), "{:?}", w.lines());
+    t!(std::fs::write(&flag, b""));
+    let (code, lines, err) = r2.finish();
+    assert_eq!(code, Some(3), "{err}");
+    assert_eq!(lines, ["i2"]);
+    assert!(w.wait_line("-i2", Duration::from_secs(20)).is_some(), "{:?}", w.lines());
 }
 
 #[test]
