@@ -118,7 +118,7 @@ fn reconnect(g: &Global, what: &str, stop: &Receiver<()>) -> Result<Option<ZooKe
         let (tx, rx) = bounded(1);
         let g2 = g.clone();
         std::thread::spawn(move || {
-            let _ = tx.send(g2.connect());
+            let _ = tx.send(g2.connect_owned());
         });
         select! {
             recv(rx) -> r => match r {
@@ -294,7 +294,7 @@ impl Run for ElectionRunArgs {
         if !runnable(&self.command[0]) {
             bail!("{what}: cannot run {}: no such executable (on PATH)", self.command[0]);
         }
-        let mut first = Some(g.connect()?);
+        let mut first = Some(g.connect_owned()?);
         loop {
             let zk = match first.take() {
                 Some(zk) => zk,
@@ -353,7 +353,7 @@ impl Run for ElectionLeaderArgs {
         let stop = shutdown();
         let what = format!("election {}", self.path);
         validate_path(&self.path, false).map_err(|e| anyhow!("{what}: {e}"))?;
-        let zk = g.connect()?;
+        let zk = g.connect_owned()?;
         if !self.watch {
             return match election::leader(&zk, &self.path, PREFIX) {
                 Ok(Some(c)) => {

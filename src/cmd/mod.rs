@@ -7,6 +7,7 @@ use anyhow::Result;
 
 use crate::cli::{Cmd, Global};
 use crate::zk::{ConnectOptions, ZooKeeper};
+pub use prompt::session::Session;
 
 pub mod barrier;
 pub mod bench;
@@ -19,6 +20,7 @@ pub mod exit;
 pub mod group;
 pub mod kv;
 pub mod lock;
+pub mod prompt;
 pub mod queue;
 pub mod semaphore;
 pub mod server;
@@ -74,10 +76,21 @@ impl Global {
         }
     }
 
-    /// Connects with these flags. Once the command has armed the Ctrl-C/SIGTERM handler
-    /// (`util::shutdown`), a signal during the connect ends it at once with
-    /// [`exit::Stopped`] instead of waiting out the connect timeout.
-    pub fn connect(&self) -> Result<ZooKeeper> {
+    /// The session a command works in: inside `zkutil shell`, the shell's own session
+    /// (when these flags name the same ensemble and credentials); otherwise a new one, as
+    /// [`Global::connect_owned`] makes. It derefs to [`ZooKeeper`].
+    pub fn connect(&self) -> Result<Session> {
+        if let Some(zk) = prompt::session::current(&self.options()) {
+            return Ok(Session::Shared(zk));
+        }
+        self.connect_owned().map(Session::Owned)
+    }
+
+    /// A new session of its own, never the shell's: for commands that hand the session
+    /// on by value, keep it past their return, or open several. Once the command has armed
+    /// the Ctrl-C/SIGTERM handler (`util::shutdown`), a signal during the connect ends it
+    /// at once with [`exit::Stopped`] instead of waiting out the connect timeout.
+    pub fn connect_owned(&self) -> Result<ZooKeeper> {
         if let Some(a) = &self.auth
             && !a.contains(':')
         {
