@@ -18,6 +18,7 @@ pub mod demo;
 pub mod election;
 pub mod exit;
 pub mod group;
+pub mod inspect;
 pub mod kv;
 pub mod lock;
 pub mod prompt;
@@ -61,6 +62,8 @@ impl Run for Cmd {
             Cmd::Kv(c) => c.run(g),
             Cmd::Election(c) => c.run(g),
             Cmd::Crawl(c) => c.run(g),
+            Cmd::Inspect(c) => c.run(g),
+            Cmd::Shell(c) => c.run(g),
         }
     }
 }
