@@ -138,7 +138,7 @@ mod tests {
         assert_eq!(show(b"{not json").0, Kind::Text);
         let (k, lines) = show(&[0xde, 0xad, 0xbe, 0xef, b'A']);
         assert_eq!(k, Kind::Binary);
-        assert_eq!(lines[0], "00000000  de ad be ef 41                                       |....A|");
+        assert_eq!(lines[0], "00000000  de ad be ef 41                                    |....A|");
         assert_eq!(show(b"a\x01b").0, Kind::Binary);
     }
 

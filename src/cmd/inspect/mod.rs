@@ -26,6 +26,9 @@ pub mod model;
 pub mod view;
 mod worker;
 
+#[cfg(test)]
+mod tests;
+
 use model::{App, Effect, WatchKey};
 use worker::{Msg, Worker};
 

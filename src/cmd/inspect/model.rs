@@ -483,16 +483,11 @@ impl App {
     pub fn on_watch(&mut self, key: WatchKey, kind: EventKind) -> Vec<Effect> {
         let mut fx = Vec::new();
         match (key, kind) {
-            (WatchKey::Children(p), EventKind::ChildrenChanged) => {
-                if self.nodes.contains_key(&p) {
-                    fx.push(Effect::Send(Request::List(p)));
-                }
+            (WatchKey::Children(p), EventKind::ChildrenChanged) if self.nodes.contains_key(&p) => {
+                fx.push(Effect::Send(Request::List(p)));
             }
-            (WatchKey::Children(p) | WatchKey::Node(p), EventKind::Deleted) => {
-                if self.nodes.contains_key(&p) {
-                    self.mark(&p, Mark::Removed);
-                    self.rebuild();
-                }
+            (WatchKey::Children(p) | WatchKey::Node(p), EventKind::Deleted) if self.nodes.contains_key(&p) => {
+                self.mark(&p, Mark::Removed);
             }
             (WatchKey::Node(p), EventKind::DataChanged | EventKind::Created) => {
                 let was_gone = self.nodes.get(&p).is_some_and(|n| n.gone);
@@ -528,7 +523,6 @@ impl App {
                         }
                     }
                 }
-                self.rebuild();
             }
             Reply::Detail(d) => {
                 if self.detail_in_flight.as_deref() == Some(&d.path) {
@@ -561,7 +555,6 @@ impl App {
             Reply::Deleted { path, nodes } => {
                 self.say(format!("deleted {path} ({nodes} node(s))"));
                 self.mark(&path, Mark::Removed);
-                self.rebuild();
             }
             Reply::Saved { path, stat } => {
                 self.say(format!("saved {path} (dataVersion {})", stat.version));
@@ -607,12 +600,10 @@ impl App {
                         }
                         if gone {
                             self.mark(p, Mark::Removed);
-                            self.rebuild();
                         }
                     }
                     Request::List(p) if gone && self.nodes.contains_key(p) => {
                         self.mark(p, Mark::Removed);
-                        self.rebuild();
                     }
                     _ => {}
                 }
@@ -865,10 +856,8 @@ impl App {
                 self.say(format!("copied {sel} to the clipboard"));
                 return vec![Effect::Copy(sel)];
             }
-            KeyCode::Char('c') => {
-                if !self.refuse_if_read_only("create") {
-                    self.mode = Mode::Input { what: Input::CreateName { parent: sel }, text: String::new() };
-                }
+            KeyCode::Char('c') if !self.refuse_if_read_only("create") => {
+                self.mode = Mode::Input { what: Input::CreateName { parent: sel }, text: String::new() };
             }
             KeyCode::Char('e') => {
                 if self.refuse_if_read_only("edit") {

@@ -218,7 +218,7 @@ fn dialog(f: &mut Frame, app: &App) {
                 Line::raw(format!("{} was changed by someone else while you edited it.", c.path)),
                 Line::raw(""),
                 Line::styled(
-                    format!("{:<half$} │ {}", "yours", format!("theirs (dataVersion {})", c.stat.version)),
+                    format!("{:<half$} │ theirs (dataVersion {})", "yours", c.stat.version),
                     Style::new().add_modifier(Modifier::BOLD),
                 ),
             ];

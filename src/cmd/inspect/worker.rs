@@ -23,7 +23,9 @@ pub enum Msg {
 pub struct Worker {
     pub tx: Sender<Request>,
     pub rx: Receiver<Msg>,
-    thread: Option<JoinHandle<()>>,
+    // Not joined: dropping `tx` ends the thread once its current call returns, and a call
+    // stuck on a dead link must not hold the terminal hostage (the process exits anyway).
+    _thread: JoinHandle<()>,
 }
 
 impl Worker {
@@ -32,18 +34,7 @@ impl Worker {
         let (out, rx) = unbounded();
         let thread =
             std::thread::Builder::new().name("inspect-zk".into()).spawn(move || run(zk, &opts, &requests, &out))?;
-        Ok(Worker { tx, rx, thread: Some(thread) })
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        // Closing the request channel ends the thread once its current call returns; the
-        // session closes with it. Not joined: a call stuck on a dead link must not hold
-        // the terminal hostage (the process exits right after).
-        let (dead, _) = unbounded();
-        self.tx = dead;
-        self.thread.take();
+        Ok(Worker { tx, rx, _thread: thread })
     }
 }
 
