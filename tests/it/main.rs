@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod crawl;
 mod election;
+mod inspect;
 mod kv;
 mod lock;
 mod queue;
