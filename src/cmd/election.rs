@@ -111,6 +111,17 @@ fn stop_or_exit(stop: &Receiver<()>, done: &Receiver<io::Result<ExitStatus>>) ->
 /// Connects again after a lost session, trying until it works or the user stops us (None).
 /// The connect runs on its own thread so that Ctrl-C is served at once.
 pub(crate) fn reconnect(g: &Global, what: &str, stop: &Receiver<()>) -> Result<Option<ZooKeeper>> {
+    reconnect_until(g, what, stop, None)
+}
+
+/// As [`reconnect`], giving up (None) at `deadline` too.
+pub(crate) fn reconnect_until(
+    g: &Global,
+    what: &str,
+    stop: &Receiver<()>,
+    deadline: Option<std::time::Instant>,
+) -> Result<Option<ZooKeeper>> {
+    let timer = deadline.map_or_else(crossbeam_channel::never, crossbeam_channel::at);
     loop {
         let (tx, rx) = bounded(1);
         let g2 = g.clone();
@@ -124,10 +135,12 @@ pub(crate) fn reconnect(g: &Global, what: &str, stop: &Receiver<()>) -> Result<O
                 Err(_) => bail!("{what}: reconnecting: the connect thread died"),
             },
             recv(stop) -> _ => return Ok(None),
+            recv(timer) -> _ => return Ok(None),
         }
         // the connect timeout already paced this attempt; a short pause in case it failed fast
         select! {
             recv(stop) -> _ => return Ok(None),
+            recv(timer) -> _ => return Ok(None),
             default(Duration::from_secs(1)) => {}
         }
     }
