@@ -6,7 +6,8 @@
 //! a new leader wakes nobody but itself). So a follower's [`State::leader`] is as of its last
 //! read: it learns of a new leader when its own predecessor goes, or when it calls
 //! [`Election::state`] again. Who must follow every change of leader without campaigning is
-//! an observer: [`leader_w`]. The leader watches its own node, so it learns when someone
+//! an observer: [`leader_w`]; a candidate that must (a follower forwarding writes to the
+//! leader) opts in with [`Election::follow_leader`], and pays with a wake-up per change. The leader watches its own node, so it learns when someone
 //! deletes it. The directory is a container (the server removes it once empty).
 //!
 //! Session health is the session-health model's, with the holder grace ([`SessionWatch::holder`]):
@@ -156,6 +157,9 @@ pub struct Election<'zk> {
     /// lead. Kept while the watched path stays the same, so a re-check does not pile up
     /// watches on one node.
     watch: Option<(String, Receiver<WatchEvent>)>,
+    /// With [`follow_leader`](Election::follow_leader): a follower's watch on the leader.
+    leader_watch: Option<(String, Receiver<WatchEvent>)>,
+    follow_leader: bool,
     last: Option<State>,
     resigned: bool,
 }
@@ -218,9 +222,23 @@ impl<'zk> Election<'zk> {
             health,
             changes,
             watch: None,
+            leader_watch: None,
+            follow_leader: false,
             last: None,
             resigned: false,
         })
+    }
+
+    /// Off by default (no herd: a follower learns of a new leader when its predecessor goes
+    /// or when it calls [`state`](Self::state)). On: a follower also watches the leader's
+    /// node, so `wait` reports every change of leader, at the price of waking every such
+    /// follower at each change. For followers that must act on the leader at once (e.g.
+    /// forward writes to it) and cannot learn it lazily (when a forward fails).
+    pub fn follow_leader(&mut self, on: bool) {
+        self.follow_leader = on;
+        if !on {
+            self.leader_watch = None;
+        }
     }
 
     /// The session's health as this candidacy sees it (holder grace, T/6).
@@ -286,6 +304,17 @@ impl<'zk> Election<'zk> {
                     Err(e) => return Err(e.into()),
                 }
             }
+            if self.follow_leader && pos >= 2 && !keep(&self.leader_watch, Some(&leader_path)) {
+                self.leader_watch = None;
+                match self.zk.get_w(&leader_path) {
+                    Ok((d, _, rx)) => {
+                        self.leader_watch = Some((leader_path.clone(), rx));
+                        data = Some(d);
+                    }
+                    Err(e) if e.code() == Some(Code::NoNode) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
             let data = match data {
                 Some(d) => d,
                 None => match self.zk.get(&leader_path) {
@@ -320,9 +349,11 @@ impl<'zk> Election<'zk> {
         let mut stale = false;
         loop {
             let w = self.watch.as_ref().map(|(_, r)| r.clone()).unwrap_or_else(never);
+            let lw = self.leader_watch.as_ref().map(|(_, r)| r.clone()).unwrap_or_else(never);
             let again = if stale { crossbeam_channel::after(zk::health::RETRY_PAUSE * 2) } else { never() };
             let fired = select! {
                 recv(w) -> ev => { self.watch = None; ev.is_ok() }
+                recv(lw) -> ev => { self.leader_watch = None; ev.is_ok() }
                 recv(again) -> _ => true,
                 recv(self.changes) -> h => match h {
                     Ok(Health::Suspended { .. }) => return Ok(Wake::Suspended),

@@ -122,6 +122,10 @@ fn a_new_leader_wakes_only_its_successor() {
     let mut a = t!(Election::campaign(&za, &dir, "c-", b"A"));
     let mut b = t!(Election::campaign(&zb, &dir, "c-", b"B"));
     let mut c = t!(Election::campaign(&zc, &dir, "c-", b"C"));
+    let zd = connect();
+    let mut d = t!(Election::campaign(&zd, &dir, "c-", b"D"));
+    d.follow_leader(true); // opted in: D wakes at every change of leader
+    assert_eq!(t!(d.state()).leader.data, b"A");
     assert!(t!(a.state()).is_leader());
     assert_eq!(t!(b.state()).leader.data, b"A");
     assert_eq!(t!(c.state()).leader.data, b"A");
@@ -130,6 +134,10 @@ fn a_new_leader_wakes_only_its_successor() {
     // B, A's successor, learns it leads
     match t!(b.wait(&stop, Some(Instant::now() + Duration::from_secs(20)))) {
         Wake::Changed(s) => assert!(s.is_leader(), "{s:?}"),
+        w => panic!("{w:?}"),
+    }
+    match t!(d.wait(&stop, Some(Instant::now() + Duration::from_secs(20)))) {
+        Wake::Changed(s) => assert_eq!(s.leader.data, b"B"),
         w => panic!("{w:?}"),
     }
     // C watches only B: the change of leader does not wake it
