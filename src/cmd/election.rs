@@ -14,8 +14,10 @@
 //! member) but no longer than T/6 after it noticed (another candidate may be elected T/3
 //! after the notice; T/6 keeps a margin), then CMD gets SIGTERM and we start over with a new
 //! session. (Curator's LeaderSelector interrupts at SUSPENDED, which ends CMD on every blip;
-//! waiting for LOST, T after the disconnection, lets two CMDs overlap.) Campaigning itself
-//! (a create whose reply was lost) gives up on the same terms, and on Ctrl-C/SIGTERM.
+//! waiting for LOST, T after the disconnection, lets two CMDs overlap.) A follower holds
+//! nothing: it rides out a dropped connection for T (the watcher grace) before it campaigns
+//! again. Campaigning itself (a create whose reply was lost) gives up on the same terms, and
+//! on Ctrl-C/SIGTERM.
 //!
 //! `election leader --watch` is an observer: it rides through a lost session (watcher
 //! grace, T), says so on stderr and watches again with a new session.
@@ -151,7 +153,7 @@ pub(crate) fn reconnect_until(
 fn again_or_fail(err: election::Error, lost: Option<Lost>, what: &str, stopped_cmd: bool) -> Result<Next> {
     let why = match (err, lost) {
         (election::Error::Stopped, _) => return Ok(Next::Exit(after_stop())),
-        (election::Error::Lost, Some(why @ Lost::Silent(_))) => {
+        (election::Error::Lost, Some(why @ Lost::Silent(_))) if stopped_cmd => {
             format!("{why} (a sixth of the session timeout): another candidate may lead by now")
         }
         (election::Error::Lost, Some(why)) => why.to_string(),
@@ -177,8 +179,8 @@ impl ElectionRunArgs {
         let mut e = match Election::campaign_until(zk, &self.path, PREFIX, id.as_bytes(), stop) {
             Ok(e) => e,
             Err(err) => {
-                // campaign_until's Lost comes from its holder health: expired, or silent T/6
-                let lost = Some(if zk.is_dead() { Lost::Expired } else { Lost::Silent(zk.session_timeout() / 6) });
+                // campaign_until's Lost comes from its health: expired, or silent for T
+                let lost = Some(if zk.is_dead() { Lost::Expired } else { Lost::Silent(zk.session_timeout()) });
                 return again_or_fail(err, lost, what, false);
             }
         };
@@ -186,7 +188,7 @@ impl ElectionRunArgs {
         let mut state = match e.state() {
             Ok(s) => s,
             Err(err) => {
-                let lost = e.health().lost_why();
+                let lost = e.lost_why();
                 e.abandon();
                 return again_or_fail(err, lost, what, false);
             }
@@ -249,7 +251,7 @@ impl ElectionRunArgs {
                 }
                 Err(err) => {
                     let stopped_cmd = child.take().map(|mut c| c.terminate()).is_some();
-                    let lost = e.health().lost_why();
+                    let lost = e.lost_why();
                     e.abandon();
                     return again_or_fail(err, lost, what, stopped_cmd);
                 }
