@@ -187,12 +187,14 @@ fn a_lost_hold_stops_the_group_within_the_margin() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("lost the lock /l"), "{err}");
     let (term, gone) = (term.expect("CMD never got SIGTERM"), gone.unwrap());
+
     eprintln!(
         "timeline (T = 3s, server frozen at 0): SIGTERM seen by CMD at {:.2}s, group gone (SIGKILL) at {:.2}s, \
-         zkutil done by {:.2}s",
+         zkutil done by {:.2}s; {}",
         term.as_secs_f64(),
         gone.as_secs_f64(),
-        exited.as_secs_f64()
+        exited.as_secs_f64(),
+        err.trim()
     );
     // SIGKILL comes the margin (T/6 = 0.5 s) after SIGTERM; generous bound for a loaded machine
     assert!(gone >= term, "{term:?} {gone:?}");
