@@ -10,10 +10,12 @@ use crossbeam_channel::{Receiver, select};
 use super::Run;
 use super::child::{self, Child};
 use super::exit::after_stop;
+use super::output::{data_fields, event, print_json};
 use crate::cli::{Global, PathArg, QueueCmd, QueueConsumeArgs, QueuePeekArgs, QueueProduceArgs};
 use crate::recipes::queue::{self, Claimed, Claimer, End, Item, Queue, Sink};
 use crate::util::{shutdown, stop_requested};
 use crate::zk::ZooKeeper;
+use serde_json::json;
 
 impl Run for QueueCmd {
     fn run(&self, g: &Global) -> Result<ExitCode> {
@@ -50,14 +52,23 @@ impl Run for QueueProduceArgs {
         let zk = g.connect()?;
         let q = Queue::new(&zk, &self.path)?;
         let n = q.produce(&items, self.priority).with_context(|| format!("producing to {}", self.path))?;
-        println!("queued {n} item{} to {}", if n == 1 { "" } else { "s" }, self.path);
+        if g.json() {
+            print_json(&json!({ "path": self.path, "queued": n }))?;
+        } else {
+            println!("queued {n} item{} to {}", if n == 1 { "" } else { "s" }, self.path);
+        }
         Ok(ExitCode::SUCCESS)
     }
 }
 
 fn len(g: &Global, a: &PathArg) -> Result<ExitCode> {
     let zk = g.connect()?;
-    println!("{}", Queue::new(&zk, &a.path)?.len()?);
+    let n = Queue::new(&zk, &a.path)?.len()?;
+    if g.json() {
+        print_json(&json!({ "path": a.path, "length": n }))?;
+    } else {
+        println!("{n}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -65,6 +76,11 @@ impl Run for QueuePeekArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let zk = g.connect()?;
         let items = Queue::new(&zk, &self.path)?.peek(self.count)?;
+        if g.json() {
+            let list: Vec<_> = items.iter().map(item_json).collect();
+            print_json(&json!({ "path": self.path, "items": list }))?;
+            return Ok(ExitCode::SUCCESS);
+        }
         let mut out = BufWriter::new(io::stdout().lock());
         for item in items {
             out.write_all(&item.data)?;
@@ -75,19 +91,33 @@ impl Run for QueuePeekArgs {
     }
 }
 
-/// Items to stdout, raw, newline-terminated. Stdout is line-buffered, so a write error
-/// (a reader that went away) shows up on the item that was not delivered, and the recipe
-/// puts it back in the queue. Counts what it delivered.
+/// An item in JSON: `{"node", "data", "encoding"}`.
+fn item_json(item: &Item) -> serde_json::Value {
+    let mut m = data_fields(&item.data);
+    m.insert("node".into(), item.path.clone().into());
+    serde_json::Value::Object(m)
+}
+
+/// Items to stdout, raw, newline-terminated (or, `json`, one NDJSON event each). Stdout is
+/// line-buffered, so a write error (a reader that went away) shows up on the item that was
+/// not delivered, and the recipe puts it back in the queue. Counts what it delivered.
 struct Lines<W: Write> {
     out: W,
+    json: Option<String>,
     delivered: u64,
     recovered: u64,
 }
 
 impl<W: Write> Sink for Lines<W> {
     fn item(&mut self, item: &Item) -> io::Result<()> {
-        self.out.write_all(&item.data)?;
-        self.out.write_all(b"\n")?;
+        if let Some(queue) = &self.json {
+            let ev = event("item", queue, item_json(item));
+            serde_json::to_writer(&mut self.out, &ev)?;
+            self.out.write_all(b"\n")?;
+        } else {
+            self.out.write_all(&item.data)?;
+            self.out.write_all(b"\n")?;
+        }
         self.delivered += 1;
         Ok(())
     }
@@ -110,13 +140,15 @@ fn session_lost(e: &queue::Error) -> bool {
 
 impl Run for QueueConsumeArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
+        super::exit::check_runnable(&self.cmd)?;
         let stop = shutdown();
         if !self.cmd.is_empty() {
             return self.run_cmd(g, &stop);
         }
         let what = format!("consuming from {}", self.path);
         let mut zk = g.connect()?;
-        let mut sink = Lines { out: io::stdout().lock(), delivered: 0, recovered: 0 };
+        let mut sink =
+            Lines { out: io::stdout().lock(), json: g.json().then(|| self.path.clone()), delivered: 0, recovered: 0 };
         let mut in_doubt = Vec::new();
         let mut noted = false;
         let end = loop {

@@ -9,11 +9,13 @@
 mod callbacks;
 mod client;
 mod error;
+pub mod health;
 mod sys;
 mod types;
 mod watch;
 
 pub use client::{ConnectOptions, Op, OpResult, Pipeline, Reply, ZooKeeper};
 pub use error::{Code, Error, Result};
+pub use health::{Halt, Health, Lost, SessionWatch};
 pub use types::{Acl, CreateMode, MAX_PACKET, Stat, join, parent, perms, sequence_of, validate_path};
 pub use watch::{EventKind, SessionEvent, WatchEvent};

@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod crawl;
 mod election;
+mod health;
 mod kv;
 mod lock;
 mod queue;
