@@ -108,10 +108,13 @@ impl Child {
                 return Err(anyhow::Error::new(e).context("making CMD's start pipe"));
             }
         };
+        let (me, fd) = (std::process::id().to_string(), go_r.as_raw_fd().to_string());
+        if let Err(e) = std::fs::metadata(format!("/proc/{me}/fd/{fd}")) {
+            retire(&mut guard);
+            return Err(anyhow::Error::new(e).context(format!("starting {prog}: /proc/{me}/fd is not readable")));
+        }
         let mut cmd = Command::new("/bin/sh");
-        cmd.args(["-c", LAUNCH, "zkutil-cmd", &std::process::id().to_string(), &go_r.as_raw_fd().to_string()])
-            .args(argv)
-            .process_group(0);
+        cmd.args(["-c", LAUNCH, "zkutil-cmd", &me, &fd]).args(argv).process_group(0);
         if input.is_some() {
             cmd.stdin(Stdio::piped());
         }
