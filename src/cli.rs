@@ -513,7 +513,8 @@ pub struct CrawlArgs {
     /// Largest HTML body read, in bytes (suffix k or M allowed); larger pages are errors
     #[arg(long, value_parser = parse_size, default_value = "5M", value_name = "BYTES")]
     pub max_body: u64,
-    /// Output file: one line per fetched URL, appended to (`-` for stdout)
+    /// Output file: one line per fetched URL (`-`: stdout); written only once a page is fetched,
+    /// so a crawl with nothing new leaves an earlier file as it was
     #[arg(long, default_value = "URLs.txt")]
     pub out: PathBuf,
     /// `tsv`: depth, status, URL separated by tabs; `plain`: the URL only

@@ -262,11 +262,12 @@ fn bad_input() {
     assert!(e.contains("--id"), "{e}");
     let e = fails(&["election", "leader", &format!("{root}/missing")]);
     assert!(e.contains("no such election"), "{e}");
-    let e = fails(&["election", "leader", "bad//path"]);
-    assert!(e.starts_with("zkutil: election bad//path"), "{e}");
-    // a CMD that cannot start: exit 1, and the candidacy is withdrawn
-    let e = fails(&["election", "run", &path, "--", "/nonexistent/cmd"]);
-    assert!(e.contains("/nonexistent/cmd"), "{e}");
+    let e = usage_fails(&["election", "leader", "bad//path"]);
+    assert!(e.contains("election bad//path"), "{e}");
+    // a CMD that cannot start: exit 127 before campaigning
+    let o = run(&["election", "run", &path, "--", "/nonexistent/cmd"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/nonexistent/cmd"), "{}", stderr(&o));
     assert_eq!(n_candidates(&connect(), &path), 0);
     // a dead ZooKeeper: a clear error within the connect timeout, no hang
     let o = zkutil(&["--connect-timeout", "1s", "election", "run", &path, "--", "true"])

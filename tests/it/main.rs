@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod conventions;
 mod crawl;
 mod election;
 mod kv;
