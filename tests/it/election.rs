@@ -256,9 +256,9 @@ fn bad_input() {
     // no CMD, no PATH: usage errors
     assert_eq!(run(&["election", "run", &path]).status.code(), Some(2));
     assert_eq!(run(&["election", "leader"]).status.code(), Some(2));
-    let e = fails(&["election", "run", "no-slash", "--", "true"]);
+    let e = usage_fails(&["election", "run", "no-slash", "--", "true"]);
     assert!(e.contains("election no-slash"), "{e}");
-    let e = fails(&["election", "run", "--id", "", &path, "--", "true"]);
+    let e = usage_fails(&["election", "run", "--id", "", &path, "--", "true"]);
     assert!(e.contains("--id"), "{e}");
     let e = fails(&["election", "leader", &format!("{root}/missing")]);
     assert!(e.contains("no such election"), "{e}");
