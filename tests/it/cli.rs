@@ -237,7 +237,13 @@ fn a_closed_stdout_is_success_not_a_panic() {
         t!(zk.create(&format!("{root}/n{i}"), b"", CreateMode::Persistent));
     }
     // stdout is a pipe whose reader is already gone: every write fails with EPIPE
-    for args in [vec!["create", "ROOT/made", "x"], vec!["ls", "-R", "ROOT"], vec!["get", "-s", "ROOT/n1"]] {
+    for args in [
+        vec!["create", "ROOT/made", "x"],
+        vec!["ls", "-R", "ROOT"],
+        vec!["get", "-s", "ROOT/n1"],
+        vec!["completions", "bash"],
+        vec!["man"],
+    ] {
         let args: Vec<String> = args.iter().map(|a| a.replace("ROOT", &root)).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (reader, writer) = std::io::pipe().unwrap();
