@@ -8,7 +8,7 @@ use anyhow::{Result, anyhow};
 use crossbeam_channel::select;
 
 use super::Run;
-use super::child::{Child, exit_code};
+use super::child::{Child, exit_code, margin};
 use super::exit::after_stop;
 use crate::cli::{BarrierCmd, BarrierWaitArgs, Global};
 use crate::recipes::barrier::{self, Barrier, DoubleBarrier, Outcome};
@@ -46,7 +46,7 @@ impl Run for BarrierCmd {
 /// A barrier error as one line; a lost session says what that means for the barrier.
 fn failed(path: &str, e: barrier::Error) -> anyhow::Error {
     match &e {
-        barrier::Error::Zk(z) if z.code().is_some_and(|c| c.is_session_lost()) => anyhow!(
+        barrier::Error::Zk(z) if z.is_session_lost() => anyhow!(
             "barrier {path}: the session was lost (expired, or no connection to ZooKeeper for longer than the \
              session timeout); our participant node, if any, is gone with it"
         ),
@@ -101,7 +101,7 @@ impl BarrierWaitArgs {
         }
         let mut code = ExitCode::SUCCESS;
         if !self.cmd.is_empty() {
-            let mut child = Child::spawn(&self.cmd)?;
+            let mut child = Child::spawn(&self.cmd, margin(&zk))?;
             select! {
                 recv(child.done()) -> r => code = exit_code(child.reaped(r)?),
                 recv(stop) -> _ => {

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use crossbeam_channel::select;
 
 use super::Run;
-use super::child::{Child, exit_code};
+use super::child::{Child, exit_code, margin};
 use super::exit::after_stop;
 use crate::cli::{Global, LockArgs, MutexArgs};
 use crate::recipes::lock::{Contender, Held, Lock, LockError, Mode};
@@ -134,7 +134,7 @@ impl Run for LockArgs {
             Err(e) => return Err(anyhow!(e).context(format!("taking the lock {}", self.path))),
         };
         let program = &self.command[0];
-        let mut child = Child::spawn(&self.command)?; // on error the guard releases the lock
+        let mut child = Child::spawn(&self.command, margin(&zk))?; // on error the guard releases the lock
         let status = loop {
             select! {
                 recv(child.done()) -> r => break child.reaped(r)?,

@@ -14,11 +14,14 @@ pub mod child;
 pub mod counter;
 pub mod crawl;
 pub mod demo;
+pub mod diff;
+pub mod dump;
 pub mod election;
 pub mod exit;
 pub mod group;
 pub mod help;
 pub mod kv;
+pub mod load;
 pub mod lock;
 pub mod output;
 pub mod queue;
@@ -47,6 +50,10 @@ impl Run for Cmd {
             Cmd::Tree(c) => c.run(g),
             Cmd::GetAcl(c) => znode::get_acl(g, &c.path),
             Cmd::SetAcl(c) => c.run(g),
+            Cmd::Dump(c) => c.run(g),
+            Cmd::Load(c) => c.run(g),
+            Cmd::Cp(c) => c.run(g),
+            Cmd::Diff(c) => c.run(g),
             Cmd::Server(c) => c.run(g),
             Cmd::Demo(c) => c.run(g),
             Cmd::Bench(c) => c.run(g),

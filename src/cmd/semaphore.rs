@@ -14,7 +14,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use crossbeam_channel::select;
 
 use super::Run;
-use super::child::{Child, exit_code};
+use super::child::{Child, exit_code, margin};
 use super::exit::after_stop;
 use crate::cli::{Global, SemaphoreArgs};
 use crate::recipes::semaphore::{Semaphore, SemaphoreError};
@@ -43,7 +43,7 @@ impl Run for SemaphoreArgs {
             }
             Err(e) => return Err(anyhow!(e).context(format!("taking a lease of the {what}"))),
         };
-        let mut child = Child::spawn(&self.command)?; // on error the lease guard deletes the lease
+        let mut child = Child::spawn(&self.command, margin(&zk))?; // on error the lease guard deletes the lease
         let status = select! {
             recv(child.done()) -> r => child.reaped(r)?,
             recv(lease.lost()) -> _ => {

@@ -18,7 +18,7 @@ use crate::cli::{
     CreateArgs, DeleteArgs, DigestArgs, GetArgs, Global, LsArgs, SetAclArgs, SetArgs, TreeArgs, WatchArgs,
 };
 use crate::util::{escape_data, format_millis, shutdown};
-use crate::zk::{self, Code, CreateMode, Stat, ZooKeeper};
+use crate::zk::{self, Code, CreateMode, Halt, Lost, SessionWatch, Stat, ZooKeeper};
 
 /// `-` means stdin; anything else is the data itself.
 fn read_data(arg: Option<&str>) -> Result<Vec<u8>> {
@@ -59,23 +59,26 @@ impl Run for LsArgs {
         let zk = g.connect()?;
         let mut out = io::stdout().lock();
         if self.recursive {
-            // depth-first, full paths, parents before children (zkCli's ls -R)
-            let mut stack = vec![self.path.clone()];
+            // depth-first, full paths, parents before children (zkCli's ls -R), pipelined
             let mut all = Vec::new();
-            while let Some(p) = stack.pop() {
-                if g.json() {
-                    all.push(p.clone());
-                } else {
-                    writeln!(out, "{p}")?;
-                }
-                let kids = match sorted_children(&zk, &p) {
-                    Ok(k) => k,
-                    Err(e) if e.code() == Some(Code::NoNode) && p != self.path => continue, // deleted meanwhile
-                    Err(e) => return Err(e.into()),
-                };
-                stack.extend(kids.iter().rev().map(|k| zk::join(&p, k)));
-            }
-            if g.json() {
+            let mut io_err = None;
+            let json = g.json();
+            zk::traverse::Walk::default()
+                .run(&zk, &self.path, |n| {
+                    if json {
+                        all.push(n.path.clone());
+                        return Ok(true);
+                    }
+                    match writeln!(out, "{}", n.path) {
+                        Ok(()) => Ok(true),
+                        Err(e) => {
+                            io_err = Some(e);
+                            Err(zk::Error::Zk { code: Code::Closing, path: None })
+                        }
+                    }
+                })
+                .map_err(|e| io_err.take().map(anyhow::Error::from).unwrap_or_else(|| e.into()))?;
+            if json {
                 print_json(&json!({ "path": self.path, "paths": all }))?;
             }
         } else {
@@ -287,7 +290,7 @@ impl Seen {
 impl WatchArgs {
     /// Reads the node (or its children) and arms the next watch in the same call. A missing
     /// node is watched for creation.
-    fn arm(&self, zk: &ZooKeeper) -> Result<(Seen, crossbeam_channel::Receiver<zk::WatchEvent>)> {
+    fn arm(&self, zk: &ZooKeeper) -> zk::Result<(Seen, crossbeam_channel::Receiver<zk::WatchEvent>)> {
         loop {
             let read = if self.children {
                 zk.children_w(&self.path).map(|(mut kids, _, rx)| {
@@ -305,47 +308,72 @@ impl WatchArgs {
                         return Ok((Seen::NoNode, rx));
                     } // created between the two calls: read it
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
     }
 }
 
 impl Run for WatchArgs {
+    /// A watcher (the session-health model's watcher grace, T): a reconnect keeps the armed
+    /// watch; a lost session (expired, or no connection for T) is ridden through: it says
+    /// so on stderr, connects again, re-arms and prints the node as it is now.
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let stop = shutdown();
-        let zk = g.connect()?;
-        let lost = zk.session_lost();
+        let what = format!("watch {}", self.path);
+        let mut zk = g.connect()?;
         let mut out = io::stdout().lock();
         let mut events = Ndjson::stdout();
-        let (seen, mut changed) = self.arm(&zk)?;
-        if g.json() {
-            events.emit(&event("initial", &self.path, seen.json()))?;
-        } else {
-            writeln!(out, "{}: {}", self.path, seen.line())?;
-            out.flush()?;
-        }
         let mut seen = 0u64;
-        while self.count.is_none_or(|n| seen < n) {
-            select! {
-                recv(changed) -> ev => {
-                    let ev = ev.map_err(|_| anyhow::anyhow!("{}: watch lost: the session expired", self.path))?;
-                    seen += 1;
-                    let (seen, rx) = self.arm(&zk)?;
-                    changed = rx;
-                    if g.json() {
-                        events.emit(&event(&ev.kind.to_string(), &ev.path, seen.json()))?;
-                    } else {
-                        writeln!(out, "{} {}: {}", ev.kind, ev.path, seen.line())?;
-                        out.flush()?;
+        let mut pending: Option<zk::WatchEvent> = None; // printed with the read that follows it
+        loop {
+            let health = SessionWatch::watcher(&zk);
+            loop {
+                let (now, changed) = match health.retry(&stop, None, || self.arm(&zk)) {
+                    Ok(v) => v,
+                    Err(Halt::Stopped) => return Ok(super::exit::after_stop()),
+                    Err(Halt::Zk(e)) if e.is_session_lost() => break,
+                    Err(e) => return Err(anyhow::anyhow!(e)),
+                };
+                let ev = pending.take();
+                if g.json() {
+                    let (kind, path) = match &ev {
+                        Some(ev) => (ev.kind.to_string(), ev.path.as_str()),
+                        None => ("initial".to_string(), self.path.as_str()),
+                    };
+                    events.emit(&event(&kind, path, now.json()))?;
+                } else {
+                    match ev {
+                        Some(ev) => writeln!(out, "{} {}: {}", ev.kind, ev.path, now.line())?,
+                        None => writeln!(out, "{}: {}", self.path, now.line())?,
                     }
+                    out.flush()?;
                 }
-                // a reconnect keeps the armed watch; only a lost session ends it
-                recv(lost) -> _ => anyhow::bail!("{}: watch lost: the ZooKeeper session was lost", self.path),
-                recv(stop) -> _ => return Ok(super::exit::after_stop()),
+                if self.count.is_some_and(|n| seen >= n) {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                select! {
+                    recv(changed) -> ev => match ev {
+                        Ok(ev) => {
+                            seen += 1;
+                            pending = Some(ev);
+                        }
+                        Err(_) => break, // disconnected without an event: the session expired
+                    },
+                    // a reconnect keeps the armed watch; only a lost session ends it
+                    recv(health.lost()) -> _ => break,
+                    recv(stop) -> _ => return Ok(super::exit::after_stop()),
+                }
             }
+            let why = health.lost_why().unwrap_or(Lost::Expired);
+            eprintln!("zkutil: {what}: the session was lost ({why}); watching again with a new session");
+            drop(health);
+            drop(zk);
+            zk = match super::election::reconnect(g, &what, &stop)? {
+                Some(z) => z,
+                None => return Ok(super::exit::after_stop()),
+            };
         }
-        Ok(ExitCode::SUCCESS)
     }
 }
 
@@ -362,8 +390,29 @@ impl Run for TreeArgs {
             print_json(&tree_json(&zk, &self.path, name, &stat, 1, self.depth)?)?;
             return Ok(ExitCode::SUCCESS);
         }
-        writeln!(out, "{}{}", self.path, node_note(&stat))?;
-        tree_level(&zk, &mut out, &self.path, "", 1, self.depth)?;
+        // Siblings still to come at each depth, to draw the branches (pipelined walk).
+        let mut left: Vec<usize> = Vec::new();
+        let mut io_err = None;
+        let walk = zk::traverse::Walk { max_depth: self.depth, ..Default::default() };
+        walk.run(&zk, &self.path, |n| {
+            left.truncate(n.depth + 1);
+            let line = if n.depth == 0 {
+                format!("{}{}", n.path, node_note(&n.stat))
+            } else {
+                left[n.depth] = left[n.depth].saturating_sub(1);
+                let prefix: String = left[1..n.depth].iter().map(|&l| if l > 0 { "│   " } else { "    " }).collect();
+                let branch = if left[n.depth] == 0 { "└── " } else { "├── " };
+                format!("{prefix}{branch}{}{}", n.path.rsplit('/').next().unwrap_or(""), node_note(&n.stat))
+            };
+            if let Err(e) = writeln!(out, "{line}") {
+                io_err = Some(e);
+                return Err(zk::Error::Zk { code: Code::Closing, path: None });
+            }
+            left.resize(n.depth + 1, 0);
+            left.push(n.children.len());
+            Ok(true)
+        })
+        .map_err(|e| io_err.take().map(anyhow::Error::from).unwrap_or_else(|| e.into()))?;
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -403,35 +452,6 @@ fn node_note(s: &Stat) -> String {
         note.push_str("  (ephemeral)");
     }
     note
-}
-
-fn tree_level(
-    zk: &ZooKeeper,
-    out: &mut impl Write,
-    path: &str,
-    prefix: &str,
-    depth: usize,
-    max: Option<usize>,
-) -> Result<()> {
-    if max.is_some_and(|m| depth > m) {
-        return Ok(());
-    }
-    let kids = match sorted_children(zk, path) {
-        Ok(k) => k,
-        Err(e) if e.code() == Some(Code::NoNode) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    for (i, k) in kids.iter().enumerate() {
-        let last = i + 1 == kids.len();
-        let child = zk::join(path, k);
-        let Some(stat) = zk.exists(&child)? else { continue };
-        writeln!(out, "{prefix}{}{k}{}", if last { "└── " } else { "├── " }, node_note(&stat))?;
-        if stat.num_children > 0 {
-            let deeper = format!("{prefix}{}", if last { "    " } else { "│   " });
-            tree_level(zk, out, &child, &deeper, depth + 1, max)?;
-        }
-    }
-    Ok(())
 }
 
 /// Writes node data for `get`: the bytes unchanged when `raw` (any pipe or file, or
