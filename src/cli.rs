@@ -835,9 +835,9 @@ fn parse_glob(s: &str) -> Result<glob::Pattern, String> {
 
 #[derive(Debug, Args)]
 pub struct DumpArgs {
-    /// Write to FILE (`.gz`: gzip) instead of stdout
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    /// Write to FILE (`.gz`: gzip) instead of stdout (`-o` is the global output format)
+    #[arg(long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
     /// Include ephemeral nodes (restored as persistent ones)
     #[arg(long)]
     pub ephemeral: bool,
