@@ -183,7 +183,7 @@ fn double_barrier_timeout_and_ctrl_c_clean_up_at_once() {
     assert_eq!(run(&["barrier", "wait", &b, "--count", "0"]).status.code(), Some(2));
     assert_eq!(run(&["barrier", "wait", &b, "--id", "x"]).status.code(), Some(2));
     assert!(fails(&["barrier", "wait", &b, "--count", "2", "--id", "ready"]).contains("cannot be a participant id"));
-    assert!(fails(&["barrier", "wait", "nope", "--count", "2"]).contains("invalid path"));
+    assert!(usage_fails(&["barrier", "wait", "nope", "--count", "2"]).contains("invalid path"));
     // an id in use by a live participant
     let _p = spawn(&["barrier", "wait", &b, "--count", "3", "--id", "dup"]);
     assert!(wait_until(LONG, || kids(&zk, &b) == ["dup"]));
