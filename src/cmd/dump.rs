@@ -302,7 +302,7 @@ impl Run for DumpArgs {
         writeln!(out, "{}", json!({ "end": { "nodes": n, "max_mzxid": max_mzxid, "note": NOT_A_SNAPSHOT } }))?;
         out.flush()?;
         drop(out); // finishes the gzip stream
-        eprintln!("zkutil: dumped {n} nodes of {} (max mzxid {max_mzxid:#x}); {NOT_A_SNAPSHOT}", self.path);
+        crate::status!("zkutil: dumped {n} nodes of {} (max mzxid {max_mzxid:#x}); {NOT_A_SNAPSHOT}", self.path);
         Ok(ExitCode::SUCCESS)
     }
 }
