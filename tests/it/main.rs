@@ -11,4 +11,5 @@ mod queue;
 mod recipes;
 mod semaphore;
 mod support;
+mod toolkit;
 mod watch;

@@ -80,8 +80,7 @@ pub fn run(g: &Global, a: &BenchTreeArgs) -> Result<ExitCode> {
             bail!("the walk saw {} nodes of {n}", listed.visited);
         }
         let t = Instant::now();
-        let dumped =
-            Walk { data: true, acl: true, window, ..Default::default() }.run(&zk, &root, |_| Ok(true))?;
+        let dumped = Walk { data: true, acl: true, window, ..Default::default() }.run(&zk, &root, |_| Ok(true))?;
         let dump = rate(dumped.visited as usize, t.elapsed());
 
         let rev: Vec<&String> = paths.iter().rev().collect();

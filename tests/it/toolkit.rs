@@ -1,0 +1,187 @@
+//! The operator's toolkit end to end: the traversal engine, dump/load/cp/diff, find/grep/du/count.
+
+use crate::support::*;
+use crate::t;
+use zkutil::zk::traverse::{self, Walk};
+use zkutil::zk::{Acl, ConnectOptions, CreateMode, ZooKeeper, perms, sequence_of};
+
+fn alice() -> ZooKeeper {
+    let opts = ConnectOptions { digest: Some("alice:pw".into()), ..ConnectOptions::new(hosts()) };
+    t!(opts.connect())
+}
+
+#[test]
+fn walk_skips_nodes_deleted_meanwhile() {
+    let root = unique_root("walk-vanish");
+    let zk = connect();
+    let mut paths = Vec::new();
+    for top in ["a", "b", "c"] {
+        paths.push(format!("{root}/{top}"));
+        for i in 0..200 {
+            paths.push(format!("{root}/{top}/n{i}"));
+        }
+    }
+    for r in zk.create_many(paths.iter().map(|p| (p.as_str(), &b"x"[..], CreateMode::Persistent)), 500) {
+        t!(r);
+    }
+    let other = connect();
+    let mut seen = Vec::new();
+    // A small window: b's subtree is still unread when the visit of a deletes it.
+    let walk = Walk { window: 10, ..Default::default() };
+    let stats = t!(walk.run(&zk, &root, |n| {
+        if n.path == format!("{root}/a") {
+            other.delete_tree(&format!("{root}/b")).unwrap();
+        }
+        seen.push(n.path);
+        Ok(true)
+    }));
+    assert!(stats.vanished > 0, "{stats:?}");
+    assert_eq!(seen[0], root);
+    assert!(seen.iter().filter(|p| p.starts_with(&format!("{root}/c/"))).count() == 200);
+    assert_eq!(stats.visited as usize, seen.len());
+    // parents before children, children sorted: depth-first pre-order
+    let a_kids: Vec<&String> = seen.iter().filter(|p| p.starts_with(&format!("{root}/a/"))).collect();
+    let mut sorted = a_kids.clone();
+    sorted.sort();
+    assert_eq!(a_kids, sorted);
+    let missing = Walk::default().run(&zk, &format!("{root}/none"), |_| Ok(true));
+    assert!(missing.unwrap_err().to_string().contains("does not exist"));
+    // delete_tree reports what it did
+    let d = t!(traverse::delete_tree(&zk, &root, 50));
+    assert_eq!(d.deleted as usize, 1 + 201 + 201);
+    assert!(t!(zk.exists(&root)).is_none());
+}
+
+#[test]
+fn bench_tree_runs() {
+    let out = ok(&["bench", "tree", "--nodes", "3000", "--fanout", "10"]);
+    for what in ["raw gets:", "walk (list):", "walk (dump):", "delete_tree:", "% of raw deletes"] {
+        assert!(out.contains(what), "{out}");
+    }
+}
+
+/// Builds the round-trip tree under `src` as alice; returns the sequence number a
+/// sequential create under `src/q` got just before the dump.
+fn build_round_trip_tree(al: &ZooKeeper, anyone: &ZooKeeper, src: &str) -> u32 {
+    let open = Acl::open();
+    let mk = |p: &str, data: &[u8], mode: CreateMode| {
+        t!(al.create_with_acl(&format!("{src}{p}"), data, mode, &open));
+    };
+    mk("", b"root data", CreateMode::Persistent);
+    mk("/bin", b"\x00\xff\xfe binary \x80", CreateMode::Persistent);
+    mk("/empty", b"", CreateMode::Persistent);
+    mk("/big", &vec![b'z'; 1_000_000], CreateMode::Persistent);
+    mk("/utf8", "héllo ✓\nline".as_bytes(), CreateMode::Persistent);
+    mk("/cont", b"", CreateMode::Container);
+    mk("/cont/kid", b"k", CreateMode::Persistent);
+    mk("/ttl", b"t", CreateMode::PersistentWithTtl { ttl_ms: 600_000 });
+    mk("/q", b"", CreateMode::Persistent);
+    for _ in 0..5 {
+        t!(al.create_with_acl(&format!("{src}/q/item-"), b"i", CreateMode::PersistentSequential, &open));
+    }
+    t!(al.delete(&format!("{src}/q/item-0000000001"), None));
+    // alice-only (auth scheme: digest:alice:...), with a subtree: the loader (anonymous) has
+    // no READ there, nor CREATE under it once the ACL is in place
+    t!(al.create(&format!("{src}/locked"), b"secret", CreateMode::Persistent));
+    t!(al.create(&format!("{src}/locked/inner"), b"deeper", CreateMode::Persistent));
+    t!(al.create(&format!("{src}/locked/inner/leaf"), b"", CreateMode::Persistent));
+    // read-only for everyone, admin for alice's digest
+    let (alice_acl, _) = t!(al.get_acl(&format!("{src}/locked")));
+    let mut ro = vec![Acl { perms: perms::READ, scheme: "world".into(), id: "anyone".into() }];
+    ro.push(Acl { perms: perms::ALL, ..alice_acl[0].clone() });
+    mk("/ro", b"ro", CreateMode::Persistent);
+    mk("/ro/kid", b"", CreateMode::Persistent);
+    t!(al.set_acl(&format!("{src}/ro"), &ro, None));
+    // an ephemeral node: left out of the dump
+    t!(anyone.create(&format!("{src}/eph"), b"e", CreateMode::Ephemeral));
+    // what the next sequential node would be numbered before the dump
+    let probe = t!(al.create_with_acl(&format!("{src}/q/item-"), b"", CreateMode::PersistentSequential, &open)).0;
+    t!(al.delete(&probe, None));
+    sequence_of(&probe).unwrap()
+}
+
+#[test]
+fn dump_deleteall_load_round_trip() {
+    let root = unique_root("roundtrip");
+    let src = format!("{root}/src");
+    let al = alice();
+    let anyone = connect();
+    let probe = build_round_trip_tree(&al, &anyone, &src);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tree.ndjson.gz");
+    let file = file.to_str().unwrap();
+
+    assert_eq!(ok(&["--auth", "alice:pw", "dump", &src, "-o", file]), "");
+    let bytes = std::fs::read(file).unwrap();
+    assert_eq!(&bytes[..2], b"\x1f\x8b", "not gzip");
+    // anonymous cannot read the locked subtree: a clear error, not a partial silent dump
+    let err = fails(&["dump", &src, "-o", dir.path().join("partial").to_str().unwrap()]);
+    assert!(err.contains("not authorized"), "{err}");
+
+    ok(&["--auth", "alice:pw", "deleteall", &src]);
+    assert!(t!(anyone.exists(&src)).is_none());
+    let o = run(&["load", "--preserve-sequence", file]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("created"), "{}", stderr(&o));
+
+    // no difference, seen by alice (who can read everything)
+    let d = run(&["--auth", "alice:pw", "diff", file, &src]);
+    assert_eq!(d.status.code(), Some(0), "{}{}", stdout(&d), stderr(&d));
+    assert_eq!(stdout(&d), "");
+    // the outcomes, through the client
+    assert_eq!(t!(al.get(&format!("{src}/bin"))).0, b"\x00\xff\xfe binary \x80");
+    assert_eq!(t!(al.get(&format!("{src}/big"))).0.len(), 1_000_000);
+    assert_eq!(t!(al.get(&format!("{src}/locked/inner"))).0, b"deeper");
+    assert!(t!(anyone.exists(&format!("{src}/eph"))).is_none(), "the ephemeral was restored");
+    let denied = anyone.get(&format!("{src}/locked")).unwrap_err();
+    assert!(denied.to_string().contains("not authorized"), "{denied}");
+    assert_eq!(t!(anyone.get(&format!("{src}/ro"))).0, b"ro");
+    assert!(anyone.set(&format!("{src}/ro"), b"no", None).is_err());
+    // sequential numbering continues past what it had reached
+    let next = t!(al.create_with_acl(&format!("{src}/q/item-"), b"", CreateMode::PersistentSequential, &Acl::open())).0;
+    assert!(sequence_of(&next).unwrap() > probe, "{next} after probe {probe}");
+    t!(al.delete(&next, None));
+
+    // a second load stops at the first existing node; --skip-existing and --dry-run do not write
+    let err = fails(&["load", file]);
+    assert!(err.contains("exists already"), "{err}");
+    ok(&["load", "--skip-existing", file]);
+    let plan = ok(&["load", "--dry-run", "--to", &format!("{root}/elsewhere"), file]);
+    assert!(plan.contains(&format!("create {root}/elsewhere/bin\n")), "{plan}");
+    assert!(t!(anyone.exists(&format!("{root}/elsewhere"))).is_none());
+    ok(&["--auth", "alice:pw", "deleteall", &root]);
+}
+
+#[test]
+fn cp_and_diff() {
+    let root = unique_root("cp");
+    let zk = connect();
+    for (p, d) in [("", "0"), ("/a", "1"), ("/a/b", "2"), ("/c", "3")] {
+        t!(zk.create(&format!("{root}/src{p}"), d.as_bytes(), CreateMode::Persistent));
+    }
+    t!(zk.create(&format!("{root}/src/eph"), b"", CreateMode::Ephemeral));
+    let (src, dst) = (format!("{root}/src"), format!("{root}/dst"));
+    ok(&["cp", &src, &dst]);
+    assert_eq!(t!(zk.get(&format!("{dst}/a/b"))).0, b"2");
+    assert!(t!(zk.exists(&format!("{dst}/eph"))).is_none());
+    // the same copy through HOSTS:PATH on both sides
+    let other = format!("{}:{root}/dst2", hosts());
+    ok(&["cp", &format!("{}:{src}", hosts()), &other]);
+    assert_eq!(ok(&["diff", &src, &other]), "");
+    // differences: changed data, removed, added; exit 1 like diff(1)
+    t!(zk.set(&format!("{dst}/a"), b"changed", None));
+    t!(zk.delete(&format!("{dst}/c"), None));
+    t!(zk.create(&format!("{dst}/new"), b"", CreateMode::Persistent));
+    let d = run(&["diff", &src, &dst]);
+    assert_eq!(d.status.code(), Some(1));
+    let out = stdout(&d);
+    assert!(out.contains(&format!("~ {src}/a data: 1 -> changed\n")), "{out}");
+    assert!(out.contains(&format!("- {src}/c\n")), "{out}");
+    assert!(out.contains(&format!("+ {dst}/new\n")), "{out}");
+    let err = fails(&["cp", &src, &format!("{src}/inside")]);
+    assert!(err.contains("copy itself"), "{err}");
+    // copying onto an existing tree: refused, then --overwrite
+    assert!(fails(&["cp", &src, &dst]).contains("exists already"));
+    ok(&["cp", "--overwrite", &src, &dst]);
+    assert_eq!(t!(zk.get(&format!("{dst}/a"))).0, b"1");
+}
