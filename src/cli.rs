@@ -98,6 +98,14 @@ pub enum Cmd {
     Cp(CpArgs),
     /// Compare two subtrees (PATH, HOSTS:PATH or a dump file); exit 1 when they differ
     Diff(DiffArgs),
+    /// Find nodes by name, data, owner, children or age
+    Find(FindArgs),
+    /// Search the data of a subtree; prints PATH:LINE for each matching line
+    Grep(GrepArgs),
+    /// Bytes of data and nodes per subtree, largest first
+    Du(DuArgs),
+    /// Number of nodes under PATH (PATH itself not counted)
+    Count(CountArgs),
     /// Start, inspect or stop a local ZooKeeper (standalone or a 3-node ensemble)
     #[command(subcommand)]
     Server(ServerCmd),
@@ -807,4 +815,88 @@ pub struct DiffArgs {
     pub a: String,
     /// PATH, HOSTS:PATH or a dump file
     pub b: String,
+}
+
+fn parse_bytes_regex(s: &str) -> Result<regex::bytes::Regex, String> {
+    regex::bytes::Regex::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_session_id(s: &str) -> Result<i64, String> {
+    crate::cmd::find::parse_session(s)
+}
+
+/// Output format of the search commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// One path (or row) per line
+    Text,
+    /// NDJSON, one object per line (du: one JSON array)
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// Node name (last path element) matches GLOB
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
+    pub name: Option<glob::Pattern>,
+    /// Data matches REGEX
+    #[arg(long, value_name = "REGEX", value_parser = parse_bytes_regex)]
+    pub data: Option<regex::bytes::Regex>,
+    /// Ephemeral nodes only
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// Ephemeral nodes of this session only (0x... or decimal)
+    #[arg(long, value_name = "SESSION", value_parser = parse_session_id)]
+    pub owner: Option<i64>,
+    /// Nodes with at least N children
+    #[arg(long, value_name = "N")]
+    pub min_children: Option<u32>,
+    /// Nodes whose data last changed longer ago than D (e.g. 7d, 2h)
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub older_than: Option<Duration>,
+    /// Do not descend below this depth (PATH is 0)
+    #[arg(long, value_name = "N")]
+    pub max_depth: Option<usize>,
+    /// Output format
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: OutputFormat,
+    /// Root of the search
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GrepArgs {
+    /// Print only the paths of the nodes that match
+    #[arg(short = 'l', long)]
+    pub files_with_matches: bool,
+    /// Output format
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: OutputFormat,
+    /// Regular expression (Rust regex syntax) searched in each node's data, line by line
+    #[arg(value_parser = parse_bytes_regex)]
+    pub regex: regex::bytes::Regex,
+    /// Root of the search
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DuArgs {
+    /// Show subtrees down to this depth (PATH is 0)
+    #[arg(short = 'd', long, default_value_t = 1)]
+    pub depth: usize,
+    /// Output format
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: OutputFormat,
+    /// Root
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CountArgs {
+    /// Root
+    #[arg(default_value = "/")]
+    pub path: String,
 }

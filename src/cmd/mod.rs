@@ -18,6 +18,7 @@ pub mod diff;
 pub mod dump;
 pub mod election;
 pub mod exit;
+pub mod find;
 pub mod group;
 pub mod kv;
 pub mod load;
@@ -52,6 +53,10 @@ impl Run for Cmd {
             Cmd::Load(c) => c.run(g),
             Cmd::Cp(c) => c.run(g),
             Cmd::Diff(c) => c.run(g),
+            Cmd::Find(c) => c.run(g),
+            Cmd::Grep(c) => c.run(g),
+            Cmd::Du(c) => c.run(g),
+            Cmd::Count(c) => c.run(g),
             Cmd::Server(c) => c.run(g),
             Cmd::Demo(c) => c.run(g),
             Cmd::Bench(c) => c.run(g),

@@ -44,11 +44,13 @@ pub struct Walk {
     pub max_depth: Option<usize>,
     /// Requests in flight at most.
     pub window: usize,
+    /// Skip (and count) nodes this session may not read instead of failing on them.
+    pub skip_denied: bool,
 }
 
 impl Default for Walk {
     fn default() -> Walk {
-        Walk { data: false, acl: false, max_depth: None, window: DEFAULT_WINDOW }
+        Walk { data: false, acl: false, max_depth: None, window: DEFAULT_WINDOW, skip_denied: false }
     }
 }
 
@@ -59,6 +61,8 @@ pub struct WalkStats {
     pub visited: u64,
     /// Nodes that vanished while the walk reached them (skipped).
     pub vanished: u64,
+    /// Nodes skipped because this session may not read them (with `skip_denied`).
+    pub denied: u64,
     /// The highest mzxid seen.
     pub max_mzxid: i64,
 }
@@ -100,6 +104,10 @@ impl Walk {
             // Visit the complete slots at the top.
             while stack.last().is_some_and(|s| s.requested && s.waiting == 0) {
                 let s = stack.pop().expect("checked above");
+                if s.denied {
+                    stats.denied += 1;
+                    continue;
+                }
                 if s.gone {
                     stats.vanished += 1;
                     continue;
@@ -129,6 +137,10 @@ impl Walk {
                     if s.node.depth == 0 {
                         return Err(Error::Zk { code: Code::NoNode, path: Some(s.node.path.clone()) });
                     }
+                    s.gone = true;
+                }
+                Err(Code::NoAuth) if self.skip_denied && s.node.depth > 0 => {
+                    s.denied = true;
                     s.gone = true;
                 }
                 Err(code) => return Err(Error::Zk { code, path: Some(s.node.path.clone()) }),
@@ -188,6 +200,7 @@ struct Slot {
     requested: bool,
     waiting: u8,
     gone: bool,
+    denied: bool,
     listed: bool,
 }
 
@@ -198,6 +211,7 @@ impl Slot {
             requested: false,
             waiting: 0,
             gone: false,
+            denied: false,
             listed: false,
         }
     }

@@ -185,3 +185,54 @@ fn cp_and_diff() {
     ok(&["cp", "--overwrite", &src, &dst]);
     assert_eq!(t!(zk.get(&format!("{dst}/a"))).0, b"1");
 }
+
+#[test]
+fn find_grep_du_count() {
+    let root = unique_root("find");
+    let zk = connect();
+    for (p, d) in [("/app", ""), ("/app/cfg", "port=8080\nhost=db1\n"), ("/app/x.lock", "12345"), ("/big", "")] {
+        t!(zk.create(&format!("{root}{p}"), d.as_bytes(), CreateMode::Persistent));
+    }
+    for i in 0..3 {
+        t!(zk.create(&format!("{root}/big/k{i}"), b"0123456789", CreateMode::Persistent));
+    }
+    let eph = t!(zk.create(&format!("{root}/app/member"), b"m", CreateMode::Ephemeral));
+    // a node this session may not read: skipped with a warning, the search goes on
+    t!(zk.create(&format!("{root}/app/secret"), b"port=1", CreateMode::Persistent));
+    t!(zk.set_acl(
+        &format!("{root}/app/secret"),
+        &[Acl { perms: perms::ADMIN, scheme: "world".into(), id: "anyone".into() }],
+        None
+    ));
+
+    assert_eq!(ok(&["find", "--name", "*.lock", &root]), format!("{root}/app/x.lock\n"));
+    assert_eq!(ok(&["find", "--ephemeral", &root]), format!("{eph}\n"));
+    let owner = format!("{:#x}", zk.session_id());
+    assert_eq!(ok(&["find", "--owner", &owner, &root]), format!("{eph}\n"));
+    assert_eq!(ok(&["find", "--min-children", "3", &root]), format!("{root}/app\n{root}/big\n"));
+    assert_eq!(ok(&["find", "--data", "^[0-9]{5}$", &root]), format!("{root}/app/x.lock\n"));
+    assert_eq!(ok(&["find", "--older-than", "1h", &root]), "");
+    let json = ok(&["find", "--name", "k1", "-o", "json", &root]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["path"], format!("{root}/big/k1"));
+    assert_eq!(v["stat"]["data_length"], 10);
+
+    let o = run(&["grep", "port=", &root]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), format!("{root}/app/cfg:port=8080\n"));
+    assert!(stderr(&o).contains("1 nodes not readable"), "{}", stderr(&o));
+    assert_eq!(run(&["grep", "nowhere", &root]).status.code(), Some(1));
+    assert_eq!(ok(&["grep", "-l", "db1", &root]), format!("{root}/app/cfg\n"));
+
+    let du = ok(&["du", &root]);
+    let lines: Vec<&str> = du.lines().collect();
+    assert_eq!(
+        lines,
+        vec![format!("30\t4\t{root}/big"), format!("25\t4\t{root}/app"), format!("55\t9\t{root}")],
+        "{du}"
+    );
+    // the unreadable node is not counted (and a warning says so)
+    assert_eq!(ok(&["count", &root]), "8\n");
+    assert_eq!(ok(&["count", &format!("{root}/big/k0")]), "0\n");
+    assert!(fails(&["count", &format!("{root}/none")]).contains("does not exist"));
+}
