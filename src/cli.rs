@@ -198,6 +198,13 @@ pub struct WatchArgs {
     /// Watch the list of children instead of the data
     #[arg(long, short = 'c')]
     pub children: bool,
+    /// Watch the whole subtree: every create, delete and data change under PATH, one line
+    /// each (a tree cache of one-shot watches, re-read after a reconnect or a new session)
+    #[arg(short = 'R', conflicts_with = "children")]
+    pub recursive: bool,
+    /// Output format (json: NDJSON with the data, for -R)
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: OutputFormat,
     /// Stop after N events
     #[arg(long, short = 'n', value_name = "N")]
     pub count: Option<u64>,

@@ -28,6 +28,7 @@ pub mod semaphore;
 pub mod server;
 pub mod shell;
 pub mod txn;
+pub mod watch_tree;
 
 /// A subcommand.
 pub trait Run {

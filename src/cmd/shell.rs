@@ -226,6 +226,9 @@ impl WatchArgs {
 
 impl Run for WatchArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
+        if self.recursive {
+            return super::watch_tree::run(self, g);
+        }
         let stop = shutdown();
         let zk = g.connect()?;
         let lost = zk.session_lost();

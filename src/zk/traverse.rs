@@ -6,10 +6,13 @@
 
 use std::collections::HashMap;
 
+use crossbeam_channel::Sender;
+
 use super::client::ZooKeeper;
 use super::error::{Code, Error, Result};
 use super::pipeline::{Answer, Requests};
 use super::types::{Acl, Stat, join, validate_path};
+use super::watch::WatchEvent;
 
 /// Requests kept in flight by default (the C client queues them; the server answers a
 /// session's requests in order).
@@ -46,11 +49,14 @@ pub struct Walk {
     pub window: usize,
     /// Skip (and count) nodes this session may not read instead of failing on them.
     pub skip_denied: bool,
+    /// Arm a one-shot data watch and a children watch on every node read, their events sent
+    /// here (reads data and lists every node; a tree cache's initial load).
+    pub watch: Option<Sender<WatchEvent>>,
 }
 
 impl Default for Walk {
     fn default() -> Walk {
-        Walk { data: false, acl: false, max_depth: None, window: DEFAULT_WINDOW, skip_denied: false }
+        Walk { data: false, acl: false, max_depth: None, window: DEFAULT_WINDOW, skip_denied: false, watch: None }
     }
 }
 
@@ -147,7 +153,7 @@ impl Walk {
                 Ok(Answer::Children(mut kids, stat)) => {
                     kids.sort_unstable();
                     s.node.children = kids;
-                    if !self.data {
+                    if !self.data && self.watch.is_none() {
                         s.node.stat = stat;
                     }
                 }
@@ -178,7 +184,12 @@ impl Walk {
         let tag = i as u64 * 4;
         s.requested = true;
         let list = self.max_depth.is_none_or(|m| s.node.depth < m);
-        if self.data {
+        if let Some(events) = &self.watch {
+            reqs.get_w(tag + K_DATA, &s.node.path, events)?;
+            reqs.children_w(tag + K_CHILDREN, &s.node.path, events)?;
+            s.listed = true;
+            s.waiting += 1; // and one more below
+        } else if self.data {
             reqs.get(tag + K_DATA, &s.node.path)?;
         } else if list {
             reqs.children(tag + K_CHILDREN, &s.node.path)?;

@@ -236,3 +236,104 @@ fn find_grep_du_count() {
     assert_eq!(ok(&["count", &format!("{root}/big/k0")]), "0\n");
     assert!(fails(&["count", &format!("{root}/none")]).contains("does not exist"));
 }
+
+/// A tiny deterministic generator (no rand dependency).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// The tree under `root` as path -> data, read with the client.
+fn snapshot(zk: &ZooKeeper, root: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut m = std::collections::BTreeMap::new();
+    t!(Walk { data: true, ..Default::default() }.run(zk, root, |n| {
+        m.insert(n.path, n.data.unwrap_or_default());
+        Ok(true)
+    }));
+    m
+}
+
+#[test]
+fn watch_recursive_rebuilds_the_tree_through_a_server_restart() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    let mut ens = zkutil::server::Ensemble::standalone().expect("start ZooKeeper");
+    let hosts = ens.connect_string();
+    let zk = connect_to(&hosts);
+    let root = "/watched";
+    t!(zk.create(root, b"", CreateMode::Persistent));
+    let mut child = zkutil(&["watch", "-R", "-o", "json", root])
+        .env("ZK_HOSTS", &hosts)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("watching 1 nodes"), "{line}");
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = Arc::clone(&lines);
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                lines.lock().unwrap().push(l.unwrap());
+            }
+        })
+    };
+
+    // 10,000 random creates, sets and deletes; ZooKeeper restarted half way
+    let mut rng = Lcg(42);
+    for i in 0..10_000u32 {
+        if i == 5_000 {
+            ens.restart(0).expect("restart ZooKeeper");
+        }
+        let d = rng.next(8);
+        let path = if rng.next(3) == 0 { format!("{root}/d{d}") } else { format!("{root}/d{d}/n{}", rng.next(12)) };
+        let _ = match rng.next(3) {
+            0 => zk.create(&path, format!("c{i}").as_bytes(), CreateMode::Persistent).map(|_| ()),
+            1 => zk.set(&path, format!("s{i}").as_bytes(), None).map(|_| ()),
+            _ => zk.delete(&path, None),
+        }; // failures (no parent, not empty, connection loss during the restart) are fine
+    }
+
+    let expect = snapshot(&zk, root);
+    let rebuilt = || {
+        let mut m = std::collections::BTreeMap::new();
+        m.insert(root.to_string(), Vec::new());
+        for l in lines.lock().unwrap().iter() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let p = v["path"].as_str().unwrap().to_string();
+            match v["event"].as_str().unwrap() {
+                "deleted" => {
+                    m.remove(&p);
+                }
+                _ => {
+                    m.insert(p, v["data"].as_str().unwrap_or_default().as_bytes().to_vec());
+                }
+            }
+        }
+        m
+    };
+    let same = wait_until(Duration::from_secs(60), || rebuilt() == expect);
+    let got = rebuilt();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    assert!(
+        same,
+        "rebuilt from {} events: {} nodes, tree: {} nodes",
+        lines.lock().unwrap().len(),
+        got.len(),
+        expect.len()
+    );
+    assert!(expect.len() > 20, "the writer built too little: {}", expect.len());
+}
