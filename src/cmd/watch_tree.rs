@@ -47,7 +47,8 @@ struct Cache<'a> {
 /// (with an exists watch for its creation).
 fn load(zk: &ZooKeeper, root: &str, events: &Sender<WatchEvent>) -> zk::Result<Tree> {
     let mut tree = Tree::new();
-    let walk = Walk { watch: Some(events.clone()), ..Default::default() };
+    // Nodes this session may not read are left out (as find and du leave them out).
+    let walk = Walk { watch: Some(events.clone()), skip_denied: true, ..Default::default() };
     let r = walk.run(zk, root, |n| {
         let entry = Entry {
             data: n.data.unwrap_or_default(),
@@ -60,6 +61,7 @@ fn load(zk: &ZooKeeper, root: &str, events: &Sender<WatchEvent>) -> zk::Result<T
     });
     match r {
         Ok(_) => Ok(tree),
+        Err(e) if e.code() == Some(Code::NoAuth) && tree.is_empty() => Ok(tree),
         Err(e) if e.code() == Some(Code::NoNode) && tree.is_empty() => {
             let mut reqs = zk.requests();
             reqs.exists_w(0, root, events)?;
@@ -83,7 +85,8 @@ fn read(zk: &ZooKeeper, path: &str, children: bool, events: &Sender<WatchEvent>)
     }
     match reqs.recv() {
         Some((_, Ok(a))) => Ok(Some(a)),
-        Some((_, Err(Code::NoNode))) | None => Ok(None),
+        // gone, or no longer readable by this session: out of view either way
+        Some((_, Err(Code::NoNode | Code::NoAuth))) | None => Ok(None),
         Some((_, Err(code))) => Err(zk::Error::Zk { code, path: Some(path.into()) }),
     }
 }
