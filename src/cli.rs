@@ -106,6 +106,13 @@ pub enum Cmd {
     Du(DuArgs),
     /// Number of nodes under PATH (PATH itself not counted)
     Count(CountArgs),
+    /// The ensemble's health: mode, zxid, lag, latency, connections of every member
+    #[command(subcommand)]
+    Ensemble(EnsembleCmd),
+    /// Which session (and client address) holds an ephemeral node
+    Owner(OwnerArgs),
+    /// The ensemble's dynamic configuration
+    Config(ConfigArgs),
     /// Start, inspect or stop a local ZooKeeper (standalone or a 3-node ensemble)
     #[command(subcommand)]
     Server(ServerCmd),
@@ -906,4 +913,38 @@ pub struct CountArgs {
     /// Root
     #[arg(default_value = "/")]
     pub path: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnsembleCmd {
+    /// For every host of --hosts: mode, zxid, lag behind the leader, latency, connections,
+    /// outstanding requests, nodes, watches (four-letter words srvr/mntr); exit 1 when a
+    /// member is down or not serving
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// AdminServer port, asked when the four-letter words are not whitelisted
+    #[arg(long, default_value_t = 8080)]
+    pub admin_port: u16,
+    /// Output format (json: one document)
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct OwnerArgs {
+    /// Output format
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: OutputFormat,
+    /// An ephemeral node
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Output format
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: OutputFormat,
 }

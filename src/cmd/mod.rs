@@ -17,6 +17,7 @@ pub mod demo;
 pub mod diff;
 pub mod dump;
 pub mod election;
+pub mod ensemble;
 pub mod exit;
 pub mod find;
 pub mod group;
@@ -58,6 +59,9 @@ impl Run for Cmd {
             Cmd::Grep(c) => c.run(g),
             Cmd::Du(c) => c.run(g),
             Cmd::Count(c) => c.run(g),
+            Cmd::Ensemble(c) => c.run(g),
+            Cmd::Owner(c) => c.run(g),
+            Cmd::Config(c) => c.run(g),
             Cmd::Server(c) => c.run(g),
             Cmd::Demo(c) => c.run(g),
             Cmd::Bench(c) => c.run(g),

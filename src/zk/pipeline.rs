@@ -438,3 +438,21 @@ impl Drop for Requests<'_> {
         }
     }
 }
+
+impl ZooKeeper {
+    /// The ensemble's dynamic configuration (zoo_getconfig: the data of /zookeeper/config)
+    /// and its Stat.
+    pub fn config(&self) -> Result<(Vec<u8>, Stat)> {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut len = buf.len() as c_int;
+        let mut stat = super::client::zero_stat();
+        // SAFETY: `buf` is writable for `len` bytes; the C client writes at most that many
+        // and stores the length it wrote in `len` (-1 for no data).
+        let rc = unsafe { sys::zoo_getconfig(self.zh(), 0, buf.as_mut_ptr() as *mut c_char, &mut len, &mut stat) };
+        if rc != sys::ZOK {
+            return Err(Error::zk(rc, "/zookeeper/config"));
+        }
+        buf.truncate(len.max(0) as usize);
+        Ok((buf, stat_from(&stat)))
+    }
+}

@@ -337,3 +337,46 @@ fn watch_recursive_rebuilds_the_tree_through_a_server_restart() {
     );
     assert!(expect.len() > 20, "the writer built too little: {}", expect.len());
 }
+
+#[test]
+fn ensemble_status_owner_and_config_on_three_nodes() {
+    use zkutil::server::{Ensemble, Options};
+    let mut ens = Ensemble::start(Options::for_tests(3)).expect("start a 3-node ensemble");
+    let hosts = ens.connect_string();
+    let run_on = |args: &[&str]| zkutil(args).env("ZK_HOSTS", &hosts).output().unwrap();
+
+    let o = run_on(&["ensemble", "status"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let table = stdout(&o);
+    assert_eq!(table.matches(" leader ").count(), 1, "{table}");
+    assert_eq!(table.matches(" follower ").count(), 2, "{table}");
+    let o = run_on(&["ensemble", "status", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["healthy"], true);
+    assert_eq!(v["members"].as_array().unwrap().len(), 3);
+    assert!(v["members"].as_array().unwrap().iter().all(|m| m["lag"].is_i64()), "{v}");
+
+    // owner: the session and client address of an ephemeral node
+    let zk = connect_to(&hosts);
+    t!(zk.create("/held", b"", CreateMode::Ephemeral));
+    let o = run_on(&["owner", "/held"]);
+    let line = stdout(&o);
+    assert!(line.starts_with(&format!("session {:#x} client 127.0.0.1:", zk.session_id())), "{line}{}", stderr(&o));
+    t!(zk.create("/plain", b"", CreateMode::Persistent));
+    let o = run_on(&["owner", "/plain"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not an ephemeral node"), "{}", stderr(&o));
+
+    // config: whatever the ensemble holds in /zookeeper/config, and never a failure
+    let o = run_on(&["config"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // one member killed: its row says so, and the exit code is 1
+    let victim = (0..3).find(|&i| ens.leader() != Some(i)).unwrap();
+    ens.kill(victim).unwrap();
+    let o = run_on(&["ensemble", "status"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let table = stdout(&o);
+    let row = table.lines().find(|l| l.starts_with(&ens.member_address(victim))).unwrap_or_default();
+    assert!(row.contains(" down "), "{table}");
+}
