@@ -15,4 +15,5 @@ mod queue;
 mod recipes;
 mod semaphore;
 mod support;
+mod toolkit;
 mod watch;
