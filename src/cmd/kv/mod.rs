@@ -9,6 +9,11 @@
 //!
 //! Threads: an acceptor; one thread per connection (at most `--max-clients`); on the
 //! leader, a sender and an ack reader per replica; the main thread runs the election.
+//!
+//! No lock is ever held across network I/O: a guard taken in a `match` scrutinee would
+//! live until the end of the match (and its socket writes), hence these lints.
+
+#![warn(clippy::significant_drop_in_scrutinee, clippy::significant_drop_tightening)]
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};

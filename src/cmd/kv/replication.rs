@@ -139,6 +139,7 @@ fn stream_once(node: &Arc<Node>, name: &str, addr: &str, epoch: u64, term: u64) 
                     rep.acked = rep.acked.max(seq);
                 }
                 node.store.wake_committed(&mut st);
+                drop(st);
             }
             broken.store(true, Ordering::SeqCst);
             let _ = r.get_ref().shutdown(std::net::Shutdown::Both);
@@ -283,6 +284,7 @@ pub fn serve_stream(
                     }
                     node.store.apply(&mut st, p, op);
                 }
+                drop(st);
             }
             [b, t, q] if b == b"BASE" => {
                 let Some(p) = pos(t, q) else { return Ok(()) };
@@ -293,6 +295,7 @@ pub fn serve_stream(
                 st.last = p;
                 st.log.clear();
                 st.fresh = false;
+                drop(st);
                 info!("joined at seq {}: older keys are not here until written again (no --catch-up)", p.seq);
             }
             [sn, t, q, n] if sn == b"SNAP" => {
@@ -314,6 +317,7 @@ pub fn serve_stream(
                     return Ok(());
                 }
                 node.store.replace(&mut st, p, map);
+                drop(st);
                 info!("copied the leader's state: {n} keys at {p}");
             }
             _ => return Ok(()),

@@ -232,17 +232,23 @@ fn line_reply(node: &Node, w: &mut impl Write, req: Request) -> io::Result<()> {
             Ok(false) => writeln!(w, "NONE"),
             Err(why) => writeln!(w, "ERR {why}"),
         },
-        Request::Leader => match node.store.st().role.clone() {
-            Role::Leader { .. } => writeln!(w, "{}", node.addr),
-            Role::Follower { addr, .. } => writeln!(w, "{addr}"),
-            _ => writeln!(w, "ERR no leader elected yet"),
-        },
-        Request::Role => match node.store.st().role.clone() {
-            Role::Leader { .. } => writeln!(w, "leader"),
-            Role::Follower { addr, .. } => writeln!(w, "follower {addr}"),
-            Role::Stopping => writeln!(w, "ERR shutting down"),
-            Role::Electing => writeln!(w, "ERR no leader elected yet"),
-        },
+        Request::Leader => {
+            let role = node.store.st().role.clone(); // the guard drops here: no lock across the write
+            match role {
+                Role::Leader { .. } => writeln!(w, "{}", node.addr),
+                Role::Follower { addr, .. } => writeln!(w, "{addr}"),
+                _ => writeln!(w, "ERR no leader elected yet"),
+            }
+        }
+        Request::Role => {
+            let role = node.store.st().role.clone();
+            match role {
+                Role::Leader { .. } => writeln!(w, "leader"),
+                Role::Follower { addr, .. } => writeln!(w, "follower {addr}"),
+                Role::Stopping => writeln!(w, "ERR shutting down"),
+                Role::Electing => writeln!(w, "ERR no leader elected yet"),
+            }
+        }
         Request::Ping => writeln!(w, "PONG"),
         Request::Quit => Ok(()),
     }
