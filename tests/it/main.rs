@@ -6,6 +6,7 @@ mod client;
 mod crawl;
 mod election;
 mod kv;
+mod kv_faults;
 mod lock;
 mod queue;
 mod recipes;

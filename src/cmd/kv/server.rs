@@ -214,13 +214,13 @@ fn write_result(node: &Node, op: Op) -> Result<u64, String> {
 /// `ROLE`'s answer.
 fn role_line(node: &Node) -> String {
     let st = node.store.st();
-    let (role, lost, writable) = (st.role.clone(), st.lost_history, st.writable);
+    let (role, lost, led) = (st.role.clone(), st.lost_history, st.led);
     drop(st);
     match role {
+        Role::Leader { term } if led != Some(term) => "leader (syncing)".into(),
         Role::Leader { .. } if lost => {
             "leader (history incomplete: keys written before this leader may be missing)".into()
         }
-        Role::Leader { .. } if !writable => "leader".into(),
         Role::Leader { .. } => "leader".into(),
         Role::Follower { addr, .. } => format!("follower {addr}"),
         Role::Stopping => "ERR shutting down".into(),
