@@ -530,7 +530,7 @@ fn a_leader_steps_down_when_zookeeper_is_gone_past_the_session_timeout() {
     let hosts = zk.connect_string();
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start("kv-zkdown", dir.path(), &["--hosts", &hosts, "--write-timeout", "1s"]);
-    assert_eq!(s.role(), "leader");
+    assert!(wait_until(LONG, || s.role() == "leader"), "{}", s.log_text());
     assert_eq!(s.req("PUT k 1"), "OK");
     zk.stop(0).unwrap();
     assert!(wait_until(LONG, || s.role().starts_with("ERR ")), "still leads; log:\n{}", s.log_text());
