@@ -46,7 +46,8 @@
 //!    leader that finds a newer term there gives its candidacy up), then takes writes and
 //!    opens a stream to every live replica.
 //!
-//! **Streams** (leader -> replica, one connection each): `REPL term leader`; the replica
+//! **Streams** (leader -> replica, one connection each): `REPL term leader replica`
+//! (refused by a server that is not that election node: a restart on a dead one's address); the replica
 //! answers `STATE claim term seq` (or `catchup` with `--catch-up` and nothing yet); the
 //! leader starts it with one of `BASE term seq` (a fresh replica without `--catch-up`:
 //! it becomes `partial` at the position the leader had when it added the replica), `FROM
@@ -256,7 +257,9 @@ fn alive(node: &Node, name: &str, epoch: u64) -> bool {
 fn stream_once(node: &Arc<Node>, name: &str, addr: &str, epoch: u64, term: u64) -> Result<(), PeerError> {
     let mut p = Peer::connect(addr, &node.secret, Duration::from_secs(2))?;
     let me = node.name();
-    let answer = p.call(&[b"REPL", &s(term), me.as_bytes()])?;
+    // The replica's node name too: a process restarted on the address of a registered but
+    // dead one must not acknowledge in its name.
+    let answer = p.call(&[b"REPL", &s(term), me.as_bytes(), name.as_bytes()])?;
     let Some(hello) = Hello::parse(&answer) else { return Err(refusal(&answer)) };
     p.set_timeouts(SILENCE)?;
     let start = {
@@ -536,7 +539,12 @@ pub fn serve_stream(
     w: &mut BufWriter<TcpStream>,
     term: u64,
     leader: &str,
+    to: &str,
 ) -> std::io::Result<()> {
+    if to != node.name() {
+        write_array(w, &[b"ERR", format!("I am not {to} (it is gone; I registered anew)").as_bytes()])?;
+        return w.flush();
+    }
     let (gen_, hello) = {
         let mut st = node.store.st();
         if term < st.known_term || st.is_leader() || st.role == super::store::Role::Stopping {

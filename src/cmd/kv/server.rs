@@ -349,11 +349,11 @@ fn peer_conn(
     };
     let num = |v: &[u8]| std::str::from_utf8(v).ok().and_then(|t| t.parse::<u64>().ok());
     match &first[..] {
-        [c, term, leader] if c == b"REPL" => {
+        [c, term, leader, to] if c == b"REPL" => {
             let Some(term) = num(term) else { return Ok(()) };
             let leader = String::from_utf8_lossy(leader).into_owned();
             r.get_mut().idle = Some(replication::SILENCE); // the leader pings an idle stream
-            replication::serve_stream(node, &mut r, &mut w, term, &leader)
+            replication::serve_stream(node, &mut r, &mut w, term, &leader, &String::from_utf8_lossy(to))
         }
         [c, term] if c == b"PROBE" => match num(term) {
             Some(term) => replication::serve_probe(node, &mut w, term),
