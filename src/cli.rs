@@ -22,14 +22,14 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct Global {
-    /// ZooKeeper connect string, chroot allowed (h1:2181,h2:2181/app)
+    /// ZooKeeper connect string, chroot allowed: h1:2181,h2:2181/app (no port: 2181; IPv6: [::1]:2181)
     #[arg(long, global = true, env = "ZK_HOSTS", hide_env_values = true, default_value = "127.0.0.1:2181")]
     pub hosts: String,
     /// Session timeout asked of the server, 2ms to 12d (the server grants 2 to 20 ticks of it)
-    #[arg(long, global = true, value_parser = parse_session_timeout, default_value = "10s")]
+    #[arg(long, global = true, value_parser = parse_session_timeout, default_value = "10s", value_name = "DURATION")]
     pub session_timeout: Duration,
-    /// How long to wait for a session before giving up (e.g. 10s)
-    #[arg(long, global = true, value_parser = parse_duration, default_value = "10s")]
+    /// How long to wait for a session before giving up
+    #[arg(long, global = true, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
     pub connect_timeout: Duration,
     /// Digest credentials USER:PASSWORD; nodes this invocation creates get the creator-only ACL
     #[arg(long, global = true, env = "ZK_AUTH", value_name = "USER:PASSWORD", hide_env_values = true, value_parser = parse_auth)]
@@ -116,6 +116,21 @@ pub enum Cmd {
     Cp(CpArgs),
     /// Compare two subtrees (PATH, HOSTS:PATH or a dump file); exit 1 when they differ
     Diff(DiffArgs),
+    /// Find nodes by name, data, owner, children or age
+    Find(FindArgs),
+    /// Search the data of a subtree; prints PATH:LINE for each matching line
+    Grep(GrepArgs),
+    /// Bytes of data and nodes per subtree, largest first
+    Du(DuArgs),
+    /// Number of nodes under PATH (PATH itself not counted)
+    Count(CountArgs),
+    /// The ensemble's health: mode, zxid, lag, latency, connections of every member
+    #[command(subcommand)]
+    Ensemble(EnsembleCmd),
+    /// Which session (and client address) holds an ephemeral node
+    Owner(OwnerArgs),
+    /// The ensemble's dynamic configuration
+    Config(ConfigArgs),
     /// Run a command under a lease that outlives it until a time (kazoo's NonBlockingLease):
     /// never waits for another holder; the same --id renews it
     Lease(LeaseArgs),
@@ -143,6 +158,28 @@ pub enum Cmd {
     /// Measure throughput and latency against ZooKeeper
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Browse, watch and edit the tree in a terminal UI (lazy: reads only what is opened)
+    Inspect(InspectArgs),
+    /// An interactive prompt: every zkutil command over one session, with cd, history and
+    /// completion; -c 'CMD; CMD' or commands on stdin for scripts
+    Shell(ShellArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Change nothing: no create, edit or delete
+    #[arg(long)]
+    pub read_only: bool,
+    /// Root of the tree shown
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// Run these commands (separated by `;` or newlines) and exit; stops at the first failure
+    #[arg(short = 'c', value_name = "COMMANDS")]
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -282,6 +319,10 @@ pub struct WatchArgs {
     /// Watch the list of children instead of the data
     #[arg(long, short = 'c')]
     pub children: bool,
+    /// Watch the whole subtree: every create, delete and data change under PATH, one line
+    /// each (a tree cache of one-shot watches, re-read after a reconnect or a new session)
+    #[arg(short = 'R', conflicts_with = "children")]
+    pub recursive: bool,
     /// Stop after N events
     #[arg(long, short = 'n', value_name = "N")]
     pub count: Option<u64>,
@@ -432,6 +473,7 @@ pub struct BarrierWaitArgs {
     #[arg(long, value_name = "N", default_value_t = crate::cmd::exit::CONFLICT)]
     pub conflict_exit_code: u8,
     /// Barrier path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// Command to run once everyone has entered; leave follows when it exits (double barrier)
     #[arg(last = true, value_name = "CMD", requires = "count")]
@@ -480,6 +522,7 @@ pub struct GroupJoinArgs {
     #[arg(long, default_value = "")]
     pub data: String,
     /// Group path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// Member name, unique in the group
     pub name: String,
@@ -494,6 +537,7 @@ pub struct GroupListArgs {
     #[arg(long, short = 'w')]
     pub watch: bool,
     /// Group path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -550,7 +594,8 @@ pub struct CrawlArgs {
     /// Largest HTML body read, in bytes (suffix k or M allowed); larger pages are errors
     #[arg(long, value_parser = parse_size, default_value = "5M", value_name = "BYTES")]
     pub max_body: u64,
-    /// Output file: one line per fetched URL, appended to (`-` for stdout)
+    /// Output file: one line per fetched URL (`-`: stdout); written only once a page is fetched,
+    /// so a crawl with nothing new leaves an earlier file as it was
     #[arg(long, default_value = "URLs.txt")]
     pub out: PathBuf,
     /// `tsv`: depth, status, URL separated by tabs; `plain`: the URL only
@@ -628,6 +673,7 @@ pub struct QueueProduceArgs {
     #[arg(long, short = 'p', default_value_t = 100, value_parser = clap::value_parser!(u16).range(0..=999))]
     pub priority: u16,
     /// Queue node (created if missing)
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// Items; none given: one item per line of stdin
     pub items: Vec<String>,
@@ -645,6 +691,7 @@ pub struct QueueConsumeArgs {
     #[arg(long, value_parser = parse_duration, requires = "follow")]
     pub timeout: Option<Duration>,
     /// Queue node
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// Run CMD once per item, the item on its stdin; the item is removed only when CMD exits 0
     #[arg(last = true, value_name = "CMD")]
@@ -657,6 +704,7 @@ pub struct QueuePeekArgs {
     #[arg(long, short = 'n', value_name = "N", default_value_t = 1)]
     pub count: usize,
     /// Queue node
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -676,7 +724,7 @@ pub struct MutexArgs {
     #[arg(long, default_value_t = 5)]
     pub tasks: u32,
     /// The lock's znode (created as a container if missing)
-    #[arg(long, default_value = "/mutex")]
+    #[arg(long, default_value = "/mutex", value_parser = parse_znode_path)]
     pub path: String,
     /// Each task works a random time up to this long while holding the lock (0s: no work)
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
@@ -702,6 +750,7 @@ pub struct LockArgs {
     #[arg(long, visible_alias = "read")]
     pub shared: bool,
     /// The lock's znode (created as a container if missing)
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// The command to run while holding the lock, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -734,6 +783,7 @@ pub struct SemaphoreArgs {
     #[arg(long, value_name = "N", default_value_t = crate::cmd::exit::CONFLICT)]
     pub conflict_exit_code: u8,
     /// The semaphore's znode (its `locks` and `leases` children are created as containers)
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// The command to run while holding a lease, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -751,6 +801,10 @@ pub struct KvServeArgs {
     /// Address for clients and peers (loopback)
     #[arg(long, default_value = "127.0.0.1:7001")]
     pub listen: std::net::SocketAddr,
+    /// HOST:PORT the other servers (and clients asking LEADER) reach this one at
+    /// [default: the --listen address; required when that is 0.0.0.0 or ::]
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_advertise)]
+    pub advertise: Option<String>,
     /// Cluster name: servers with the same name elect one leader under /kv/NAME/election
     #[arg(long, default_value = "default")]
     pub cluster: String,
@@ -771,6 +825,21 @@ pub struct KvServeArgs {
     /// How long a write may wait for a leader and for every live replica's ack
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub write_timeout: Duration,
+    /// Bytes of recent writes kept for replicas that reconnect (one further behind gets a
+    /// snapshot): 64M, 512k, ...
+    #[arg(long, value_parser = parse_size, default_value = "64M")]
+    pub log_bytes: u64,
+}
+
+/// `--advertise`: HOST:PORT with a port, and a host others can reach.
+fn parse_advertise(s: &str) -> Result<String, String> {
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("{s:?}: write it as HOST:PORT"))?;
+    port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("{s:?}: {port:?} is not a port"))?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified()) {
+        return Err(format!("{s:?}: other servers cannot reach {host:?}; give a reachable host"));
+    }
+    Ok(s.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -827,6 +896,7 @@ pub struct ElectionRunArgs {
     #[arg(long, short = 'v')]
     pub verbose: bool,
     /// The election's znode (created if missing); candidates are its children
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// The command to run while leader, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -840,6 +910,7 @@ pub struct ElectionLeaderArgs {
     #[arg(long, short = 'w')]
     pub watch: bool,
     /// The election's znode
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -849,9 +920,9 @@ fn parse_glob(s: &str) -> Result<glob::Pattern, String> {
 
 #[derive(Debug, Args)]
 pub struct DumpArgs {
-    /// Write to FILE (`.gz`: gzip) instead of stdout
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    /// Write to FILE (`.gz`: gzip) instead of stdout (`-o` is the global output format)
+    #[arg(long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
     /// Include ephemeral nodes (restored as persistent ones)
     #[arg(long)]
     pub ephemeral: bool,
@@ -927,6 +998,96 @@ pub struct DiffArgs {
     pub b: String,
 }
 
+fn parse_bytes_regex(s: &str) -> Result<regex::bytes::Regex, String> {
+    regex::bytes::Regex::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_session_id(s: &str) -> Result<i64, String> {
+    crate::cmd::find::parse_session(s)
+}
+
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// Node name (last path element) matches GLOB
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
+    pub name: Option<glob::Pattern>,
+    /// Data matches REGEX
+    #[arg(long, value_name = "REGEX", value_parser = parse_bytes_regex)]
+    pub data: Option<regex::bytes::Regex>,
+    /// Ephemeral nodes only
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// Ephemeral nodes of this session only (0x... or decimal)
+    #[arg(long, value_name = "SESSION", value_parser = parse_session_id)]
+    pub owner: Option<i64>,
+    /// Nodes with at least N children
+    #[arg(long, value_name = "N")]
+    pub min_children: Option<u32>,
+    /// Nodes whose data last changed longer ago than D (e.g. 7d, 2h)
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub older_than: Option<Duration>,
+    /// Do not descend below this depth (PATH is 0)
+    #[arg(long, value_name = "N")]
+    pub max_depth: Option<usize>,
+    /// Root of the search
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GrepArgs {
+    /// Print only the paths of the nodes that match
+    #[arg(short = 'l', long)]
+    pub files_with_matches: bool,
+    /// Regular expression (Rust regex syntax) searched in each node's data, line by line
+    #[arg(value_parser = parse_bytes_regex)]
+    pub regex: regex::bytes::Regex,
+    /// Root of the search
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DuArgs {
+    /// Show subtrees down to this depth (PATH is 0)
+    #[arg(short = 'd', long, default_value_t = 1)]
+    pub depth: usize,
+    /// Root
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CountArgs {
+    /// Root
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnsembleCmd {
+    /// For every host of --hosts: mode, zxid, lag behind the leader, latency, connections,
+    /// outstanding requests, nodes, watches (four-letter words srvr/mntr); exit 1 when a
+    /// member is down or not serving
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// AdminServer port, asked when the four-letter words are not whitelisted
+    #[arg(long, default_value_t = 8080)]
+    pub admin_port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct OwnerArgs {
+    /// An ephemeral node
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {}
+
 #[derive(Debug, Args)]
 pub struct LeaseArgs {
     /// How long the lease runs from now, whole seconds (e.g. 70m); the same --id renews it
@@ -946,6 +1107,7 @@ pub struct LeaseArgs {
     #[arg(long, value_name = "CODE", default_value_t = 75)]
     pub conflict_exit_code: u8,
     /// The lease's znode (created if missing, as kazoo does)
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// The command to run once the lease is obtained, after `--` (none: just take the lease)
     #[arg(last = true, value_name = "CMD")]
@@ -967,6 +1129,7 @@ pub struct ElectionIsLeaderArgs {
     #[arg(long, value_name = "NAME")]
     pub id: String,
     /// The election's znode
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -982,6 +1145,7 @@ pub struct CommitArgs {
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub timeout: Duration,
     /// The transaction's znode (created if missing); it keeps the votes and the decision
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// The command: run with ZKUTIL_PHASE=prepare (exit 0 votes commit), then with
     /// ZKUTIL_PHASE=commit or abort
@@ -1005,6 +1169,7 @@ pub struct PartitionArgs {
     #[arg(long, conflicts_with = "command")]
     pub print: bool,
     /// The partition's znode (created if missing): its children are `party` and `locks`
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// Run with the share: one item per line on stdin, and in ZKUTIL_PARTITION (separated by
     /// spaces); it gets SIGTERM when the group changes, and runs again with the new share
@@ -1042,7 +1207,7 @@ pub struct ServiceRegisterArgs {
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
     /// Curator's base path
-    #[arg(long, value_name = "PATH", default_value = "/services")]
+    #[arg(long, value_name = "PATH", default_value = "/services", value_parser = parse_znode_path)]
     pub base: String,
     /// The service name
     pub name: String,
@@ -1057,7 +1222,7 @@ pub struct ServiceListArgs {
     #[arg(long, short = 'w', requires = "name")]
     pub watch: bool,
     /// Curator's base path
-    #[arg(long, value_name = "PATH", default_value = "/services")]
+    #[arg(long, value_name = "PATH", default_value = "/services", value_parser = parse_znode_path)]
     pub base: String,
     /// The service name (none: list the service names)
     pub name: Option<String>,

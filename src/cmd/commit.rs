@@ -76,7 +76,7 @@ impl Run for CommitArgs {
             if stop_requested() {
                 return Ok(after_stop());
             }
-            let session = match (first, g.connect()) {
+            let session = match (first, g.connect_owned()) {
                 (_, Ok(z)) => z,
                 (true, Err(e)) => return Err(e),
                 // resuming: ZooKeeper may be away for a while; our vote waits in it

@@ -7,6 +7,7 @@ use anyhow::Result;
 
 use crate::cli::{Cmd, Global};
 use crate::zk::{ConnectOptions, ZooKeeper};
+pub use prompt::session::Session;
 
 pub mod barrier;
 pub mod bench;
@@ -18,9 +19,12 @@ pub mod demo;
 pub mod diff;
 pub mod dump;
 pub mod election;
+pub mod ensemble;
 pub mod exit;
+pub mod find;
 pub mod group;
 pub mod help;
+pub mod inspect;
 pub mod is_leader;
 pub mod kv;
 pub mod lease;
@@ -28,11 +32,13 @@ pub mod load;
 pub mod lock;
 pub mod output;
 pub mod partition;
+pub mod prompt;
 pub mod queue;
 pub mod semaphore;
 pub mod server;
 pub mod service;
 pub mod txn;
+pub mod watch_tree;
 pub mod znode;
 
 /// A subcommand.
@@ -59,6 +65,13 @@ impl Run for Cmd {
             Cmd::Load(c) => c.run(g),
             Cmd::Cp(c) => c.run(g),
             Cmd::Diff(c) => c.run(g),
+            Cmd::Find(c) => c.run(g),
+            Cmd::Grep(c) => c.run(g),
+            Cmd::Du(c) => c.run(g),
+            Cmd::Count(c) => c.run(g),
+            Cmd::Ensemble(c) => c.run(g),
+            Cmd::Owner(c) => c.run(g),
+            Cmd::Config(c) => c.run(g),
             Cmd::Server(c) => c.run(g),
             Cmd::Demo(c) => c.run(g),
             Cmd::Bench(c) => c.run(g),
@@ -80,6 +93,8 @@ impl Run for Cmd {
             Cmd::Digest(c) => c.run(g),
             Cmd::Completions(c) => help::completions(c.shell),
             Cmd::Man(c) => help::man(c.dir.as_deref()),
+            Cmd::Inspect(c) => c.run(g),
+            Cmd::Shell(c) => c.run(g),
         }
     }
 }
@@ -95,10 +110,21 @@ impl Global {
         }
     }
 
-    /// Connects with these flags. Once the command has armed the Ctrl-C/SIGTERM handler
-    /// (`util::shutdown`), a signal during the connect ends it at once with
-    /// [`exit::Stopped`] instead of waiting out the connect timeout.
-    pub fn connect(&self) -> Result<ZooKeeper> {
+    /// The session a command works in: inside `zkutil shell`, the shell's own session
+    /// (when these flags name the same ensemble and credentials); otherwise a new one, as
+    /// [`Global::connect_owned`] makes. It derefs to [`ZooKeeper`].
+    pub fn connect(&self) -> Result<Session> {
+        if let Some(zk) = prompt::session::current(&self.options()) {
+            return Ok(Session::Shared(zk));
+        }
+        self.connect_owned().map(Session::Owned)
+    }
+
+    /// A new session of its own, never the shell's: for commands that hand the session
+    /// on by value, keep it past their return, or open several. Once the command has armed
+    /// the Ctrl-C/SIGTERM handler (`util::shutdown`), a signal during the connect ends it
+    /// at once with [`exit::Stopped`] instead of waiting out the connect timeout.
+    pub fn connect_owned(&self) -> Result<ZooKeeper> {
         let opts = self.options();
         refused_by_every_host(&opts.hosts)?;
         let Some(stop) = crate::util::shutdown_if_armed() else {
@@ -170,7 +196,7 @@ fn refused_by_every_host(c_hosts: &str) -> Result<()> {
         return Ok(());
     }
     anyhow::bail!(
-        "cannot reach ZooKeeper: connection refused by every host of {} (is the server running?)",
+        "cannot reach ZooKeeper at {}: connection refused by every host (is the server running?)",
         refused.join(",")
     )
 }

@@ -131,7 +131,7 @@ impl Run for PartitionArgs {
         };
         let mut previous: Option<i64> = None;
         loop {
-            let zk = match g.connect() {
+            let zk = match g.connect_owned() {
                 Ok(z) => z,
                 Err(e) if previous.is_none() => return Err(e),
                 // joining again: ZooKeeper may be away for a while

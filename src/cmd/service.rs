@@ -36,7 +36,7 @@ impl Run for ServiceCmd {
 /// Connects, again and again until it works or we are stopped (None).
 fn connect_until_stopped(g: &Global, what: &str, stop: &crossbeam_channel::Receiver<()>) -> Result<Option<ZooKeeper>> {
     loop {
-        match g.connect() {
+        match g.connect_owned() {
             Ok(zk) => return Ok(Some(zk)),
             Err(e) if e.is::<Stopped>() => return Ok(None),
             Err(e) => eprintln!("zkutil: {what}: reconnecting: {e:#}"),
@@ -79,7 +79,7 @@ impl Run for ServiceRegisterArgs {
         let what = format!("service {}", self.name);
         let inst = self.instance()?;
         let mut child: Option<Child> = None;
-        let mut zk = g.connect()?;
+        let mut zk = g.connect_owned()?;
         let mut first = true;
         loop {
             // a registration is watched as a watcher's: lost on expiry, or after a silence of
@@ -165,7 +165,7 @@ impl ServiceListArgs {
 impl Run for ServiceListArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let stop = shutdown();
-        let mut zk = g.connect()?;
+        let mut zk = g.connect_owned()?;
         let mut out = io::stdout().lock();
         let Some(name) = &self.name else {
             let names = discovery::names(&zk, &self.base)?;

@@ -32,7 +32,8 @@ fn the_leader_is_told_apart_and_the_answer_moves_when_it_dies() {
 }
 
 #[test]
-fn bad_path_is_one_error_line() {
-    let err = fails(&["election", "is-leader", "no-slash", "--id", "a"]);
-    assert!(err.contains("no-slash"), "{err}");
+fn bad_path_is_a_usage_error() {
+    let o = run(&["election", "is-leader", "no-slash", "--id", "a"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no-slash"), "{}", stderr(&o));
 }

@@ -374,7 +374,7 @@ impl Run for CrawlArgs {
         let dedupe = match self.dedupe {
             DedupeMode::Memory => Dedupe::Memory(Local::default()),
             DedupeMode::Zookeeper => {
-                let zk = g.connect().context("connecting to ZooKeeper (--dedupe memory crawls without it)")?;
+                let zk = g.connect_owned().context("connecting to ZooKeeper (--dedupe memory crawls without it)")?;
                 if self.reset {
                     UrlSet::reset(&zk, &name).with_context(|| format!("resetting crawl {name}"))?;
                 }
@@ -382,8 +382,8 @@ impl Run for CrawlArgs {
                 Dedupe::ZooKeeper(Local::default(), Claimer::start(set, zk))
             }
         };
-        // opened only once ZooKeeper is ready; appended to (emptied by --reset)
-        let out = Output::open(&self.out, self.format, self.reset)
+        // written (truncated) only once the first page is fetched
+        let out = Output::open(&self.out, self.format)
             .with_context(|| format!("cannot write the output file {}", self.out.display()))?;
         let cfg = Config {
             start,
