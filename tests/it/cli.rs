@@ -165,22 +165,21 @@ fn bad_input_gives_one_line_and_exit_1() {
 }
 
 #[test]
-fn watch_ends_clearly_when_zookeeper_dies() {
+fn watch_rides_through_zookeeper_dying_and_coming_back() {
+    // A watcher never exits because its session is lost: it says so on stderr, connects
+    // again (trying until ZooKeeper is back) and goes on.
     let mut server = t!(zkutil::server::Ensemble::standalone());
-    let mut child = zkutil(&["--session-timeout", "2s", "watch", "/"])
-        .env("ZK_HOSTS", server.connect_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let w = Proc::start_on(&server.connect_string(), &["--session-timeout", "2s", "watch", "/"]);
+    assert!(w.wait_line("/: ", std::time::Duration::from_secs(20)).is_some());
     t!(server.kill(0));
-    assert!(wait_until(std::time::Duration::from_secs(20), || child.try_wait().unwrap().is_some()), "watch hangs");
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("session was lost"), "{err}");
+    // lost T after the client noticed (2T/3): about 3.3 s; then it keeps reconnecting
+    std::thread::sleep(std::time::Duration::from_secs(5)); // the length of the outage
+    t!(server.restart(0));
+    assert!(wait_until(std::time::Duration::from_secs(30), || w.lines().len() == 2), "{:?}", w.lines());
+    w.signal(nix::sys::signal::Signal::SIGTERM);
+    let (code, _, err) = w.finish();
+    assert_eq!(code, Some(143), "{err}");
+    assert!(err.contains("the session was lost") && err.contains("watching again with a new session"), "{err}");
 }
 
 #[test]
