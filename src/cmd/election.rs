@@ -32,7 +32,6 @@
 //! zkutil dies, however it dies.
 
 use std::io::{self, Write};
-use std::path::Path;
 use std::process::{ExitCode, ExitStatus};
 use std::time::Duration;
 
@@ -40,7 +39,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use crossbeam_channel::{Receiver, RecvError, Select, TryRecvError, bounded, select};
 
 use super::Run;
-use super::child::{Child, exit_code};
+use super::child::{Child, exit_code, margin};
 use super::exit::after_stop;
 use crate::cli::{ElectionCmd, ElectionLeaderArgs, ElectionRunArgs, Global};
 use crate::recipes::election::{self, Election, Wake};
@@ -70,15 +69,12 @@ fn id_line(data: &[u8]) -> String {
     escape_data(data).replace('\n', "\\n")
 }
 
-/// Whether `program` can be started (an executable file, found on PATH when it has no '/'),
-/// so that a typo fails before campaigning, not once elected.
-fn runnable(program: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-    if program.contains('/') {
-        return executable(Path::new(program));
+/// A candidate in JSON: `{"leader": ID, "node": NAME}`, nulls when nobody leads.
+fn leader_json(c: Option<&election::Candidate>) -> serde_json::Value {
+    match c {
+        Some(c) => serde_json::json!({ "leader": String::from_utf8_lossy(&c.data), "node": c.name }),
+        None => serde_json::json!({ "leader": null, "node": null }),
     }
-    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
 }
 
 /// What one session's candidacy ended with.
@@ -128,7 +124,7 @@ pub(crate) fn reconnect_until(
         let (tx, rx) = bounded(1);
         let g2 = g.clone();
         std::thread::spawn(move || {
-            let _ = tx.send(g2.connect());
+            let _ = tx.send(g2.connect_owned());
         });
         select! {
             recv(rx) -> r => match r {
@@ -199,7 +195,7 @@ impl ElectionRunArgs {
         loop {
             if state.is_leader() && child.is_none() {
                 self.note(what, format_args!("elected leader as {id}; running {program}"));
-                let c = match Child::spawn(&self.command) {
+                let c = match Child::spawn(&self.command, margin(zk)) {
                     Ok(c) => c,
                     Err(err) => {
                         let _ = e.resign();
@@ -264,16 +260,15 @@ impl Run for ElectionRunArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let stop = shutdown();
         let what = format!("election {}", self.path);
-        validate_path(&self.path, false).map_err(|e| anyhow!("{what}: {e}"))?;
+        validate_path(&self.path, false).map_err(|e| anyhow::Error::new(e).context(what.clone()))?;
         let id = match &self.id {
             Some(id) if id.is_empty() => bail!("{what}: --id must not be empty"),
             Some(id) => id.clone(),
             None => default_id(),
         };
-        if !runnable(&self.command[0]) {
-            bail!("{what}: cannot run {}: no such executable (on PATH)", self.command[0]);
-        }
-        let mut first = Some(g.connect()?);
+        // a typo fails before campaigning (127/126, as a shell), not once elected
+        super::exit::check_runnable(&self.command)?;
+        let mut first = Some(g.connect_owned()?);
         loop {
             let zk = match first.take() {
                 Some(zk) => zk,
@@ -304,10 +299,16 @@ impl Run for ElectionLeaderArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let stop = shutdown();
         let what = format!("election {}", self.path);
-        validate_path(&self.path, false).map_err(|e| anyhow!("{what}: {e}"))?;
-        let zk = g.connect()?;
+        validate_path(&self.path, false).map_err(|e| anyhow::Error::new(e).context(what.clone()))?;
+        let zk = g.connect_owned()?;
         if !self.watch {
             return match election::leader(&zk, &self.path, PREFIX) {
+                Ok(Some(c)) if g.json() => {
+                    let mut doc = leader_json(Some(&c));
+                    doc["path"] = self.path.clone().into();
+                    super::output::print_json(&doc)?;
+                    Ok(ExitCode::SUCCESS)
+                }
                 Ok(Some(c)) => {
                     println!("{}", id_line(&c.data));
                     Ok(ExitCode::SUCCESS)
@@ -341,6 +342,10 @@ impl Run for ElectionLeaderArgs {
                 let name = leader.as_ref().map(|c| c.name.clone());
                 if last.as_ref() != Some(&name) {
                     match &leader {
+                        _ if g.json() => {
+                            let ev = super::output::event("leader", &self.path, leader_json(leader.as_ref()));
+                            super::output::write_json(&mut out, &ev)?;
+                        }
                         Some(c) => writeln!(out, "{}", id_line(&c.data))?,
                         None => writeln!(out, "(none)")?,
                     }

@@ -15,12 +15,14 @@ use anyhow::Result;
 use crossbeam_channel::{Receiver, never, select};
 
 use super::Run;
-use super::child::{Child, exit_code};
+use super::child::{Child, exit_code, margin};
 use super::exit::after_stop;
+use super::output::{Ndjson, data_fields, event, print_json};
 use crate::cli::{Global, GroupCmd, GroupJoinArgs, GroupListArgs};
 use crate::recipes::group::{self, Group, Member};
 use crate::util::{escape_data, shutdown};
 use crate::zk::{Lost, SessionWatch, ZooKeeper};
+use serde_json::json;
 
 impl Run for GroupCmd {
     fn run(&self, g: &Global) -> Result<ExitCode> {
@@ -79,7 +81,7 @@ fn reconnect(
         let (tx, rx) = crossbeam_channel::bounded(1);
         let g2 = g.clone();
         std::thread::spawn(move || {
-            let _ = tx.send(g2.connect());
+            let _ = tx.send(g2.connect_owned());
         });
         select! {
             recv(rx) -> r => match r {
@@ -103,10 +105,11 @@ fn reconnect(
 
 impl Run for GroupJoinArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
+        super::exit::check_runnable(&self.cmd)?;
         let stop = shutdown();
         let what = format!("group {}", self.path);
         let mut child: Option<Child> = None;
-        let mut zk = g.connect()?;
+        let mut zk = g.connect_owned()?;
         let mut rejoin = false;
         let mut old_session: Option<i64> = None;
         loop {
@@ -127,11 +130,9 @@ impl Run for GroupJoinArgs {
                 r => r?,
             };
             old_session = Some(zk.session_id());
-            let mut out = io::stdout();
-            writeln!(out, "{} {} as {}", if rejoin { "re-joined" } else { "joined" }, self.path, self.name)?;
-            out.flush()?;
+            crate::status!("{} {} as {}", if rejoin { "re-joined" } else { "joined" }, self.path, self.name);
             if child.is_none() && !self.cmd.is_empty() {
-                child = Some(Child::spawn(&self.cmd)?);
+                child = Some(Child::spawn(&self.cmd, margin(&zk))?);
             }
             let wake = loop {
                 if let Some(w) = watch_session(group.health(), &stop, &mut child, &never())? {
@@ -176,6 +177,13 @@ impl Run for GroupJoinArgs {
     }
 }
 
+/// One member in JSON: `{"name", "data", "encoding"}`.
+fn member_json(name: &str, data: &[u8]) -> serde_json::Value {
+    let mut m = data_fields(data);
+    m.insert("name".into(), name.into());
+    serde_json::Value::Object(m)
+}
+
 /// One member as a line: NAME, a tab, DATA (escaped, newlines and tabs included).
 fn member_line(name: &str, data: &[u8]) -> String {
     let data = escape_data(data).replace('\n', "\\n").replace('\t', "\\t");
@@ -185,14 +193,21 @@ fn member_line(name: &str, data: &[u8]) -> String {
 impl Run for GroupListArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let stop = shutdown();
-        let zk = g.connect()?;
+        let zk = g.connect_owned()?;
         let mut out = io::stdout().lock();
         if !self.watch {
-            for Member { name, data, .. } in Group::new(&zk, &self.path)?.members()? {
+            let members = Group::new(&zk, &self.path)?.members()?;
+            if g.json() {
+                let list: Vec<_> = members.iter().map(|m| member_json(&m.name, &m.data)).collect();
+                print_json(&json!({ "path": self.path, "members": list }))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            for Member { name, data, .. } in members {
                 writeln!(out, "{}", member_line(&name, &data))?;
             }
             return Ok(ExitCode::SUCCESS);
         }
+        let mut events = Ndjson::stdout();
         let what = format!("group {}", self.path);
         // name -> (data, czxid): a re-join under the same name is a leave and a join
         let mut known: BTreeMap<String, (Vec<u8>, i64)> = BTreeMap::new();
@@ -212,12 +227,20 @@ impl Run for GroupListArgs {
                     members.into_iter().map(|m| (m.name, (m.data, m.created))).collect();
                 for (name, was) in &known {
                     if now.get(name) != Some(was) {
-                        writeln!(out, "-{name}")?;
+                        if g.json() {
+                            events.emit(&event("leave", &self.path, json!({ "name": name })))?;
+                        } else {
+                            writeln!(out, "-{name}")?;
+                        }
                     }
                 }
                 for (name, is) in &now {
                     if known.get(name) != Some(is) {
-                        writeln!(out, "+{}", member_line(name, &is.0))?;
+                        if g.json() {
+                            events.emit(&event("join", &self.path, member_json(name, &is.0)))?;
+                        } else {
+                            writeln!(out, "+{}", member_line(name, &is.0))?;
+                        }
                     }
                 }
                 out.flush()?;

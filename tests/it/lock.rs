@@ -382,7 +382,7 @@ fn a_holder_cut_off_from_zookeeper_stops_before_the_next_holder_starts() {
     let log_s = log.display().to_string();
     let proxy = Proxy::to(&hosts());
     let a_script = format!(
-        "trap 'echo a-term >> {log_s}; exit 0' TERM; echo a-start >> {log_s}; echo started; while :; do sleep 0.05; done"
+        "trap 'echo a-term >> {log_s}; exit 0' TERM; echo a-start >> {log_s}; echo started; while :; do sleep 0.05; done 2>/dev/null"
     );
     let a = Proc::start_on(&proxy.addr, &["--session-timeout", "6s", "lock", &path, "--", "sh", "-c", &a_script]);
     assert!(a.wait_line("started", Duration::from_secs(20)).is_some());
