@@ -22,14 +22,14 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct Global {
-    /// ZooKeeper connect string, chroot allowed (h1:2181,h2:2181/app)
+    /// ZooKeeper connect string, chroot allowed: h1:2181,h2:2181/app (no port: 2181; IPv6: [::1]:2181)
     #[arg(long, global = true, env = "ZK_HOSTS", hide_env_values = true, default_value = "127.0.0.1:2181")]
     pub hosts: String,
     /// Session timeout asked of the server, 2ms to 12d (the server grants 2 to 20 ticks of it)
-    #[arg(long, global = true, value_parser = parse_session_timeout, default_value = "10s")]
+    #[arg(long, global = true, value_parser = parse_session_timeout, default_value = "10s", value_name = "DURATION")]
     pub session_timeout: Duration,
-    /// How long to wait for a session before giving up (e.g. 10s)
-    #[arg(long, global = true, value_parser = parse_duration, default_value = "10s")]
+    /// How long to wait for a session before giving up
+    #[arg(long, global = true, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
     pub connect_timeout: Duration,
     /// Digest credentials USER:PASSWORD; nodes this invocation creates get the creator-only ACL
     #[arg(long, global = true, env = "ZK_AUTH", value_name = "USER:PASSWORD", hide_env_values = true, value_parser = parse_auth)]
@@ -116,6 +116,21 @@ pub enum Cmd {
     Cp(CpArgs),
     /// Compare two subtrees (PATH, HOSTS:PATH or a dump file); exit 1 when they differ
     Diff(DiffArgs),
+    /// Find nodes by name, data, owner, children or age
+    Find(FindArgs),
+    /// Search the data of a subtree; prints PATH:LINE for each matching line
+    Grep(GrepArgs),
+    /// Bytes of data and nodes per subtree, largest first
+    Du(DuArgs),
+    /// Number of nodes under PATH (PATH itself not counted)
+    Count(CountArgs),
+    /// The ensemble's health: mode, zxid, lag, latency, connections of every member
+    #[command(subcommand)]
+    Ensemble(EnsembleCmd),
+    /// Which session (and client address) holds an ephemeral node
+    Owner(OwnerArgs),
+    /// The ensemble's dynamic configuration
+    Config(ConfigArgs),
     /// Start, inspect or stop a local ZooKeeper (standalone or a 3-node ensemble)
     #[command(subcommand)]
     Server(ServerCmd),
@@ -291,6 +306,10 @@ pub struct WatchArgs {
     /// Watch the list of children instead of the data
     #[arg(long, short = 'c')]
     pub children: bool,
+    /// Watch the whole subtree: every create, delete and data change under PATH, one line
+    /// each (a tree cache of one-shot watches, re-read after a reconnect or a new session)
+    #[arg(short = 'R', conflicts_with = "children")]
+    pub recursive: bool,
     /// Stop after N events
     #[arg(long, short = 'n', value_name = "N")]
     pub count: Option<u64>,
@@ -441,6 +460,7 @@ pub struct BarrierWaitArgs {
     #[arg(long, value_name = "N", default_value_t = crate::cmd::exit::CONFLICT)]
     pub conflict_exit_code: u8,
     /// Barrier path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// Command to run once everyone has entered; leave follows when it exits (double barrier)
     #[arg(last = true, value_name = "CMD", requires = "count")]
@@ -489,6 +509,7 @@ pub struct GroupJoinArgs {
     #[arg(long, default_value = "")]
     pub data: String,
     /// Group path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// Member name, unique in the group
     pub name: String,
@@ -503,6 +524,7 @@ pub struct GroupListArgs {
     #[arg(long, short = 'w')]
     pub watch: bool,
     /// Group path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -559,7 +581,8 @@ pub struct CrawlArgs {
     /// Largest HTML body read, in bytes (suffix k or M allowed); larger pages are errors
     #[arg(long, value_parser = parse_size, default_value = "5M", value_name = "BYTES")]
     pub max_body: u64,
-    /// Output file: one line per fetched URL, appended to (`-` for stdout)
+    /// Output file: one line per fetched URL (`-`: stdout); written only once a page is fetched,
+    /// so a crawl with nothing new leaves an earlier file as it was
     #[arg(long, default_value = "URLs.txt")]
     pub out: PathBuf,
     /// `tsv`: depth, status, URL separated by tabs; `plain`: the URL only
@@ -637,6 +660,7 @@ pub struct QueueProduceArgs {
     #[arg(long, short = 'p', default_value_t = 100, value_parser = clap::value_parser!(u16).range(0..=999))]
     pub priority: u16,
     /// Queue node (created if missing)
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// Items; none given: one item per line of stdin
     pub items: Vec<String>,
@@ -654,6 +678,7 @@ pub struct QueueConsumeArgs {
     #[arg(long, value_parser = parse_duration, requires = "follow")]
     pub timeout: Option<Duration>,
     /// Queue node
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// Run CMD once per item, the item on its stdin; the item is removed only when CMD exits 0
     #[arg(last = true, value_name = "CMD")]
@@ -666,6 +691,7 @@ pub struct QueuePeekArgs {
     #[arg(long, short = 'n', value_name = "N", default_value_t = 1)]
     pub count: usize,
     /// Queue node
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -685,7 +711,7 @@ pub struct MutexArgs {
     #[arg(long, default_value_t = 5)]
     pub tasks: u32,
     /// The lock's znode (created as a container if missing)
-    #[arg(long, default_value = "/mutex")]
+    #[arg(long, default_value = "/mutex", value_parser = parse_znode_path)]
     pub path: String,
     /// Each task works a random time up to this long while holding the lock (0s: no work)
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
@@ -711,6 +737,7 @@ pub struct LockArgs {
     #[arg(long, visible_alias = "read")]
     pub shared: bool,
     /// The lock's znode (created as a container if missing)
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// The command to run while holding the lock, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -743,6 +770,7 @@ pub struct SemaphoreArgs {
     #[arg(long, value_name = "N", default_value_t = crate::cmd::exit::CONFLICT)]
     pub conflict_exit_code: u8,
     /// The semaphore's znode (its `locks` and `leases` children are created as containers)
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// The command to run while holding a lease, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -760,6 +788,10 @@ pub struct KvServeArgs {
     /// Address for clients and peers (loopback)
     #[arg(long, default_value = "127.0.0.1:7001")]
     pub listen: std::net::SocketAddr,
+    /// HOST:PORT the other servers (and clients asking LEADER) reach this one at
+    /// [default: the --listen address; required when that is 0.0.0.0 or ::]
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_advertise)]
+    pub advertise: Option<String>,
     /// Cluster name: servers with the same name elect one leader under /kv/NAME/election
     #[arg(long, default_value = "default")]
     pub cluster: String,
@@ -780,6 +812,21 @@ pub struct KvServeArgs {
     /// How long a write may wait for a leader and for every live replica's ack
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub write_timeout: Duration,
+    /// Bytes of recent writes kept for replicas that reconnect (one further behind gets a
+    /// snapshot): 64M, 512k, ...
+    #[arg(long, value_parser = parse_size, default_value = "64M")]
+    pub log_bytes: u64,
+}
+
+/// `--advertise`: HOST:PORT with a port, and a host others can reach.
+fn parse_advertise(s: &str) -> Result<String, String> {
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("{s:?}: write it as HOST:PORT"))?;
+    port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("{s:?}: {port:?} is not a port"))?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified()) {
+        return Err(format!("{s:?}: other servers cannot reach {host:?}; give a reachable host"));
+    }
+    Ok(s.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -834,6 +881,7 @@ pub struct ElectionRunArgs {
     #[arg(long, short = 'v')]
     pub verbose: bool,
     /// The election's znode (created if missing); candidates are its children
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// The command to run while leader, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -847,6 +895,7 @@ pub struct ElectionLeaderArgs {
     #[arg(long, short = 'w')]
     pub watch: bool,
     /// The election's znode
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -856,9 +905,9 @@ fn parse_glob(s: &str) -> Result<glob::Pattern, String> {
 
 #[derive(Debug, Args)]
 pub struct DumpArgs {
-    /// Write to FILE (`.gz`: gzip) instead of stdout
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    /// Write to FILE (`.gz`: gzip) instead of stdout (`-o` is the global output format)
+    #[arg(long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
     /// Include ephemeral nodes (restored as persistent ones)
     #[arg(long)]
     pub ephemeral: bool,
@@ -933,3 +982,93 @@ pub struct DiffArgs {
     /// PATH, HOSTS:PATH or a dump file
     pub b: String,
 }
+
+fn parse_bytes_regex(s: &str) -> Result<regex::bytes::Regex, String> {
+    regex::bytes::Regex::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_session_id(s: &str) -> Result<i64, String> {
+    crate::cmd::find::parse_session(s)
+}
+
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// Node name (last path element) matches GLOB
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
+    pub name: Option<glob::Pattern>,
+    /// Data matches REGEX
+    #[arg(long, value_name = "REGEX", value_parser = parse_bytes_regex)]
+    pub data: Option<regex::bytes::Regex>,
+    /// Ephemeral nodes only
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// Ephemeral nodes of this session only (0x... or decimal)
+    #[arg(long, value_name = "SESSION", value_parser = parse_session_id)]
+    pub owner: Option<i64>,
+    /// Nodes with at least N children
+    #[arg(long, value_name = "N")]
+    pub min_children: Option<u32>,
+    /// Nodes whose data last changed longer ago than D (e.g. 7d, 2h)
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub older_than: Option<Duration>,
+    /// Do not descend below this depth (PATH is 0)
+    #[arg(long, value_name = "N")]
+    pub max_depth: Option<usize>,
+    /// Root of the search
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GrepArgs {
+    /// Print only the paths of the nodes that match
+    #[arg(short = 'l', long)]
+    pub files_with_matches: bool,
+    /// Regular expression (Rust regex syntax) searched in each node's data, line by line
+    #[arg(value_parser = parse_bytes_regex)]
+    pub regex: regex::bytes::Regex,
+    /// Root of the search
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DuArgs {
+    /// Show subtrees down to this depth (PATH is 0)
+    #[arg(short = 'd', long, default_value_t = 1)]
+    pub depth: usize,
+    /// Root
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CountArgs {
+    /// Root
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnsembleCmd {
+    /// For every host of --hosts: mode, zxid, lag behind the leader, latency, connections,
+    /// outstanding requests, nodes, watches (four-letter words srvr/mntr); exit 1 when a
+    /// member is down or not serving
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// AdminServer port, asked when the four-letter words are not whitelisted
+    #[arg(long, default_value_t = 8080)]
+    pub admin_port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct OwnerArgs {
+    /// An ephemeral node
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {}

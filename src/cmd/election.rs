@@ -262,7 +262,7 @@ impl Run for ElectionRunArgs {
         let what = format!("election {}", self.path);
         validate_path(&self.path, false).map_err(|e| anyhow::Error::new(e).context(what.clone()))?;
         let id = match &self.id {
-            Some(id) if id.is_empty() => bail!("{what}: --id must not be empty"),
+            Some(id) if id.is_empty() => return Err(super::exit::usage(format!("{what}: --id must not be empty"))),
             Some(id) => id.clone(),
             None => default_id(),
         };

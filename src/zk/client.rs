@@ -51,8 +51,8 @@ impl ConnectOptions {
 /// A ZooKeeper session. Share it across threads behind an `Arc` (or by reference).
 pub struct ZooKeeper {
     zh: NonNull<sys::zhandle_t>,
-    shared: Arc<Shared>,      // what the C callbacks see; must outlive `zh` (see Drop)
-    pub(super) acl: Vec<Acl>, // default ACL of the nodes this client creates
+    pub(super) shared: Arc<Shared>, // what the C callbacks see; must outlive `zh` (see Drop)
+    pub(super) acl: Vec<Acl>,       // default ACL of the nodes this client creates
     options: ConnectOptions,
 }
 

@@ -4,14 +4,17 @@
 mod child;
 mod cli;
 mod client;
+mod conventions;
 mod crawl;
 mod election;
 mod health;
 mod inspect;
 mod kv;
+mod kv_faults;
 mod lock;
 mod queue;
 mod recipes;
 mod semaphore;
 mod support;
+mod toolkit;
 mod watch;
