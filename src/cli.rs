@@ -108,6 +108,14 @@ pub enum Cmd {
     Txn(TxnArgs),
     /// Run a command holding one of N leases: at most N such commands at once (Curator's semaphore)
     Semaphore(SemaphoreArgs),
+    /// Write a subtree as NDJSON, one node per line (data, ACL, Stat); `.gz` files compressed
+    Dump(DumpArgs),
+    /// Restore a dump: parents first, in transactions; ACLs applied last
+    Load(LoadArgs),
+    /// Copy a subtree, within a cluster or to another (SRC and DST: PATH or HOSTS:PATH)
+    Cp(CpArgs),
+    /// Compare two subtrees (PATH, HOSTS:PATH or a dump file); exit 1 when they differ
+    Diff(DiffArgs),
     /// Start, inspect or stop a local ZooKeeper (standalone or a 3-node ensemble)
     #[command(subcommand)]
     Server(ServerCmd),
@@ -122,6 +130,28 @@ pub enum Cmd {
     /// Measure throughput and latency against ZooKeeper
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Browse, watch and edit the tree in a terminal UI (lazy: reads only what is opened)
+    Inspect(InspectArgs),
+    /// An interactive prompt: every zkutil command over one session, with cd, history and
+    /// completion; -c 'CMD; CMD' or commands on stdin for scripts
+    Shell(ShellArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Change nothing: no create, edit or delete
+    #[arg(long)]
+    pub read_only: bool,
+    /// Root of the tree shown
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// Run these commands (separated by `;` or newlines) and exit; stops at the first failure
+    #[arg(short = 'c', value_name = "COMMANDS")]
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -354,6 +384,22 @@ pub enum BenchCmd {
     Election(BenchElectionArgs),
     /// Crawl a generated loopback site twice: ZooKeeper dedupe, then in-memory dedupe
     Crawl(BenchCrawlArgs),
+    /// The traversal engine on a big tree: listing, dump reads and deletion, next to the raw
+    /// pipelined get/delete rates of the same run
+    Tree(BenchTreeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTreeArgs {
+    /// Nodes in the tree
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(2..=10_000_000))]
+    pub nodes: u32,
+    /// Children per inner node
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub fanout: u32,
+    /// Requests in flight
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub window: u32,
 }
 
 #[derive(Debug, Args)]
@@ -802,4 +848,88 @@ pub struct ElectionLeaderArgs {
     pub watch: bool,
     /// The election's znode
     pub path: String,
+}
+
+fn parse_glob(s: &str) -> Result<glob::Pattern, String> {
+    glob::Pattern::new(s).map_err(|e| format!("bad glob: {e}"))
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// Write to FILE (`.gz`: gzip) instead of stdout
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Include ephemeral nodes (restored as persistent ones)
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// Only nodes whose full path matches GLOB (`*` within a name, `**` across names); repeatable
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
+    pub include: Vec<glob::Pattern>,
+    /// Leave out nodes whose full path matches GLOB, and their subtrees; repeatable
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
+    pub exclude: Vec<glob::Pattern>,
+    /// Root of the subtree
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Restore under PATH instead of the dumped root
+    #[arg(long, value_name = "PATH")]
+    pub to: Option<String>,
+    /// Print what would be created, overwritten or skipped; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace the data (and ACL) of nodes that exist already
+    #[arg(long, conflicts_with = "skip_existing")]
+    pub overwrite: bool,
+    /// Leave nodes that exist already as they are
+    #[arg(long)]
+    pub skip_existing: bool,
+    /// Raise each parent's cversion to the dumped one, so sequential nodes created after the
+    /// restore continue the old numbering
+    #[arg(long)]
+    pub preserve_sequence: bool,
+    /// The dump (`-`: stdin; gzip recognised)
+    pub file: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Print what would be created, overwritten or skipped; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace the data (and ACL) of nodes that exist already
+    #[arg(long, conflicts_with = "skip_existing")]
+    pub overwrite: bool,
+    /// Leave nodes that exist already as they are
+    #[arg(long)]
+    pub skip_existing: bool,
+    /// Raise each parent's cversion to the source's (sequential numbering continues)
+    #[arg(long)]
+    pub preserve_sequence: bool,
+    /// Copy ephemeral nodes too (as persistent ones)
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// Only nodes whose full path matches GLOB; repeatable
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
+    pub include: Vec<glob::Pattern>,
+    /// Leave out nodes whose full path matches GLOB, and their subtrees; repeatable
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
+    pub exclude: Vec<glob::Pattern>,
+    /// PATH or HOSTS:PATH (e.g. 10.0.0.1:2181:/app)
+    pub src: String,
+    /// PATH or HOSTS:PATH
+    pub dst: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Compare data only, not ACLs
+    #[arg(long)]
+    pub no_acl: bool,
+    /// PATH, HOSTS:PATH or a dump file
+    pub a: String,
+    /// PATH, HOSTS:PATH or a dump file
+    pub b: String,
 }

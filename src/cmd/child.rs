@@ -133,7 +133,7 @@ impl Child {
         let terminal = input.is_none() && hand_terminal(pgid);
         // 3. arm the guard, then let CMD run
         if let Err(e) = armed.write_all(format!("{pgid}\n").as_bytes()).and_then(|()| go.write_all(b"go\n")) {
-            let _ = killpg(pgid, Signal::SIGKILL);
+            let _ = signal(pgid, Signal::SIGKILL);
             let _ = child.wait();
             retire(&mut guard);
             if terminal {
@@ -200,12 +200,12 @@ impl Child {
             return Ok(s);
         }
         let until = Instant::now() + self.margin;
-        let _ = killpg(self.pgid, sig);
+        let _ = signal(self.pgid, sig);
         let r = match self.done.recv_deadline(until) {
             Ok(r) => r,
             Err(_) => {
                 log::warn!("CMD (group {}) ignored {sig} for {:?}: killing it", self.pgid, self.margin);
-                let _ = killpg(self.pgid, Signal::SIGKILL);
+                let _ = signal(self.pgid, Signal::SIGKILL);
                 self.done.recv().context("lost track of CMD")?
             }
         };
@@ -224,7 +224,7 @@ impl Child {
         }
         if group_alive(self.pgid) {
             log::info!("CMD left processes in its group {}: sending {sig}", self.pgid);
-            let _ = killpg(self.pgid, sig);
+            let _ = signal(self.pgid, sig);
         }
         self.finish(Instant::now() + self.margin);
     }
@@ -233,7 +233,7 @@ impl Child {
     fn finish(&mut self, until: Instant) {
         if !wait_gone(self.pgid, until) {
             log::warn!("processes of CMD's group {} outlived the margin: killing them", self.pgid);
-            let _ = killpg(self.pgid, Signal::SIGKILL);
+            let _ = signal(self.pgid, Signal::SIGKILL);
             if !wait_gone(self.pgid, Instant::now() + Duration::from_secs(1)) {
                 log::warn!("processes of CMD's group {} survive SIGKILL", self.pgid);
             }
@@ -281,9 +281,15 @@ fn take_terminal() {
     }
 }
 
+/// Sends `sig` to group `pgid` (through the one `util::signal_group`).
+fn signal(pgid: Pid, sig: Signal) -> io::Result<()> {
+    crate::util::signal_group(pgid.as_raw() as u32, sig)
+}
+
 /// True while a process of group `pgid` runs (zombies do not count: nothing may reap them).
 fn group_alive(pgid: Pid) -> bool {
     match killpg(pgid, None) {
+        // signal 0: a probe, nothing is sent
         Err(Errno::ESRCH) => false,
         Err(_) => true,
         Ok(()) => live_member(pgid),

@@ -59,23 +59,26 @@ impl Run for LsArgs {
         let zk = g.connect()?;
         let mut out = io::stdout().lock();
         if self.recursive {
-            // depth-first, full paths, parents before children (zkCli's ls -R)
-            let mut stack = vec![self.path.clone()];
+            // depth-first, full paths, parents before children (zkCli's ls -R), pipelined
             let mut all = Vec::new();
-            while let Some(p) = stack.pop() {
-                if g.json() {
-                    all.push(p.clone());
-                } else {
-                    writeln!(out, "{p}")?;
-                }
-                let kids = match sorted_children(&zk, &p) {
-                    Ok(k) => k,
-                    Err(e) if e.code() == Some(Code::NoNode) && p != self.path => continue, // deleted meanwhile
-                    Err(e) => return Err(e.into()),
-                };
-                stack.extend(kids.iter().rev().map(|k| zk::join(&p, k)));
-            }
-            if g.json() {
+            let mut io_err = None;
+            let json = g.json();
+            zk::traverse::Walk::default()
+                .run(&zk, &self.path, |n| {
+                    if json {
+                        all.push(n.path.clone());
+                        return Ok(true);
+                    }
+                    match writeln!(out, "{}", n.path) {
+                        Ok(()) => Ok(true),
+                        Err(e) => {
+                            io_err = Some(e);
+                            Err(zk::Error::Zk { code: Code::Closing, path: None })
+                        }
+                    }
+                })
+                .map_err(|e| io_err.take().map(anyhow::Error::from).unwrap_or_else(|| e.into()))?;
+            if json {
                 print_json(&json!({ "path": self.path, "paths": all }))?;
             }
         } else {
@@ -318,7 +321,7 @@ impl Run for WatchArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let stop = shutdown();
         let what = format!("watch {}", self.path);
-        let mut zk = g.connect()?;
+        let mut zk = g.connect_owned()?;
         let mut out = io::stdout().lock();
         let mut events = Ndjson::stdout();
         let mut seen = 0u64;
@@ -387,8 +390,29 @@ impl Run for TreeArgs {
             print_json(&tree_json(&zk, &self.path, name, &stat, 1, self.depth)?)?;
             return Ok(ExitCode::SUCCESS);
         }
-        writeln!(out, "{}{}", self.path, node_note(&stat))?;
-        tree_level(&zk, &mut out, &self.path, "", 1, self.depth)?;
+        // Siblings still to come at each depth, to draw the branches (pipelined walk).
+        let mut left: Vec<usize> = Vec::new();
+        let mut io_err = None;
+        let walk = zk::traverse::Walk { max_depth: self.depth, ..Default::default() };
+        walk.run(&zk, &self.path, |n| {
+            left.truncate(n.depth + 1);
+            let line = if n.depth == 0 {
+                format!("{}{}", n.path, node_note(&n.stat))
+            } else {
+                left[n.depth] = left[n.depth].saturating_sub(1);
+                let prefix: String = left[1..n.depth].iter().map(|&l| if l > 0 { "│   " } else { "    " }).collect();
+                let branch = if left[n.depth] == 0 { "└── " } else { "├── " };
+                format!("{prefix}{branch}{}{}", n.path.rsplit('/').next().unwrap_or(""), node_note(&n.stat))
+            };
+            if let Err(e) = writeln!(out, "{line}") {
+                io_err = Some(e);
+                return Err(zk::Error::Zk { code: Code::Closing, path: None });
+            }
+            left.resize(n.depth + 1, 0);
+            left.push(n.children.len());
+            Ok(true)
+        })
+        .map_err(|e| io_err.take().map(anyhow::Error::from).unwrap_or_else(|| e.into()))?;
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -428,35 +452,6 @@ fn node_note(s: &Stat) -> String {
         note.push_str("  (ephemeral)");
     }
     note
-}
-
-fn tree_level(
-    zk: &ZooKeeper,
-    out: &mut impl Write,
-    path: &str,
-    prefix: &str,
-    depth: usize,
-    max: Option<usize>,
-) -> Result<()> {
-    if max.is_some_and(|m| depth > m) {
-        return Ok(());
-    }
-    let kids = match sorted_children(zk, path) {
-        Ok(k) => k,
-        Err(e) if e.code() == Some(Code::NoNode) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    for (i, k) in kids.iter().enumerate() {
-        let last = i + 1 == kids.len();
-        let child = zk::join(path, k);
-        let Some(stat) = zk.exists(&child)? else { continue };
-        writeln!(out, "{prefix}{}{k}{}", if last { "└── " } else { "├── " }, node_note(&stat))?;
-        if stat.num_children > 0 {
-            let deeper = format!("{prefix}{}", if last { "    " } else { "│   " });
-            tree_level(zk, out, &child, &deeper, depth + 1, max)?;
-        }
-    }
-    Ok(())
 }
 
 /// Writes node data for `get`: the bytes unchanged when `raw` (any pipe or file, or

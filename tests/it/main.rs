@@ -7,6 +7,7 @@ mod client;
 mod crawl;
 mod election;
 mod health;
+mod inspect;
 mod kv;
 mod lock;
 mod queue;
