@@ -130,6 +130,28 @@ pub enum Cmd {
     /// Measure throughput and latency against ZooKeeper
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Browse, watch and edit the tree in a terminal UI (lazy: reads only what is opened)
+    Inspect(InspectArgs),
+    /// An interactive prompt: every zkutil command over one session, with cd, history and
+    /// completion; -c 'CMD; CMD' or commands on stdin for scripts
+    Shell(ShellArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Change nothing: no create, edit or delete
+    #[arg(long)]
+    pub read_only: bool,
+    /// Root of the tree shown
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// Run these commands (separated by `;` or newlines) and exit; stops at the first failure
+    #[arg(short = 'c', value_name = "COMMANDS")]
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Args)]

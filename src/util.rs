@@ -88,8 +88,9 @@ pub enum Stop {
 }
 
 struct ShutdownState {
-    tx: Mutex<Option<Sender<()>>>,
-    rx: Receiver<()>,
+    // (sender, receiver): dropping the sender wakes every receiver; `reset_shutdown` swaps
+    // in a fresh pair so one process (`zkutil shell`) can stop one command after another.
+    chan: Mutex<(Option<Sender<()>>, Receiver<()>)>,
     which: Mutex<Option<Stop>>,
 }
 
@@ -98,19 +99,27 @@ static SHUTDOWN: OnceLock<ShutdownState> = OnceLock::new();
 fn shutdown_state() -> &'static ShutdownState {
     SHUTDOWN.get_or_init(|| {
         let (tx, rx) = crossbeam_channel::bounded(0);
-        let state = ShutdownState { tx: Mutex::new(Some(tx)), rx, which: Mutex::new(None) };
+        let state = ShutdownState { chan: Mutex::new((Some(tx), rx)), which: Mutex::new(None) };
         match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
             Ok(mut signals) => {
                 std::thread::Builder::new()
                     .name("signals".into())
                     .spawn(move || {
-                        if let Some(sig) = signals.forever().next() {
+                        for sig in signals.forever() {
                             let s = shutdown_state();
-                            let stop =
-                                if sig == signal_hook::consts::SIGINT { Stop::Interrupt } else { Stop::Terminate };
-                            *s.which.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop);
+                            let mut which = s.which.lock().unwrap_or_else(|e| e.into_inner());
+                            if which.is_some() {
+                                // a second signal while stopping: the default action (die)
+                                let _ = signal_hook::low_level::emulate_default_handler(sig);
+                                continue;
+                            }
+                            *which = Some(if sig == signal_hook::consts::SIGINT {
+                                Stop::Interrupt
+                            } else {
+                                Stop::Terminate
+                            });
                             // Dropping the only Sender wakes every receiver at once.
-                            s.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+                            s.chan.lock().unwrap_or_else(|e| e.into_inner()).0.take();
                         }
                     })
                     .expect("spawn signal thread");
@@ -123,15 +132,27 @@ fn shutdown_state() -> &'static ShutdownState {
 
 /// A receiver that disconnects when SIGINT or SIGTERM arrives: `select!` on it with
 /// `recv(shutdown) -> _`. The first call installs the handlers (Ctrl-C then no longer kills
-/// the process outright: the command stops cleanly and closes its session).
+/// the process outright: the command stops cleanly and closes its session; a second
+/// signal while stopping does).
 pub fn shutdown() -> Receiver<()> {
-    shutdown_state().rx.clone()
+    shutdown_state().chan.lock().unwrap_or_else(|e| e.into_inner()).1.clone()
 }
 
 /// The shutdown receiver if a command armed it with [`shutdown`] (None: a signal still
 /// kills the process outright).
 pub fn shutdown_if_armed() -> Option<Receiver<()>> {
-    SHUTDOWN.get().map(|s| s.rx.clone())
+    SHUTDOWN.get().map(|s| s.chan.lock().unwrap_or_else(|e| e.into_inner()).1.clone())
+}
+
+/// Forgets a signal that stopped a command, so the next one runs (`zkutil shell` after
+/// Ctrl-C stopped a line). Receivers handed out before stay disconnected.
+pub fn reset_shutdown() {
+    let Some(s) = SHUTDOWN.get() else { return };
+    let mut which = s.which.lock().unwrap_or_else(|e| e.into_inner());
+    if which.take().is_some() {
+        let (tx, rx) = crossbeam_channel::bounded(0);
+        *s.chan.lock().unwrap_or_else(|e| e.into_inner()) = (Some(tx), rx);
+    }
 }
 
 /// The signal that stopped us, if any.

@@ -111,7 +111,7 @@ pub(crate) fn reconnect(g: &Global, what: &str, stop: &Receiver<()>) -> Result<O
         let (tx, rx) = bounded(1);
         let g2 = g.clone();
         std::thread::spawn(move || {
-            let _ = tx.send(g2.connect());
+            let _ = tx.send(g2.connect_owned());
         });
         select! {
             recv(rx) -> r => match r {
@@ -253,7 +253,7 @@ impl Run for ElectionRunArgs {
         };
         // a typo fails before campaigning (127/126, as a shell), not once elected
         super::exit::check_runnable(&self.command)?;
-        let mut first = Some(g.connect()?);
+        let mut first = Some(g.connect_owned()?);
         loop {
             let zk = match first.take() {
                 Some(zk) => zk,
@@ -285,7 +285,7 @@ impl Run for ElectionLeaderArgs {
         let stop = shutdown();
         let what = format!("election {}", self.path);
         validate_path(&self.path, false).map_err(|e| anyhow::Error::new(e).context(what.clone()))?;
-        let zk = g.connect()?;
+        let zk = g.connect_owned()?;
         if !self.watch {
             return match election::leader(&zk, &self.path, PREFIX) {
                 Ok(Some(c)) if g.json() => {

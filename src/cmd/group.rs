@@ -81,7 +81,7 @@ fn reconnect(
         let (tx, rx) = crossbeam_channel::bounded(1);
         let g2 = g.clone();
         std::thread::spawn(move || {
-            let _ = tx.send(g2.connect());
+            let _ = tx.send(g2.connect_owned());
         });
         select! {
             recv(rx) -> r => match r {
@@ -109,7 +109,7 @@ impl Run for GroupJoinArgs {
         let stop = shutdown();
         let what = format!("group {}", self.path);
         let mut child: Option<Child> = None;
-        let mut zk = g.connect()?;
+        let mut zk = g.connect_owned()?;
         let mut rejoin = false;
         let mut old_session: Option<i64> = None;
         loop {
@@ -193,7 +193,7 @@ fn member_line(name: &str, data: &[u8]) -> String {
 impl Run for GroupListArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let stop = shutdown();
-        let zk = g.connect()?;
+        let zk = g.connect_owned()?;
         let mut out = io::stdout().lock();
         if !self.watch {
             let members = Group::new(&zk, &self.path)?.members()?;

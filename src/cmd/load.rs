@@ -390,8 +390,10 @@ pub fn split_spec(spec: &str) -> (Option<&str>, &str) {
 /// Connects to the cluster a spec names (`--hosts` when it names none).
 pub fn connect_spec(g: &Global, hosts: Option<&str>) -> Result<ZooKeeper> {
     match hosts {
-        None => g.connect(),
-        Some(h) => Global { hosts: h.to_string(), ..g.clone() }.connect().with_context(|| format!("connecting to {h}")),
+        None => g.connect_owned(),
+        Some(h) => {
+            Global { hosts: h.to_string(), ..g.clone() }.connect_owned().with_context(|| format!("connecting to {h}"))
+        }
     }
 }
 

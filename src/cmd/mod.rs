@@ -7,6 +7,7 @@ use anyhow::Result;
 
 use crate::cli::{Cmd, Global};
 use crate::zk::{ConnectOptions, ZooKeeper};
+pub use prompt::session::Session;
 
 pub mod barrier;
 pub mod bench;
@@ -20,10 +21,12 @@ pub mod election;
 pub mod exit;
 pub mod group;
 pub mod help;
+pub mod inspect;
 pub mod kv;
 pub mod load;
 pub mod lock;
 pub mod output;
+pub mod prompt;
 pub mod queue;
 pub mod semaphore;
 pub mod server;
@@ -71,6 +74,8 @@ impl Run for Cmd {
             Cmd::Digest(c) => c.run(g),
             Cmd::Completions(c) => help::completions(c.shell),
             Cmd::Man(c) => help::man(c.dir.as_deref()),
+            Cmd::Inspect(c) => c.run(g),
+            Cmd::Shell(c) => c.run(g),
         }
     }
 }
@@ -86,10 +91,21 @@ impl Global {
         }
     }
 
-    /// Connects with these flags. Once the command has armed the Ctrl-C/SIGTERM handler
-    /// (`util::shutdown`), a signal during the connect ends it at once with
-    /// [`exit::Stopped`] instead of waiting out the connect timeout.
-    pub fn connect(&self) -> Result<ZooKeeper> {
+    /// The session a command works in: inside `zkutil shell`, the shell's own session
+    /// (when these flags name the same ensemble and credentials); otherwise a new one, as
+    /// [`Global::connect_owned`] makes. It derefs to [`ZooKeeper`].
+    pub fn connect(&self) -> Result<Session> {
+        if let Some(zk) = prompt::session::current(&self.options()) {
+            return Ok(Session::Shared(zk));
+        }
+        self.connect_owned().map(Session::Owned)
+    }
+
+    /// A new session of its own, never the shell's: for commands that hand the session
+    /// on by value, keep it past their return, or open several. Once the command has armed
+    /// the Ctrl-C/SIGTERM handler (`util::shutdown`), a signal during the connect ends it
+    /// at once with [`exit::Stopped`] instead of waiting out the connect timeout.
+    pub fn connect_owned(&self) -> Result<ZooKeeper> {
         let opts = self.options();
         refused_by_every_host(&opts.hosts)?;
         let Some(stop) = crate::util::shutdown_if_armed() else {

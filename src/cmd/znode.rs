@@ -321,7 +321,7 @@ impl Run for WatchArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let stop = shutdown();
         let what = format!("watch {}", self.path);
-        let mut zk = g.connect()?;
+        let mut zk = g.connect_owned()?;
         let mut out = io::stdout().lock();
         let mut events = Ndjson::stdout();
         let mut seen = 0u64;

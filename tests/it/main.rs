@@ -8,6 +8,7 @@ mod conventions;
 mod crawl;
 mod election;
 mod health;
+mod inspect;
 mod kv;
 mod lock;
 mod queue;

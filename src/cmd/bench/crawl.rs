@@ -40,7 +40,7 @@ pub fn run(g: &Global, a: &BenchCrawlArgs) -> Result<ExitCode> {
     let set = UrlSet::new(&name, 64).map_err(anyhow::Error::msg)?;
     set.prepare(&zk).context("preparing the bench crawl")?;
     let zk_run = (|| -> Result<Summary> {
-        let dedupe = Dedupe::ZooKeeper(Local::default(), Claimer::start(set.clone(), g.connect()?));
+        let dedupe = Dedupe::ZooKeeper(Local::default(), Claimer::start(set.clone(), g.connect_owned()?));
         let out = Output::open(&dir.path().join("zk.txt"), CrawlFormat::Tsv)?;
         crawl(&cfg, &dedupe, &out)
     })();

@@ -374,7 +374,7 @@ impl Run for CrawlArgs {
         let dedupe = match self.dedupe {
             DedupeMode::Memory => Dedupe::Memory(Local::default()),
             DedupeMode::Zookeeper => {
-                let zk = g.connect().context("connecting to ZooKeeper (--dedupe memory crawls without it)")?;
+                let zk = g.connect_owned().context("connecting to ZooKeeper (--dedupe memory crawls without it)")?;
                 if self.reset {
                     UrlSet::reset(&zk, &name).with_context(|| format!("resetting crawl {name}"))?;
                 }
