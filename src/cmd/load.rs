@@ -332,7 +332,11 @@ fn report(what: &str, s: &LoadStats, dry_run: bool) {
     let would = if dry_run { " (dry run: nothing written)" } else { "" };
     crate::status!(
         "zkutil: {what}: {} created, {} overwritten, {} skipped, {} ACLs set, {} sequence counters raised{would}",
-        s.created, s.overwritten, s.skipped, s.acls, s.cversions
+        s.created,
+        s.overwritten,
+        s.skipped,
+        s.acls,
+        s.cversions
     );
 }
 
