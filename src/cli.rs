@@ -116,6 +116,21 @@ pub enum Cmd {
     Cp(CpArgs),
     /// Compare two subtrees (PATH, HOSTS:PATH or a dump file); exit 1 when they differ
     Diff(DiffArgs),
+    /// Find nodes by name, data, owner, children or age
+    Find(FindArgs),
+    /// Search the data of a subtree; prints PATH:LINE for each matching line
+    Grep(GrepArgs),
+    /// Bytes of data and nodes per subtree, largest first
+    Du(DuArgs),
+    /// Number of nodes under PATH (PATH itself not counted)
+    Count(CountArgs),
+    /// The ensemble's health: mode, zxid, lag, latency, connections of every member
+    #[command(subcommand)]
+    Ensemble(EnsembleCmd),
+    /// Which session (and client address) holds an ephemeral node
+    Owner(OwnerArgs),
+    /// The ensemble's dynamic configuration
+    Config(ConfigArgs),
     /// Start, inspect or stop a local ZooKeeper (standalone or a 3-node ensemble)
     #[command(subcommand)]
     Server(ServerCmd),
@@ -291,6 +306,10 @@ pub struct WatchArgs {
     /// Watch the list of children instead of the data
     #[arg(long, short = 'c')]
     pub children: bool,
+    /// Watch the whole subtree: every create, delete and data change under PATH, one line
+    /// each (a tree cache of one-shot watches, re-read after a reconnect or a new session)
+    #[arg(short = 'R', conflicts_with = "children")]
+    pub recursive: bool,
     /// Stop after N events
     #[arg(long, short = 'n', value_name = "N")]
     pub count: Option<u64>,
@@ -769,6 +788,10 @@ pub struct KvServeArgs {
     /// Address for clients and peers (loopback)
     #[arg(long, default_value = "127.0.0.1:7001")]
     pub listen: std::net::SocketAddr,
+    /// HOST:PORT the other servers (and clients asking LEADER) reach this one at
+    /// [default: the --listen address; required when that is 0.0.0.0 or ::]
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_advertise)]
+    pub advertise: Option<String>,
     /// Cluster name: servers with the same name elect one leader under /kv/NAME/election
     #[arg(long, default_value = "default")]
     pub cluster: String,
@@ -789,6 +812,21 @@ pub struct KvServeArgs {
     /// How long a write may wait for a leader and for every live replica's ack
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub write_timeout: Duration,
+    /// Bytes of recent writes kept for replicas that reconnect (one further behind gets a
+    /// snapshot): 64M, 512k, ...
+    #[arg(long, value_parser = parse_size, default_value = "64M")]
+    pub log_bytes: u64,
+}
+
+/// `--advertise`: HOST:PORT with a port, and a host others can reach.
+fn parse_advertise(s: &str) -> Result<String, String> {
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("{s:?}: write it as HOST:PORT"))?;
+    port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("{s:?}: {port:?} is not a port"))?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified()) {
+        return Err(format!("{s:?}: other servers cannot reach {host:?}; give a reachable host"));
+    }
+    Ok(s.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -944,3 +982,93 @@ pub struct DiffArgs {
     /// PATH, HOSTS:PATH or a dump file
     pub b: String,
 }
+
+fn parse_bytes_regex(s: &str) -> Result<regex::bytes::Regex, String> {
+    regex::bytes::Regex::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_session_id(s: &str) -> Result<i64, String> {
+    crate::cmd::find::parse_session(s)
+}
+
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// Node name (last path element) matches GLOB
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
+    pub name: Option<glob::Pattern>,
+    /// Data matches REGEX
+    #[arg(long, value_name = "REGEX", value_parser = parse_bytes_regex)]
+    pub data: Option<regex::bytes::Regex>,
+    /// Ephemeral nodes only
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// Ephemeral nodes of this session only (0x... or decimal)
+    #[arg(long, value_name = "SESSION", value_parser = parse_session_id)]
+    pub owner: Option<i64>,
+    /// Nodes with at least N children
+    #[arg(long, value_name = "N")]
+    pub min_children: Option<u32>,
+    /// Nodes whose data last changed longer ago than D (e.g. 7d, 2h)
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub older_than: Option<Duration>,
+    /// Do not descend below this depth (PATH is 0)
+    #[arg(long, value_name = "N")]
+    pub max_depth: Option<usize>,
+    /// Root of the search
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GrepArgs {
+    /// Print only the paths of the nodes that match
+    #[arg(short = 'l', long)]
+    pub files_with_matches: bool,
+    /// Regular expression (Rust regex syntax) searched in each node's data, line by line
+    #[arg(value_parser = parse_bytes_regex)]
+    pub regex: regex::bytes::Regex,
+    /// Root of the search
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DuArgs {
+    /// Show subtrees down to this depth (PATH is 0)
+    #[arg(short = 'd', long, default_value_t = 1)]
+    pub depth: usize,
+    /// Root
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CountArgs {
+    /// Root
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnsembleCmd {
+    /// For every host of --hosts: mode, zxid, lag behind the leader, latency, connections,
+    /// outstanding requests, nodes, watches (four-letter words srvr/mntr); exit 1 when a
+    /// member is down or not serving
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// AdminServer port, asked when the four-letter words are not whitelisted
+    #[arg(long, default_value_t = 8080)]
+    pub admin_port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct OwnerArgs {
+    /// An ephemeral node
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {}

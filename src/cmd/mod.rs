@@ -18,7 +18,9 @@ pub mod demo;
 pub mod diff;
 pub mod dump;
 pub mod election;
+pub mod ensemble;
 pub mod exit;
+pub mod find;
 pub mod group;
 pub mod help;
 pub mod inspect;
@@ -31,6 +33,7 @@ pub mod queue;
 pub mod semaphore;
 pub mod server;
 pub mod txn;
+pub mod watch_tree;
 pub mod znode;
 
 /// A subcommand.
@@ -57,6 +60,13 @@ impl Run for Cmd {
             Cmd::Load(c) => c.run(g),
             Cmd::Cp(c) => c.run(g),
             Cmd::Diff(c) => c.run(g),
+            Cmd::Find(c) => c.run(g),
+            Cmd::Grep(c) => c.run(g),
+            Cmd::Du(c) => c.run(g),
+            Cmd::Count(c) => c.run(g),
+            Cmd::Ensemble(c) => c.run(g),
+            Cmd::Owner(c) => c.run(g),
+            Cmd::Config(c) => c.run(g),
             Cmd::Server(c) => c.run(g),
             Cmd::Demo(c) => c.run(g),
             Cmd::Bench(c) => c.run(g),

@@ -319,6 +319,9 @@ impl Run for WatchArgs {
     /// watch; a lost session (expired, or no connection for T) is ridden through: it says
     /// so on stderr, connects again, re-arms and prints the node as it is now.
     fn run(&self, g: &Global) -> Result<ExitCode> {
+        if self.recursive {
+            return super::watch_tree::run(self, g);
+        }
         let stop = shutdown();
         let what = format!("watch {}", self.path);
         let mut zk = g.connect_owned()?;

@@ -9,13 +9,16 @@
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_void};
 
+use std::sync::Arc;
+
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
-use super::callbacks::guard;
+use super::callbacks::{self, Shared, guard};
 use super::client::{CAcl, ZooKeeper, cstr, raw_mode, stat_from};
 use super::error::{Code, Error, Result};
 use super::sys;
 use super::types::{Acl, CreateMode, Stat, check_request_size, validate_path};
+use super::watch::WatchEvent;
 
 /// What one pipelined request returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +43,16 @@ type Reply = (u64, std::result::Result<Answer, Code>);
 struct Req {
     tag: u64,
     tx: Sender<Reply>,
+    watch: Option<Armed>,
+}
+
+/// A watch registered (in `Shared`) before a zoo_aw* call. The C client arms it only when
+/// the call succeeds (data and children), or also on ZNONODE (exists); otherwise it is
+/// forgotten again, so its Sender does not linger in the table.
+struct Armed {
+    shared: Arc<Shared>,
+    id: u64,
+    exists: bool,
 }
 
 impl Req {
@@ -50,6 +63,12 @@ impl Req {
     unsafe fn finish(data: *const c_void, rc: c_int, answer: impl FnOnce() -> Answer) {
         // SAFETY: per the contract above.
         let req = unsafe { Box::from_raw(data as *mut Req) };
+        if let Some(w) = &req.watch {
+            let armed = rc == sys::ZOK || (w.exists && rc == sys::ZNONODE);
+            if !armed {
+                w.shared.remove_watch(w.id);
+            }
+        }
         let r = if rc == sys::ZOK { Ok(answer()) } else { Err(Code::from_raw(rc)) };
         let _ = req.tx.send((req.tag, r)); // unbounded: never blocks the completion thread
     }
@@ -195,7 +214,83 @@ impl Requests<'_> {
     }
 
     fn boxed(&self, tag: u64) -> *mut Req {
-        Box::into_raw(Box::new(Req { tag, tx: self.tx.clone() }))
+        Box::into_raw(Box::new(Req { tag, tx: self.tx.clone(), watch: None }))
+    }
+
+    /// Registers a one-shot watch whose event goes to `events`; returns the box and the
+    /// watch id (the watcher context).
+    fn boxed_watch(&self, tag: u64, events: &Sender<WatchEvent>, exists: bool) -> (*mut Req, u64) {
+        let id = self.zk.shared.add_watch(events.clone());
+        let watch = Some(Armed { shared: Arc::clone(&self.zk.shared), id, exists });
+        (Box::into_raw(Box::new(Req { tag, tx: self.tx.clone(), watch })), id)
+    }
+
+    /// As [`Requests::get`], and arms a one-shot data watch (changed or deleted) whose event
+    /// is sent to `events` (any number of watches may share one channel).
+    pub fn get_w(&mut self, tag: u64, path: &str, events: &Sender<WatchEvent>) -> Result<()> {
+        validate_path(path, false)?;
+        let c_path = cstr(path)?;
+        let (data, id) = self.boxed_watch(tag, events, false);
+        // SAFETY: as in `children`; the watcher context is a watch id, not a pointer
+        // (node_watcher looks it up in the handle's Shared).
+        let rc = unsafe {
+            sys::zoo_awget(
+                self.zk.zh(),
+                c_path.as_ptr(),
+                Some(callbacks::node_watcher),
+                id as *mut c_void,
+                Some(data_done),
+                data as *const c_void,
+            )
+        };
+        self.submitted_w(rc, data, id, path)
+    }
+
+    /// As [`Requests::children`], and arms a one-shot children watch (created/deleted child,
+    /// or the node deleted) whose event is sent to `events`.
+    pub fn children_w(&mut self, tag: u64, path: &str, events: &Sender<WatchEvent>) -> Result<()> {
+        validate_path(path, false)?;
+        let c_path = cstr(path)?;
+        let (data, id) = self.boxed_watch(tag, events, false);
+        // SAFETY: as in `get_w`.
+        let rc = unsafe {
+            sys::zoo_awget_children2(
+                self.zk.zh(),
+                c_path.as_ptr(),
+                Some(callbacks::node_watcher),
+                id as *mut c_void,
+                Some(children_done),
+                data as *const c_void,
+            )
+        };
+        self.submitted_w(rc, data, id, path)
+    }
+
+    /// As [`Requests::exists`], and arms a one-shot watch (also on a missing node: it fires
+    /// on its creation) whose event is sent to `events`.
+    pub fn exists_w(&mut self, tag: u64, path: &str, events: &Sender<WatchEvent>) -> Result<()> {
+        validate_path(path, false)?;
+        let c_path = cstr(path)?;
+        let (data, id) = self.boxed_watch(tag, events, true);
+        // SAFETY: as in `get_w`.
+        let rc = unsafe {
+            sys::zoo_awexists(
+                self.zk.zh(),
+                c_path.as_ptr(),
+                Some(callbacks::node_watcher),
+                id as *mut c_void,
+                Some(stat_done),
+                data as *const c_void,
+            )
+        };
+        self.submitted_w(rc, data, id, path)
+    }
+
+    fn submitted_w(&mut self, rc: c_int, data: *mut Req, id: u64, path: &str) -> Result<()> {
+        if rc == sys::ZBADARGUMENTS || rc == sys::ZINVALIDSTATE {
+            self.zk.shared.remove_watch(id); // nothing was sent: no watch
+        }
+        self.submitted(rc, data, path)
     }
 
     /// Lists a node's children with its Stat (zoo_aget_children2, no watch).
@@ -341,5 +436,23 @@ impl Drop for Requests<'_> {
         while self.in_flight > 0 && self.rx.recv().is_ok() {
             self.in_flight -= 1;
         }
+    }
+}
+
+impl ZooKeeper {
+    /// The ensemble's dynamic configuration (zoo_getconfig: the data of /zookeeper/config)
+    /// and its Stat.
+    pub fn config(&self) -> Result<(Vec<u8>, Stat)> {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut len = buf.len() as c_int;
+        let mut stat = super::client::zero_stat();
+        // SAFETY: `buf` is writable for `len` bytes; the C client writes at most that many
+        // and stores the length it wrote in `len` (-1 for no data).
+        let rc = unsafe { sys::zoo_getconfig(self.zh(), 0, buf.as_mut_ptr() as *mut c_char, &mut len, &mut stat) };
+        if rc != sys::ZOK {
+            return Err(Error::zk(rc, "/zookeeper/config"));
+        }
+        buf.truncate(len.max(0) as usize);
+        Ok((buf, stat_from(&stat)))
     }
 }

@@ -6,10 +6,13 @@
 
 use std::collections::HashMap;
 
+use crossbeam_channel::Sender;
+
 use super::client::ZooKeeper;
 use super::error::{Code, Error, Result};
 use super::pipeline::{Answer, Requests};
 use super::types::{Acl, Stat, join, validate_path};
+use super::watch::WatchEvent;
 
 /// Requests kept in flight by default (the C client queues them; the server answers a
 /// session's requests in order).
@@ -44,11 +47,16 @@ pub struct Walk {
     pub max_depth: Option<usize>,
     /// Requests in flight at most.
     pub window: usize,
+    /// Skip (and count) nodes this session may not read instead of failing on them.
+    pub skip_denied: bool,
+    /// Arm a one-shot data watch and a children watch on every node read, their events sent
+    /// here (reads data and lists every node; a tree cache's initial load).
+    pub watch: Option<Sender<WatchEvent>>,
 }
 
 impl Default for Walk {
     fn default() -> Walk {
-        Walk { data: false, acl: false, max_depth: None, window: DEFAULT_WINDOW }
+        Walk { data: false, acl: false, max_depth: None, window: DEFAULT_WINDOW, skip_denied: false, watch: None }
     }
 }
 
@@ -59,6 +67,8 @@ pub struct WalkStats {
     pub visited: u64,
     /// Nodes that vanished while the walk reached them (skipped).
     pub vanished: u64,
+    /// Nodes skipped because this session may not read them (with `skip_denied`).
+    pub denied: u64,
     /// The highest mzxid seen.
     pub max_mzxid: i64,
 }
@@ -100,6 +110,10 @@ impl Walk {
             // Visit the complete slots at the top.
             while stack.last().is_some_and(|s| s.requested && s.waiting == 0) {
                 let s = stack.pop().expect("checked above");
+                if s.denied {
+                    stats.denied += 1;
+                    continue;
+                }
                 if s.gone {
                     stats.vanished += 1;
                     continue;
@@ -131,11 +145,15 @@ impl Walk {
                     }
                     s.gone = true;
                 }
+                Err(Code::NoAuth) if self.skip_denied && s.node.depth > 0 => {
+                    s.denied = true;
+                    s.gone = true;
+                }
                 Err(code) => return Err(Error::Zk { code, path: Some(s.node.path.clone()) }),
                 Ok(Answer::Children(mut kids, stat)) => {
                     kids.sort_unstable();
                     s.node.children = kids;
-                    if !self.data {
+                    if !self.data && self.watch.is_none() {
                         s.node.stat = stat;
                     }
                 }
@@ -166,7 +184,12 @@ impl Walk {
         let tag = i as u64 * 4;
         s.requested = true;
         let list = self.max_depth.is_none_or(|m| s.node.depth < m);
-        if self.data {
+        if let Some(events) = &self.watch {
+            reqs.get_w(tag + K_DATA, &s.node.path, events)?;
+            reqs.children_w(tag + K_CHILDREN, &s.node.path, events)?;
+            s.listed = true;
+            s.waiting += 1; // and one more below
+        } else if self.data {
             reqs.get(tag + K_DATA, &s.node.path)?;
         } else if list {
             reqs.children(tag + K_CHILDREN, &s.node.path)?;
@@ -188,6 +211,7 @@ struct Slot {
     requested: bool,
     waiting: u8,
     gone: bool,
+    denied: bool,
     listed: bool,
 }
 
@@ -198,6 +222,7 @@ impl Slot {
             requested: false,
             waiting: 0,
             gone: false,
+            denied: false,
             listed: false,
         }
     }

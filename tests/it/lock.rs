@@ -418,3 +418,22 @@ fn cmd_does_not_outlive_a_killed_zkutil() {
     holder.wait().unwrap();
     assert!(wait_until(Duration::from_secs(5), || !alive(cmd)), "CMD {cmd} still runs after zkutil was killed");
 }
+
+#[test]
+fn a_waiter_cut_off_from_zookeeper_gives_up_at_the_holder_grace() {
+    // A lock taken on a session that was silent past T/6 could not be trusted: the waiter
+    // gives up (exit 1) instead of waiting on.
+    let root = unique_root("lock-waiter-cut");
+    let path = format!("{root}/l");
+    let zk = connect();
+    let lock = t!(Lock::new(&zk, &path, Mode::Exclusive));
+    let held = t!(lock.acquire(None, &never(), |_| {}));
+    let proxy = Proxy::to(&hosts());
+    let w = Proc::start_on(&proxy.addr, &["--session-timeout", "3s", "lock", &path, "--", "true"]);
+    assert!(wait_until(Duration::from_secs(20), || children_of(&zk, &path).len() == 2));
+    proxy.cut();
+    let (code, _, err) = w.finish_within(Duration::from_secs(20));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no connection to ZooKeeper"), "{err}");
+    t!(held.release());
+}

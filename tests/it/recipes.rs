@@ -500,7 +500,10 @@ fn double_barrier_leaver_is_not_held_by_the_next_round() {
 }
 
 #[test]
-fn barrier_waiters_give_up_when_zookeeper_is_gone_for_the_session_timeout() {
+fn barrier_participants_give_up_and_waiters_ride_through_a_lost_session() {
+    // ZooKeeper gone for longer than the session timeout: a double-barrier participant (its
+    // node is gone with the session) gives up; a single-barrier waiter is a watcher: it says
+    // so, waits again on a new session once ZooKeeper is back, and passes when released.
     let mut zk_server = t!(Ensemble::start(Options::for_tests(1)));
     let hosts = zk_server.connect_string();
     let with_hosts = |args: &[&str]| {
@@ -509,16 +512,20 @@ fn barrier_waiters_give_up_when_zookeeper_is_gone_for_the_session_timeout() {
         c
     };
     assert!(t!(with_hosts(&["barrier", "hold", "/s"]).output()).status.success());
-    let single = start(with_hosts(&["barrier", "wait", "/s"]));
-    let double = start(with_hosts(&["barrier", "wait", "/d", "--count", "2", "--id", "x"]));
+    let mut single = start(with_hosts(&["barrier", "wait", "/s"]));
+    let mut double = start(with_hosts(&["barrier", "wait", "/d", "--count", "2", "--id", "x"]));
     let zk = connect_to(&hosts);
     assert!(wait_until(LONG, || kids(&zk, "/d") == ["x"]));
     drop(zk);
     t!(zk_server.stop(0));
-    for mut p in [single, double] {
-        assert_eq!(p.wait().code(), Some(1), "a waiter must not hang on a dead ZooKeeper");
-        p.expect_err("the session was lost");
-    }
+    assert_eq!(double.wait().code(), Some(1), "a participant must not hang on a dead ZooKeeper");
+    double.expect_err("the session was lost");
+    assert!(single.child.try_wait().unwrap().is_none(), "the single-barrier waiter gave up");
+    t!(zk_server.restart(0));
+    assert!(t!(with_hosts(&["barrier", "release", "/s"]).output()).status.success());
+    assert_eq!(single.wait().code(), Some(0));
+    let line = single.expect_err("waiting again with a new session");
+    assert!(line.contains("the session was lost"), "{line}");
 }
 
 #[test]

@@ -200,7 +200,7 @@ fn a_holder_whose_session_expires_ends_its_command() {
     let root = unique_root("sem-expire");
     let path = format!("{root}/s");
     let zk = connect();
-    let script = "trap 'echo got-term; exit 0' TERM; echo started; while :; do sleep 0.05; done";
+    let script = "trap 'echo got-term; exit 0' TERM; echo started; while :; do sleep 0.05; done 2>/dev/null";
     let a = Proc::start(&["--session-timeout", "2s", "semaphore", &path, "-n", "1", "--", "sh", "-c", script]);
     assert!(wait_until(Duration::from_secs(20), || a.has_line("started")));
     let b = Proc::start(&["semaphore", &path, "-n", "1", "--", "echo", "b holds"]);
