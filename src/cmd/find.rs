@@ -71,7 +71,7 @@ impl Run for FindArgs {
         let w = Walk { data: self.data.is_some(), max_depth: self.max_depth, ..Default::default() };
         walk(&zk, &self.path, w, |n| {
             if self.matches(&n, now) {
-                match self.output {
+                match g.output {
                     OutputFormat::Text => writeln!(out, "{}", n.path)?,
                     OutputFormat::Json => writeln!(out, "{}", json!({ "path": n.path, "stat": stat_json(&n.stat) }))?,
                 }
@@ -101,7 +101,7 @@ impl Run for GrepArgs {
             }
             for line in data.split(|&b| b == b'\n').filter(|l| self.regex.is_match(l)) {
                 let text = escape_data(line);
-                match self.output {
+                match g.output {
                     OutputFormat::Text => writeln!(out, "{}:{}", n.path, text)?,
                     OutputFormat::Json => writeln!(out, "{}", json!({ "path": n.path, "line": text }))?,
                 }
@@ -147,7 +147,7 @@ impl Run for DuArgs {
         rows.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(&b.0)));
         rows.push((root.clone(), totals[&root]));
         let mut out = io::stdout().lock();
-        match self.output {
+        match g.output {
             OutputFormat::Text => {
                 for (p, (bytes, nodes)) in rows {
                     writeln!(out, "{bytes}\t{nodes}\t{p}")?;

@@ -330,9 +330,13 @@ fn raise_cversions(zk: &ZooKeeper, seqs: &[(String, i32)]) -> Result<u64> {
 
 fn report(what: &str, s: &LoadStats, dry_run: bool) {
     let would = if dry_run { " (dry run: nothing written)" } else { "" };
-    eprintln!(
+    crate::status!(
         "zkutil: {what}: {} created, {} overwritten, {} skipped, {} ACLs set, {} sequence counters raised{would}",
-        s.created, s.overwritten, s.skipped, s.acls, s.cversions
+        s.created,
+        s.overwritten,
+        s.skipped,
+        s.acls,
+        s.cversions
     );
 }
 
@@ -390,8 +394,10 @@ pub fn split_spec(spec: &str) -> (Option<&str>, &str) {
 /// Connects to the cluster a spec names (`--hosts` when it names none).
 pub fn connect_spec(g: &Global, hosts: Option<&str>) -> Result<ZooKeeper> {
     match hosts {
-        None => g.connect(),
-        Some(h) => Global { hosts: h.to_string(), ..g.clone() }.connect().with_context(|| format!("connecting to {h}")),
+        None => g.connect_owned(),
+        Some(h) => {
+            Global { hosts: h.to_string(), ..g.clone() }.connect_owned().with_context(|| format!("connecting to {h}"))
+        }
     }
 }
 

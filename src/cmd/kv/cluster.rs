@@ -23,7 +23,7 @@ pub fn run(node: &Arc<Node>, g: &Global, dir: &str, zk: ZooKeeper, stop: &Receiv
     loop {
         let session = match zk.take() {
             Some(z) => z,
-            None => match g.connect() {
+            None => match g.connect_owned() {
                 Ok(z) => z,
                 Err(e) => {
                     warn!("cannot reach ZooKeeper ({e}); retrying");

@@ -147,7 +147,7 @@ fn serve(g: &Global, a: &KvServeArgs) -> Result<ExitCode> {
     let stop = crate::util::shutdown(); // handle Ctrl-C / SIGTERM from here on
     let listener = std::net::TcpListener::bind(a.listen).with_context(|| format!("listening on {}", a.listen))?;
     let addr = listener.local_addr().context("reading the listening address")?.to_string();
-    let zk = g.connect().context("connecting to ZooKeeper")?;
+    let zk = g.connect_owned().context("connecting to ZooKeeper")?;
     let node = Arc::new(Node {
         store: Store::new(!a.catch_up),
         addr: addr.clone(),
