@@ -22,14 +22,14 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct Global {
-    /// ZooKeeper connect string, chroot allowed (h1:2181,h2:2181/app)
+    /// ZooKeeper connect string, chroot allowed: h1:2181,h2:2181/app (no port: 2181; IPv6: [::1]:2181)
     #[arg(long, global = true, env = "ZK_HOSTS", hide_env_values = true, default_value = "127.0.0.1:2181")]
     pub hosts: String,
     /// Session timeout asked of the server, 2ms to 12d (the server grants 2 to 20 ticks of it)
-    #[arg(long, global = true, value_parser = parse_session_timeout, default_value = "10s")]
+    #[arg(long, global = true, value_parser = parse_session_timeout, default_value = "10s", value_name = "DURATION")]
     pub session_timeout: Duration,
-    /// How long to wait for a session before giving up (e.g. 10s)
-    #[arg(long, global = true, value_parser = parse_duration, default_value = "10s")]
+    /// How long to wait for a session before giving up
+    #[arg(long, global = true, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
     pub connect_timeout: Duration,
     /// Digest credentials USER:PASSWORD; nodes this invocation creates get the creator-only ACL
     #[arg(long, global = true, env = "ZK_AUTH", value_name = "USER:PASSWORD", hide_env_values = true, value_parser = parse_auth)]
@@ -307,8 +307,7 @@ pub struct WatchArgs {
     #[arg(long, short = 'c')]
     pub children: bool,
     /// Watch the whole subtree: every create, delete and data change under PATH, one line
-    /// each (-o json: NDJSON with the data); a tree cache of one-shot watches, read again
-    /// after a failed read or on a new session
+    /// each (a tree cache of one-shot watches, re-read after a reconnect or a new session)
     #[arg(short = 'R', conflicts_with = "children")]
     pub recursive: bool,
     /// Stop after N events
@@ -461,6 +460,7 @@ pub struct BarrierWaitArgs {
     #[arg(long, value_name = "N", default_value_t = crate::cmd::exit::CONFLICT)]
     pub conflict_exit_code: u8,
     /// Barrier path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// Command to run once everyone has entered; leave follows when it exits (double barrier)
     #[arg(last = true, value_name = "CMD", requires = "count")]
@@ -509,6 +509,7 @@ pub struct GroupJoinArgs {
     #[arg(long, default_value = "")]
     pub data: String,
     /// Group path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// Member name, unique in the group
     pub name: String,
@@ -523,6 +524,7 @@ pub struct GroupListArgs {
     #[arg(long, short = 'w')]
     pub watch: bool,
     /// Group path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -579,7 +581,8 @@ pub struct CrawlArgs {
     /// Largest HTML body read, in bytes (suffix k or M allowed); larger pages are errors
     #[arg(long, value_parser = parse_size, default_value = "5M", value_name = "BYTES")]
     pub max_body: u64,
-    /// Output file: one line per fetched URL, appended to (`-` for stdout)
+    /// Output file: one line per fetched URL (`-`: stdout); written only once a page is fetched,
+    /// so a crawl with nothing new leaves an earlier file as it was
     #[arg(long, default_value = "URLs.txt")]
     pub out: PathBuf,
     /// `tsv`: depth, status, URL separated by tabs; `plain`: the URL only
@@ -657,6 +660,7 @@ pub struct QueueProduceArgs {
     #[arg(long, short = 'p', default_value_t = 100, value_parser = clap::value_parser!(u16).range(0..=999))]
     pub priority: u16,
     /// Queue node (created if missing)
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// Items; none given: one item per line of stdin
     pub items: Vec<String>,
@@ -674,6 +678,7 @@ pub struct QueueConsumeArgs {
     #[arg(long, value_parser = parse_duration, requires = "follow")]
     pub timeout: Option<Duration>,
     /// Queue node
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// Run CMD once per item, the item on its stdin; the item is removed only when CMD exits 0
     #[arg(last = true, value_name = "CMD")]
@@ -686,6 +691,7 @@ pub struct QueuePeekArgs {
     #[arg(long, short = 'n', value_name = "N", default_value_t = 1)]
     pub count: usize,
     /// Queue node
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -705,7 +711,7 @@ pub struct MutexArgs {
     #[arg(long, default_value_t = 5)]
     pub tasks: u32,
     /// The lock's znode (created as a container if missing)
-    #[arg(long, default_value = "/mutex")]
+    #[arg(long, default_value = "/mutex", value_parser = parse_znode_path)]
     pub path: String,
     /// Each task works a random time up to this long while holding the lock (0s: no work)
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
@@ -731,6 +737,7 @@ pub struct LockArgs {
     #[arg(long, visible_alias = "read")]
     pub shared: bool,
     /// The lock's znode (created as a container if missing)
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// The command to run while holding the lock, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -763,6 +770,7 @@ pub struct SemaphoreArgs {
     #[arg(long, value_name = "N", default_value_t = crate::cmd::exit::CONFLICT)]
     pub conflict_exit_code: u8,
     /// The semaphore's znode (its `locks` and `leases` children are created as containers)
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// The command to run while holding a lease, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -854,6 +862,7 @@ pub struct ElectionRunArgs {
     #[arg(long, short = 'v')]
     pub verbose: bool,
     /// The election's znode (created if missing); candidates are its children
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// The command to run while leader, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -867,6 +876,7 @@ pub struct ElectionLeaderArgs {
     #[arg(long, short = 'w')]
     pub watch: bool,
     /// The election's znode
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -876,9 +886,9 @@ fn parse_glob(s: &str) -> Result<glob::Pattern, String> {
 
 #[derive(Debug, Args)]
 pub struct DumpArgs {
-    /// Write to FILE (`.gz`: gzip) instead of stdout
-    #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    /// Write to FILE (`.gz`: gzip) instead of stdout (`-o` is the global output format)
+    #[arg(long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
     /// Include ephemeral nodes (restored as persistent ones)
     #[arg(long)]
     pub ephemeral: bool,

@@ -165,10 +165,18 @@ pub fn stop_requested() -> bool {
     stopped_by().is_some()
 }
 
-/// Sends `sig` to process `pid` (a child we started). Errors when it is already gone.
+/// Sends `sig` to process `pid` (a child we started). Errors when it is already gone. The
+/// one way zkutil signals a process (kill(2) through nix; nothing shells out to `kill`).
 pub fn send_signal(pid: u32, sig: nix::sys::signal::Signal) -> std::io::Result<()> {
     let pid = i32::try_from(pid).map_err(|_| std::io::Error::other(format!("pid {pid} out of range")))?;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).map_err(std::io::Error::from)
+}
+
+/// Sends `sig` to every process of process group `pgid` (a CMD started as the leader of
+/// its own group: `pgid` is its pid). Errors when the group is gone.
+pub fn signal_group(pgid: u32, sig: nix::sys::signal::Signal) -> std::io::Result<()> {
+    let pgid = i32::try_from(pgid).map_err(|_| std::io::Error::other(format!("pgid {pgid} out of range")))?;
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), sig).map_err(std::io::Error::from)
 }
 
 #[cfg(test)]

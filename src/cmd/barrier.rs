@@ -63,17 +63,37 @@ impl BarrierWaitArgs {
         self.timeout.map(crate::util::deadline_after)
     }
 
+    /// A watcher: it rides through a lost session (watcher grace, T), says so on stderr and
+    /// waits again with a new session, until the barrier goes, Ctrl-C or `--timeout`.
     fn single(&self, g: &Global) -> Result<ExitCode> {
         let stop = shutdown();
-        let zk = g.connect()?;
-        let barrier = Barrier::new(&zk, &self.path)?;
-        match barrier.wait(self.deadline(), &stop).map_err(|e| failed(&self.path, e))? {
-            Outcome::Done => Ok(ExitCode::SUCCESS),
-            Outcome::Stopped => Ok(after_stop()),
-            Outcome::TimedOut => Err(super::exit::gave_up(
+        let what = format!("barrier {}", self.path);
+        let deadline = self.deadline();
+        let still_up = || {
+            super::exit::gave_up(
                 self.conflict_exit_code,
-                format_args!("barrier {}: still up after {}", self.path, human(self.timeout.unwrap_or_default())),
-            )),
+                format_args!("{what}: still up after {}", human(self.timeout.unwrap_or_default())),
+            )
+        };
+        let mut zk = g.connect_owned()?;
+        loop {
+            let barrier = Barrier::new(&zk, &self.path)?;
+            match barrier.wait(deadline, &stop) {
+                Ok(Outcome::Done) => return Ok(ExitCode::SUCCESS),
+                Ok(Outcome::Stopped) => return Ok(after_stop()),
+                Ok(Outcome::TimedOut) => return Err(still_up()),
+                Err(barrier::Error::Zk(e)) if e.is_session_lost() => {
+                    eprintln!("zkutil: {what}: the session was lost ({e}); waiting again with a new session");
+                }
+                Err(e) => return Err(failed(&self.path, e)),
+            }
+            drop(barrier);
+            drop(zk);
+            zk = match super::election::reconnect_until(g, &what, &stop, deadline)? {
+                Some(zk) => zk,
+                None if crate::util::stop_requested() => return Ok(after_stop()),
+                None => return Err(still_up()),
+            };
         }
     }
 

@@ -84,7 +84,8 @@ impl Child {
 
     fn start(argv: &[String], input: Option<Vec<u8>>, margin: Duration) -> Result<Child> {
         let (prog, _) = argv.split_first().context("no command given")?;
-        runnable(prog).with_context(|| format!("starting {prog}"))?;
+        // CMD's process is a `sh` that execs it, so its own spawn would not tell
+        super::exit::check_runnable(argv)?;
         // 1. the guard
         let (armed_r, mut armed) = io::pipe().context("making the guard's pipe")?;
         let ticks = (margin.as_millis() / 50).max(1).to_string();
@@ -107,10 +108,13 @@ impl Child {
                 return Err(anyhow::Error::new(e).context("making CMD's start pipe"));
             }
         };
+        let (me, fd) = (std::process::id().to_string(), go_r.as_raw_fd().to_string());
+        if let Err(e) = std::fs::metadata(format!("/proc/{me}/fd/{fd}")) {
+            retire(&mut guard);
+            return Err(anyhow::Error::new(e).context(format!("starting {prog}: /proc/{me}/fd is not readable")));
+        }
         let mut cmd = Command::new("/bin/sh");
-        cmd.args(["-c", LAUNCH, "zkutil-cmd", &std::process::id().to_string(), &go_r.as_raw_fd().to_string()])
-            .args(argv)
-            .process_group(0);
+        cmd.args(["-c", LAUNCH, "zkutil-cmd", &me, &fd]).args(argv).process_group(0);
         if input.is_some() {
             cmd.stdin(Stdio::piped());
         }
@@ -282,33 +286,6 @@ fn wait_gone(pgid: Pid, until: Instant) -> bool {
         }
         std::thread::sleep(POLL.min(until.saturating_duration_since(Instant::now())));
     }
-}
-
-/// Fails (NotFound, PermissionDenied) as `exec` would when `prog` cannot run: CMD's process
-/// is a `sh` that execs it, so its own spawn would not tell.
-fn runnable(prog: &str) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let check = |p: &std::path::Path| -> io::Result<()> {
-        let meta = std::fs::metadata(p)?;
-        if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-            Ok(())
-        } else {
-            Err(io::Error::from(io::ErrorKind::PermissionDenied))
-        }
-    };
-    if prog.contains('/') {
-        return check(std::path::Path::new(prog));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    let mut denied = None;
-    for dir in std::env::split_paths(&path) {
-        match check(&dir.join(prog)) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => denied = Some(e),
-            Err(_) => {}
-        }
-    }
-    Err(denied.unwrap_or_else(|| io::Error::from(io::ErrorKind::NotFound)))
 }
 
 /// The exit code a shell would report for `status`: the code, or 128 + the signal.

@@ -292,7 +292,7 @@ impl Run for DumpArgs {
         zk::validate_path(&self.path, false)?;
         let filter = Filter::new(&self.include, &self.exclude, self.ephemeral);
         let zk = g.connect()?;
-        let mut out = create_output(self.file.as_deref())?;
+        let mut out = create_output(self.out.as_deref())?;
         writeln!(out, "{}", json!({ "zkutil_dump": 1, "root": self.path, "hosts": g.hosts }))?;
         let (n, max_mzxid) = walk_records(&zk, &self.path, &filter, |r| {
             serde_json::to_writer(&mut out, &r.to_json(&self.path))?;

@@ -14,8 +14,10 @@
 //! member) but no longer than T/6 after it noticed (another candidate may be elected T/3
 //! after the notice; T/6 keeps a margin), then CMD gets SIGTERM and we start over with a new
 //! session. (Curator's LeaderSelector interrupts at SUSPENDED, which ends CMD on every blip;
-//! waiting for LOST, T after the disconnection, lets two CMDs overlap.) Campaigning itself
-//! (a create whose reply was lost) gives up on the same terms, and on Ctrl-C/SIGTERM.
+//! waiting for LOST, T after the disconnection, lets two CMDs overlap.) A follower holds
+//! nothing: it rides out a dropped connection for T (the watcher grace) before it campaigns
+//! again. Campaigning itself (a create whose reply was lost) gives up on the same terms, and
+//! on Ctrl-C/SIGTERM.
 //!
 //! `election leader --watch` is an observer: it rides through a lost session (watcher
 //! grace, T), says so on stderr and watches again with a new session.
@@ -107,6 +109,17 @@ fn stop_or_exit(stop: &Receiver<()>, done: &Receiver<io::Result<ExitStatus>>) ->
 /// Connects again after a lost session, trying until it works or the user stops us (None).
 /// The connect runs on its own thread so that Ctrl-C is served at once.
 pub(crate) fn reconnect(g: &Global, what: &str, stop: &Receiver<()>) -> Result<Option<ZooKeeper>> {
+    reconnect_until(g, what, stop, None)
+}
+
+/// As [`reconnect`], giving up (None) at `deadline` too.
+pub(crate) fn reconnect_until(
+    g: &Global,
+    what: &str,
+    stop: &Receiver<()>,
+    deadline: Option<std::time::Instant>,
+) -> Result<Option<ZooKeeper>> {
+    let timer = deadline.map_or_else(crossbeam_channel::never, crossbeam_channel::at);
     loop {
         let (tx, rx) = bounded(1);
         let g2 = g.clone();
@@ -120,10 +133,12 @@ pub(crate) fn reconnect(g: &Global, what: &str, stop: &Receiver<()>) -> Result<O
                 Err(_) => bail!("{what}: reconnecting: the connect thread died"),
             },
             recv(stop) -> _ => return Ok(None),
+            recv(timer) -> _ => return Ok(None),
         }
         // the connect timeout already paced this attempt; a short pause in case it failed fast
         select! {
             recv(stop) -> _ => return Ok(None),
+            recv(timer) -> _ => return Ok(None),
             default(Duration::from_secs(1)) => {}
         }
     }
@@ -134,7 +149,7 @@ pub(crate) fn reconnect(g: &Global, what: &str, stop: &Receiver<()>) -> Result<O
 fn again_or_fail(err: election::Error, lost: Option<Lost>, what: &str, stopped_cmd: bool) -> Result<Next> {
     let why = match (err, lost) {
         (election::Error::Stopped, _) => return Ok(Next::Exit(after_stop())),
-        (election::Error::Lost, Some(why @ Lost::Silent(_))) => {
+        (election::Error::Lost, Some(why @ Lost::Silent(_))) if stopped_cmd => {
             format!("{why} (a sixth of the session timeout): another candidate may lead by now")
         }
         (election::Error::Lost, Some(why)) => why.to_string(),
@@ -160,8 +175,8 @@ impl ElectionRunArgs {
         let mut e = match Election::campaign_until(zk, &self.path, PREFIX, id.as_bytes(), stop) {
             Ok(e) => e,
             Err(err) => {
-                // campaign_until's Lost comes from its holder health: expired, or silent T/6
-                let lost = Some(if zk.is_dead() { Lost::Expired } else { Lost::Silent(zk.session_timeout() / 6) });
+                // campaign_until's Lost comes from its health: expired, or silent for T
+                let lost = Some(if zk.is_dead() { Lost::Expired } else { Lost::Silent(zk.session_timeout()) });
                 return again_or_fail(err, lost, what, false);
             }
         };
@@ -169,7 +184,7 @@ impl ElectionRunArgs {
         let mut state = match e.state() {
             Ok(s) => s,
             Err(err) => {
-                let lost = e.health().lost_why();
+                let lost = e.lost_why();
                 e.abandon();
                 return again_or_fail(err, lost, what, false);
             }
@@ -232,7 +247,7 @@ impl ElectionRunArgs {
                 }
                 Err(err) => {
                     let stopped_cmd = child.take().map(|mut c| c.terminate()).is_some();
-                    let lost = e.health().lost_why();
+                    let lost = e.lost_why();
                     e.abandon();
                     return again_or_fail(err, lost, what, stopped_cmd);
                 }
@@ -247,7 +262,7 @@ impl Run for ElectionRunArgs {
         let what = format!("election {}", self.path);
         validate_path(&self.path, false).map_err(|e| anyhow::Error::new(e).context(what.clone()))?;
         let id = match &self.id {
-            Some(id) if id.is_empty() => bail!("{what}: --id must not be empty"),
+            Some(id) if id.is_empty() => return Err(super::exit::usage(format!("{what}: --id must not be empty"))),
             Some(id) => id.clone(),
             None => default_id(),
         };

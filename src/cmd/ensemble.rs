@@ -168,7 +168,7 @@ fn status(g: &Global, a: &StatusArgs) -> Result<ExitCode> {
     let leader_zxid = rows.iter().find(|r| r.mode == "leader" || r.mode == "standalone").and_then(|r| r.zxid);
     let healthy = rows.iter().all(Row::serving);
     let mut out = io::stdout().lock();
-    if g.output == OutputFormat::Json {
+    if g.json() {
         let v: Vec<Value> = rows
             .iter()
             .map(|r| {
@@ -284,7 +284,7 @@ impl Run for ConfigArgs {
         let (data, stat) = zk.config()?;
         let text = String::from_utf8_lossy(&data);
         let mut out = io::stdout().lock();
-        if g.output == OutputFormat::Json {
+        if g.json() {
             let mut servers = Vec::new();
             let mut version = None;
             for l in text.lines() {
@@ -300,9 +300,7 @@ impl Run for ConfigArgs {
                 json!({ "version": version, "entries": servers, "mzxid": format!("{:#x}", stat.mzxid) })
             )?;
         } else if text.trim().is_empty() {
-            crate::status!(
-                "zkutil: the ensemble has no dynamic configuration (a standalone server, or reconfig disabled)"
-            );
+            eprintln!("zkutil: the ensemble has no dynamic configuration (a standalone server, or reconfig disabled)");
         } else {
             write!(out, "{text}")?;
             if !text.ends_with('\n') {

@@ -1,7 +1,7 @@
 //! `zkutil completions bash|zsh|fish` and `zkutil man`: generated from the clap definitions,
 //! so they never fall behind the commands.
 
-use std::io;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -18,7 +18,10 @@ pub fn completions(shell: CompletionShell) -> Result<ExitCode> {
         CompletionShell::Zsh => Shell::Zsh,
         CompletionShell::Fish => Shell::Fish,
     };
-    clap_complete::generate(shell, &mut Cli::command(), "zkutil", &mut io::stdout().lock());
+    // into a buffer first: clap_complete panics on a write error (a closed pipe)
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "zkutil", &mut buf);
+    io::stdout().lock().write_all(&buf)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -187,7 +187,7 @@ fn refused_by_every_host(c_hosts: &str) -> Result<()> {
         return Ok(());
     }
     anyhow::bail!(
-        "cannot reach ZooKeeper: connection refused by every host of {} (is the server running?)",
+        "cannot reach ZooKeeper at {}: connection refused by every host (is the server running?)",
         refused.join(",")
     )
 }

@@ -6,14 +6,18 @@
 //! a new leader wakes nobody but itself). So a follower's [`State::leader`] is as of its last
 //! read: it learns of a new leader when its own predecessor goes, or when it calls
 //! [`Election::state`] again. Who must follow every change of leader without campaigning is
-//! an observer: [`leader_w`]. The leader watches its own node, so it learns when someone
-//! deletes it. The directory is a container (the server removes it once empty).
+//! an observer: [`leader_w`]; a candidate that must (a follower forwarding writes to the
+//! leader) opts in with [`Election::follow_leader`], and pays with a wake-up per change.
+//! The leader watches its own node, so it learns when someone deletes it. The directory is
+//! a container (the server removes it once empty).
 //!
-//! Session health is the session-health model's, with the holder grace ([`SessionWatch::holder`]):
-//! [`Wake::Suspended`] when the connection drops (a leader must stop acting as one until
-//! [`Wake::Resumed`]), and [`Error::Lost`] when the session expired or the connection stayed
-//! down for a sixth of the session timeout: the candidate must stop acting as leader at once
-//! and campaign again with a new session.
+//! Session health is the session-health model's: [`Wake::Suspended`] when the connection
+//! drops (a leader must stop acting as one until [`Wake::Resumed`]), and [`Error::Lost`] when
+//! the session expired, or when the connection stayed down for the grace of the candidate's
+//! role: a leader holds leadership, so it lets go a sixth of the session timeout after the
+//! client noticed ([`SessionWatch::holder`]'s grace); a follower holds nothing yet and rides
+//! out a whole session timeout ([`SessionWatch::watcher`]). Either must then campaign again
+//! with a new session.
 //!
 //! A sequential create that fails with connection loss may still have created the node.
 //! Rather than a GUID in the name (Curator's "protected" mode), the candidate looks for an
@@ -148,14 +152,21 @@ pub struct Election<'zk> {
     prefix: String,
     name: String,
     seq: u32,
-    /// The session's health for a holder of leadership (T/6 grace).
+    /// The session's health for a candidate (watcher grace, T); a leader lets go sooner,
+    /// `holder_grace` after the client noticed a dropped connection.
     health: SessionWatch,
+    holder_grace: std::time::Duration,
+    /// Set when a leader let go for a connection down past `holder_grace`.
+    let_go: Option<zk::Lost>,
     /// One subscription to its changes, for `wait`.
     changes: Receiver<Health>,
     /// The one armed watch: (path, receiver), on our predecessor, or on our own node when we
     /// lead. Kept while the watched path stays the same, so a re-check does not pile up
     /// watches on one node.
     watch: Option<(String, Receiver<WatchEvent>)>,
+    /// With [`follow_leader`](Election::follow_leader): a follower's watch on the leader.
+    leader_watch: Option<(String, Receiver<WatchEvent>)>,
+    follow_leader: bool,
     last: Option<State>,
     resigned: bool,
 }
@@ -183,7 +194,7 @@ impl<'zk> Election<'zk> {
         data: &[u8],
         stop: &Receiver<()>,
     ) -> Result<Election<'zk>> {
-        let health = SessionWatch::holder(zk);
+        let health = SessionWatch::watcher(zk);
         let changes = health.changes();
         let path = join(dir, prefix);
         let mut tries = 0;
@@ -216,16 +227,39 @@ impl<'zk> Election<'zk> {
             name,
             seq,
             health,
+            holder_grace: zk.session_timeout() / 6,
+            let_go: None,
             changes,
             watch: None,
+            leader_watch: None,
+            follow_leader: false,
             last: None,
             resigned: false,
         })
     }
 
-    /// The session's health as this candidacy sees it (holder grace, T/6).
+    /// Off by default (no herd: a follower learns of a new leader when its predecessor goes
+    /// or when it calls [`state`](Self::state)). On: a follower also watches the leader's
+    /// node, so `wait` reports every change of leader, at the price of waking every such
+    /// follower at each change. For followers that must act on the leader at once (e.g.
+    /// forward writes to it) and cannot learn it lazily (when a forward fails).
+    pub fn follow_leader(&mut self, on: bool) {
+        self.follow_leader = on;
+        if !on {
+            self.leader_watch = None;
+        }
+    }
+
+    /// The session's health as this candidacy sees it (watcher grace, T; a leader lets go
+    /// after T/6, see [`lost_why`](Self::lost_why)).
     pub fn health(&self) -> &SessionWatch {
         &self.health
+    }
+
+    /// Why the candidacy is lost, once `wait` said so for the session's sake: expired, or
+    /// the connection down past the role's grace (None: our node was deleted).
+    pub fn lost_why(&self) -> Option<zk::Lost> {
+        self.let_go.or(self.health.lost_why())
     }
 
     /// Our node's name (`<prefix>NNNNNNNNNN`).
@@ -256,7 +290,7 @@ impl<'zk> Election<'zk> {
     /// Reads who leads now and (re)arms the one watch that [`wait`](Self::wait) waits on:
     /// on our predecessor (a follower), or on our own node (the leader).
     pub fn state(&mut self) -> Result<State> {
-        if !self.health.may_act() {
+        if !self.health.may_act() || self.let_go.is_some() {
             return Err(Error::Lost);
         }
         loop {
@@ -283,6 +317,17 @@ impl<'zk> Election<'zk> {
                         }
                         continue; // gone meanwhile: re-read
                     }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if self.follow_leader && pos >= 2 && !keep(&self.leader_watch, Some(&leader_path)) {
+                self.leader_watch = None;
+                match self.zk.get_w(&leader_path) {
+                    Ok((d, _, rx)) => {
+                        self.leader_watch = Some((leader_path.clone(), rx));
+                        data = Some(d);
+                    }
+                    Err(e) if e.code() == Some(Code::NoNode) => continue,
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -320,9 +365,19 @@ impl<'zk> Election<'zk> {
         let mut stale = false;
         loop {
             let w = self.watch.as_ref().map(|(_, r)| r.clone()).unwrap_or_else(never);
+            let lw = self.leader_watch.as_ref().map(|(_, r)| r.clone()).unwrap_or_else(never);
+            // A leader cut off lets go at the holder grace (a follower rides on for T).
+            let leading = self.last.as_ref().is_some_and(State::is_leader);
+            let let_go = match self.health.health() {
+                Health::Suspended { since } if leading => {
+                    since.checked_add(self.holder_grace).map_or_else(never, crossbeam_channel::at)
+                }
+                _ => never(),
+            };
             let again = if stale { crossbeam_channel::after(zk::health::RETRY_PAUSE * 2) } else { never() };
             let fired = select! {
                 recv(w) -> ev => { self.watch = None; ev.is_ok() }
+                recv(lw) -> ev => { self.leader_watch = None; ev.is_ok() }
                 recv(again) -> _ => true,
                 recv(self.changes) -> h => match h {
                     Ok(Health::Suspended { .. }) => return Ok(Wake::Suspended),
@@ -333,6 +388,10 @@ impl<'zk> Election<'zk> {
                     },
                     Ok(Health::Lost(_)) | Err(_) => return Err(Error::Lost),
                 },
+                recv(let_go) -> _ => {
+                    self.let_go = Some(zk::Lost::Silent(self.holder_grace));
+                    return Err(Error::Lost);
+                }
                 recv(stop) -> _ => return Ok(Wake::Stopped),
                 recv(timeout) -> _ => return Ok(Wake::TimedOut),
             };
@@ -378,7 +437,7 @@ impl Election<'_> {
 
 impl Drop for Election<'_> {
     fn drop(&mut self) {
-        if !self.resigned && self.health.may_act() {
+        if !self.resigned && self.health.may_act() && self.let_go.is_none() {
             let _ = self.zk.delete(&self.path(), None); // best effort; the session's end removes it anyway
         }
     }

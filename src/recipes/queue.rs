@@ -22,9 +22,9 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Select, TryRecvError};
+use crossbeam_channel::{Receiver, Select, TryRecvError, never};
 
-use crate::zk::{self, Code, CreateMode, MAX_PACKET, Op, Reply, SessionEvent, ZooKeeper};
+use crate::zk::{self, Code, CreateMode, Halt, MAX_PACKET, Op, Reply, SessionWatch, ZooKeeper};
 
 /// kazoo's element prefix.
 pub const PREFIX: &str = "entry-";
@@ -134,7 +134,16 @@ impl std::error::Error for Error {
 
 impl From<zk::Error> for Error {
     fn from(e: zk::Error) -> Error {
-        if e.code().is_some_and(Code::is_session_lost) { Error::SessionLost { cause: e } } else { Error::Zk(e) }
+        if e.is_session_lost() { Error::SessionLost { cause: e } } else { Error::Zk(e) }
+    }
+}
+
+/// Why a wait of the session-health model gave up, as a queue error (without a stop or a
+/// deadline only the session can end it).
+fn halted(h: Halt) -> Error {
+    match h {
+        Halt::Zk(e) => e.into(),
+        Halt::Stopped | Halt::TimedOut => Error::Zk(zk::Error::Zk { code: Code::OperationTimeout, path: None }),
     }
 }
 
@@ -217,6 +226,9 @@ pub trait Sink {
 pub struct Queue<'zk> {
     zk: &'zk ZooKeeper,
     path: String,
+    /// The session's health, with a watcher's grace (T after the client noticed silence):
+    /// a consumer holds nothing that another could take meanwhile.
+    health: SessionWatch,
 }
 
 fn stopped(stop: &Receiver<()>) -> bool {
@@ -227,7 +239,7 @@ impl<'zk> Queue<'zk> {
     /// A queue at `path` (which need not exist yet).
     pub fn new(zk: &'zk ZooKeeper, path: &str) -> Result<Queue<'zk>> {
         zk::validate_path(path, false)?;
-        Ok(Queue { zk, path: path.to_string() })
+        Ok(Queue { zk, path: path.to_string(), health: SessionWatch::watcher(zk) })
     }
 
     /// The queue node's path.
@@ -619,34 +631,26 @@ impl<'zk> Queue<'zk> {
         back
     }
 
-    /// Runs `f`, retrying after the connection comes back when its outcome is unknown.
-    /// Only for idempotent calls.
+    /// Runs `f`, retrying after the connection comes back when its outcome is unknown
+    /// (the session-health model's pause and wait). Only for idempotent calls.
     fn retry<T>(&self, mut f: impl FnMut() -> Result<T>) -> Result<T> {
         loop {
+            if let Some(why) = self.health.lost_why() {
+                return Err(zk::Error::SessionLost(why).into());
+            }
             match f() {
-                Err(Error::Zk(e)) if e.is_outcome_unknown() => self.await_connected()?,
+                Err(Error::Zk(e)) if e.is_outcome_unknown() => {
+                    self.health.recover(&never::<()>(), None).map_err(halted)?
+                }
                 other => return other,
             }
         }
     }
 
     /// Waits until the client has a connection again (the C client reconnects by itself
-    /// within the session timeout), or fails once the session is gone.
+    /// while the session lives), or fails once the session-health model calls it lost.
     fn await_connected(&self) -> Result<()> {
-        let events = self.zk.session_events();
-        let deadline = Instant::now() + self.zk.session_timeout().max(Duration::from_secs(1)) * 2;
-        loop {
-            match self.zk.state() {
-                Some(SessionEvent::Connected | SessionEvent::ConnectedReadOnly) => return Ok(()),
-                Some(SessionEvent::Expired | SessionEvent::AuthFailed) => {
-                    return Err(Error::SessionLost { cause: zk::Error::Zk { code: Code::SessionExpired, path: None } });
-                }
-                _ => {}
-            }
-            if events.recv_deadline(deadline).is_err() {
-                return Err(Error::SessionLost { cause: zk::Error::Zk { code: Code::ConnectionLoss, path: None } });
-            }
-        }
+        self.health.wait_connected(&never::<()>(), None).map_err(halted)
     }
 
     /// Waits for any of `watches`, the idle deadline, or `stop`.
@@ -842,8 +846,13 @@ impl Claim<'_, '_> {
                 Ok(_) => return Ok(()),
                 Err(e) if e.is_outcome_unknown() => {
                     q.await_connected().map_err(|e| self.lost(e))?;
-                    // a retry finding the item gone: our multi went through
-                    if q.zk.exists(&self.item.path).map_err(|e| self.lost(e.into()))?.is_none() {
+                    // a retry finding the item gone: our multi went through (after a sync,
+                    // so the server we read has applied it if the leader did)
+                    let gone = q.retry(|| {
+                        q.zk.sync(&q.path)?;
+                        Ok(q.zk.exists(&self.item.path)?.is_none())
+                    });
+                    if gone.map_err(|e| self.lost(e))? {
                         return Ok(());
                     }
                 }

@@ -188,14 +188,14 @@ pub fn stop_detached(state: &State, grace: Duration) -> Result<(), Error> {
     let alive: Vec<&MemberState> = state.members.iter().filter(|m| member_alive(m)).collect();
     for m in &alive {
         // Already gone between the check and now is fine.
-        let _ = process::send_signal(m.pid, "TERM");
+        let _ = crate::util::send_signal(m.pid, nix::sys::signal::Signal::SIGTERM);
     }
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline && alive.iter().any(|m| member_alive(m)) {
         std::thread::sleep(Duration::from_millis(20));
     }
     for m in alive.iter().filter(|m| member_alive(m)) {
-        let _ = process::send_signal(m.pid, "KILL");
+        let _ = crate::util::send_signal(m.pid, nix::sys::signal::Signal::SIGKILL);
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline && alive.iter().any(|m| member_alive(m)) {

@@ -366,48 +366,6 @@ impl ZooKeeper {
         rx
     }
 
-    /// A receiver that disconnects once the session is lost: expired, authentication
-    /// failed, or disconnected for longer than the session timeout (by then the server has
-    /// expired it, or will, and ephemeral nodes are gone or going; Curator calls this LOST).
-    /// Long waits `select!` on it so they never hang on a dead ZooKeeper.
-    pub fn session_lost(&self) -> Receiver<()> {
-        let (tx, rx) = bounded::<()>(0);
-        let events = self.session_events();
-        if self.is_dead() {
-            return rx; // `tx` drops here: already lost
-        }
-        let timeout = self.session_timeout();
-        let mut disconnected_since = match self.state() {
-            Some(SessionEvent::Connecting) => Some(Instant::now()),
-            _ => None,
-        };
-        std::thread::Builder::new()
-            .name("zk-session-lost".into())
-            .spawn(move || {
-                let _tx = tx; // dropped when this thread ends: that is the signal
-                loop {
-                    let ev = match disconnected_since {
-                        Some(t) => match events.recv_deadline(t + timeout) {
-                            Ok(ev) => ev,
-                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => return,
-                            Err(_) => return, // client dropped
-                        },
-                        None => match events.recv() {
-                            Ok(ev) => ev,
-                            Err(_) => return,
-                        },
-                    };
-                    match ev {
-                        SessionEvent::Connecting => disconnected_since = disconnected_since.or(Some(Instant::now())),
-                        SessionEvent::Connected | SessionEvent::ConnectedReadOnly => disconnected_since = None,
-                        SessionEvent::Expired | SessionEvent::AuthFailed => return,
-                    }
-                }
-            })
-            .expect("spawn session watcher");
-        rx
-    }
-
     /// Creates a node with the client's default ACL; returns the created path (with the
     /// sequence number for sequential modes).
     pub fn create(&self, path: &str, data: &[u8], mode: CreateMode) -> Result<String> {

@@ -102,50 +102,65 @@ fn sigterm_stops_the_whole_group_before_the_next_holder_runs() {
     }
 }
 
-/// The probe of the issue: SIGKILL `zkutil lock` the moment its CMD appears as its child
-/// (the guard must already be there), then let a second holder take the lock once the
-/// session expires: A's loop must be gone by then. Half the tries kill at the first sight
-/// of CMD's process, half once it has become CMD (exec'd).
+/// The probe of the issue: SIGKILL `zkutil lock` (`semaphore`, `election run`) the moment
+/// its CMD appears as its child (the guard must already be there): A's loop must be gone
+/// within the guard's margin, long before the session expires and a second holder (B) runs.
+/// Half the tries kill at the first sight of CMD's process, half once it has exec'd CMD.
 #[test]
 fn sigkill_at_spawn_leaves_no_unguarded_cmd() {
     let root = unique_root("child-probe");
     let dir = t!(tempfile::tempdir());
-    let path = format!("{root}/lock");
     let mut overlaps = 0;
-    for i in 0..4 {
-        let file = dir.path().join(format!("w{i}"));
-        let marker = format!("zkutil-test-probe-{}-{i}", std::process::id());
-        let a_cmd = format!("while true; do echo A >> {}; sleep 0.1; done # {marker}", file.display());
-        let mut a = Proc::start(&["--session-timeout", "2s", "lock", &path, "--", "sh", "-c", &a_cmd]);
-        let pid = a.child.id();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let exec_d = i % 2 == 1;
-        loop {
-            let kids = children_with(pid, &marker);
-            let ready = kids.iter().any(|k| {
-                !exec_d
-                    || std::fs::read(format!("/proc/{k}/cmdline"))
-                        .is_ok_and(|c| !String::from_utf8_lossy(&c).contains("zkutil-cmd"))
-            });
-            if ready {
-                break;
+    let mut tries = 0;
+    let recipes: [(&[&str], usize); 3] = [(&["lock"], 4), (&["semaphore", "-n", "1"], 2), (&["election", "run"], 2)];
+    for (recipe, n) in recipes {
+        let path = format!("{root}/{}", recipe[0]);
+        for i in 0..n {
+            tries += 1;
+            let file = dir.path().join(format!("w{tries}"));
+            let marker = format!("zkutil-test-probe-{}-{tries}", std::process::id());
+            let a_cmd = format!("while true; do echo A >> {}; sleep 0.1; done # {marker}", file.display());
+            let args = |cmd: &str| -> Vec<String> {
+                recipe
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain([path.clone(), "--".into(), "sh".into(), "-c".into(), cmd.into()])
+                    .collect()
+            };
+            let mut a_args = vec!["--session-timeout".to_string(), "2s".to_string()];
+            a_args.extend(args(&a_cmd));
+            let mut a = Proc::start(&a_args.iter().map(String::as_str).collect::<Vec<_>>());
+            let pid = a.child.id();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let exec_d = i % 2 == 1;
+            loop {
+                let kids = children_with(pid, &marker);
+                let ready = kids.iter().any(|k| {
+                    !exec_d
+                        || std::fs::read(format!("/proc/{k}/cmdline"))
+                            .is_ok_and(|c| !String::from_utf8_lossy(&c).contains("zkutil-cmd"))
+                });
+                if ready {
+                    break;
+                }
+                assert!(Instant::now() < deadline && a.running(), "{}: CMD never appeared", recipe[0]);
             }
-            assert!(Instant::now() < deadline && a.running(), "CMD never appeared");
+            t!(send_signal(pid, Signal::SIGKILL));
+            let _ = a.child.wait();
+            // the guard stops the group within its margin (T/6), long before the session expires
+            let gone = wait_until(Duration::from_secs(10), || with_marker(&marker).is_empty());
+            assert!(gone, "{}: CMD outlived zkutil", recipe[0]);
+            let b_args = args(&witness_cmd(&file));
+            let b = Proc::start(&b_args.iter().map(String::as_str).collect::<Vec<_>>());
+            let (code, _, err) = b.finish();
+            assert_eq!(code, Some(0), "{err}");
+            if !overlap(&witness(&file)).is_empty() {
+                overlaps += 1;
+            }
+            drop(a);
         }
-        t!(send_signal(pid, Signal::SIGKILL));
-        let _ = a.child.wait();
-        // the guard stops the group within its margin (T/6), long before the session expires
-        assert!(wait_until(Duration::from_secs(10), || with_marker(&marker).is_empty()), "CMD outlived zkutil");
-        let b = Proc::start(&["lock", &path, "--", "sh", "-c", &witness_cmd(&file)]);
-        let (code, _, err) = b.finish();
-        assert_eq!(code, Some(0), "{err}");
-        let lines = witness(&file);
-        if !overlap(&lines).is_empty() {
-            overlaps += 1;
-        }
-        drop(a);
     }
-    assert_eq!(overlaps, 0, "CMDs overlapped in {overlaps} of 4 tries");
+    assert_eq!(overlaps, 0, "CMDs overlapped in {overlaps} of {tries} tries");
 }
 
 /// After a loss (the server frozen: silence past T/6 after the client notices it at 2T/3),
@@ -187,12 +202,14 @@ fn a_lost_hold_stops_the_group_within_the_margin() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("lost the lock /l"), "{err}");
     let (term, gone) = (term.expect("CMD never got SIGTERM"), gone.unwrap());
+
     eprintln!(
         "timeline (T = 3s, server frozen at 0): SIGTERM seen by CMD at {:.2}s, group gone (SIGKILL) at {:.2}s, \
-         zkutil done by {:.2}s",
+         zkutil done by {:.2}s; {}",
         term.as_secs_f64(),
         gone.as_secs_f64(),
-        exited.as_secs_f64()
+        exited.as_secs_f64(),
+        err.trim()
     );
     // SIGKILL comes the margin (T/6 = 0.5 s) after SIGTERM; generous bound for a loaded machine
     assert!(gone >= term, "{term:?} {gone:?}");

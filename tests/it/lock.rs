@@ -195,8 +195,9 @@ fn lock_passes_the_exit_code_and_the_streams() {
     assert_eq!(ok(&["lock", "--read", &path, "--", "echo", "hi"]), "hi\n");
     let o = run(&["lock", &path, "--", "sh", "-c", "kill -TERM $$"]);
     assert_eq!(o.status.code(), Some(128 + 15));
-    let err = fails(&["lock", &path, "--", "/no/such/command"]);
-    assert!(err.contains("/no/such/command"), "{err}");
+    let o = run(&["lock", &path, "--", "/no/such/command"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/no/such/command"), "{}", stderr(&o));
     assert!(children_of(&connect(), &path).is_empty());
 }
 
@@ -207,7 +208,7 @@ fn lock_timeout_gives_up_and_leaves_no_node() {
     let zk = connect();
     let lock = t!(Lock::new(&zk, &path, Mode::Exclusive));
     let held = t!(lock.acquire(None, &never(), |_| {}));
-    let err = fails(&["lock", "--timeout", "300ms", &path, "--", "echo", "never"]);
+    let err = conflict_fails(&["lock", "--timeout", "300ms", &path, "--", "echo", "never"]);
     assert!(err.contains("not acquired within 300ms"), "{err}");
     assert_eq!(children_of(&zk, &path), [held.contender().node.rsplit('/').next().unwrap()]);
     drop(held);
@@ -339,14 +340,14 @@ fn foreign_contenders_count_by_their_sequence() {
     t!(zkutil::recipes::lock::create_containers(&zk, &path));
     // kazoo's Lock names its nodes `<uuid>__lock__<seq>`: a writer to zkutil
     let kazoo = t!(zk.create(&format!("{path}/0a1b2c3d__lock__"), b"", zkutil::zk::CreateMode::EphemeralSequential));
-    let err = fails(&["lock", "--timeout", "300ms", "--read", &path, "--", "true"]);
+    let err = conflict_fails(&["lock", "--timeout", "300ms", "--read", &path, "--", "true"]);
     assert!(err.contains("not acquired"), "{err}");
     t!(zk.delete(&kazoo, None));
     // a foreign reader (Curator's read lock) does not block a zkutil reader, but blocks a writer
     let curator_reader =
         t!(zk.create(&format!("{path}/_c_x-__READ__"), b"", zkutil::zk::CreateMode::EphemeralSequential));
     assert_eq!(ok(&["lock", "--timeout", "10s", "--read", &path, "--", "echo", "shared"]), "shared\n");
-    fails(&["lock", "--timeout", "300ms", &path, "--", "true"]);
+    conflict_fails(&["lock", "--timeout", "300ms", &path, "--", "true"]);
     t!(zk.delete(&curator_reader, None));
     assert_eq!(ok(&["lock", "--timeout", "10s", &path, "--", "echo", "alone"]), "alone\n");
     assert!(children_of(&zk, &path).is_empty());
@@ -416,4 +417,23 @@ fn cmd_does_not_outlive_a_killed_zkutil() {
     t!(send_signal(holder.id(), Signal::SIGKILL));
     holder.wait().unwrap();
     assert!(wait_until(Duration::from_secs(5), || !alive(cmd)), "CMD {cmd} still runs after zkutil was killed");
+}
+
+#[test]
+fn a_waiter_cut_off_from_zookeeper_gives_up_at_the_holder_grace() {
+    // A lock taken on a session that was silent past T/6 could not be trusted: the waiter
+    // gives up (exit 1) instead of waiting on.
+    let root = unique_root("lock-waiter-cut");
+    let path = format!("{root}/l");
+    let zk = connect();
+    let lock = t!(Lock::new(&zk, &path, Mode::Exclusive));
+    let held = t!(lock.acquire(None, &never(), |_| {}));
+    let proxy = Proxy::to(&hosts());
+    let w = Proc::start_on(&proxy.addr, &["--session-timeout", "3s", "lock", &path, "--", "true"]);
+    assert!(wait_until(Duration::from_secs(20), || children_of(&zk, &path).len() == 2));
+    proxy.cut();
+    let (code, _, err) = w.finish_within(Duration::from_secs(20));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no connection to ZooKeeper"), "{err}");
+    t!(held.release());
 }

@@ -4,6 +4,7 @@
 mod child;
 mod cli;
 mod client;
+mod conventions;
 mod crawl;
 mod election;
 mod health;

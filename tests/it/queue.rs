@@ -236,7 +236,7 @@ fn missing_queue_and_unreachable_zookeeper() {
     let o =
         zkutil(&["--hosts", "127.0.0.1:1", "--connect-timeout", "1s", "queue", "produce", "/q", "x"]).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("cannot reach ZooKeeper at 127.0.0.1:1"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot reach ZooKeeper"), "{}", stderr(&o));
 }
 
 #[test]
@@ -344,31 +344,29 @@ fn a_released_claim_wakes_a_follower() {
 #[test]
 fn a_follower_waits_for_the_queue_to_exist() {
     let q = format!("{}/later/q", unique_root("q-before"));
-    let b = Proc::start(&["queue", "consume", &q, "--follow", "--count", "2", "--timeout", "30s"]);
     let dir = tempfile::tempdir().unwrap();
     let got = dir.path().join("got");
     let script = format!("cat >> {}; echo >> {}", got.display(), got.display());
-    let c = Proc::start(&[
-        "queue",
-        "consume",
-        &q,
-        "--follow",
-        "--count",
-        "1",
-        "--timeout",
-        "30s",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    let (b_err, c_err) = (dir.path().join("b.err"), dir.path().join("c.err"));
+    let spawn = |args: &[&str], err: &std::path::Path| {
+        zkutil(args).stdout(Stdio::piped()).stderr(std::fs::File::create(err).unwrap()).spawn().unwrap()
+    };
+    let b = spawn(&["queue", "consume", &q, "--follow", "--count", "2", "--timeout", "30s"], &b_err);
+    let c = spawn(
+        &["queue", "consume", &q, "--follow", "--count", "1", "--timeout", "30s", "--", "sh", "-c", &script],
+        &c_err,
+    );
+    // both say they wait before anything is produced
+    let waiting = |f: &std::path::Path| {
+        std::fs::read_to_string(f).is_ok_and(|e| e.contains("does not exist yet; waiting for it"))
+    };
+    assert!(wait_until(Duration::from_secs(20), || waiting(&b_err) && waiting(&c_err)));
     ok(&["queue", "produce", &q, "one", "two", "three"]);
-    let (code, lines, err) = b.finish();
-    assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains("does not exist yet; waiting for it"), "{err}");
-    let (code, _, err) = c.finish();
-    assert_eq!(code, Some(0), "{err}");
-    let mut all = lines.clone();
+    let b = b.wait_with_output().unwrap();
+    assert_eq!(b.status.code(), Some(0), "{}", std::fs::read_to_string(&b_err).unwrap());
+    let c = c.wait_with_output().unwrap();
+    assert_eq!(c.status.code(), Some(0), "{}", std::fs::read_to_string(&c_err).unwrap());
+    let mut all: Vec<String> = stdout(&b).lines().map(str::to_string).collect();
     all.extend(std::fs::read_to_string(&got).unwrap().lines().map(str::to_string));
     all.sort();
     assert_eq!(all, ["one", "three", "two"]);

@@ -111,11 +111,11 @@ fn dump_deleteall_load_round_trip() {
     let file = dir.path().join("tree.ndjson.gz");
     let file = file.to_str().unwrap();
 
-    assert_eq!(ok(&["--auth", "alice:pw", "dump", &src, "-f", file]), "");
+    assert_eq!(ok(&["--auth", "alice:pw", "dump", &src, "--out", file]), "");
     let bytes = std::fs::read(file).unwrap();
     assert_eq!(&bytes[..2], b"\x1f\x8b", "not gzip");
     // anonymous cannot read the locked subtree: a clear error, not a partial silent dump
-    let err = fails(&["dump", &src, "-f", dir.path().join("partial").to_str().unwrap()]);
+    let err = fails(&["dump", &src, "--out", dir.path().join("partial").to_str().unwrap()]);
     assert!(err.contains("not authorized"), "{err}");
 
     ok(&["--auth", "alice:pw", "deleteall", &src]);

@@ -246,6 +246,7 @@ fn start_redis() -> Result<Option<Redis>> {
 pub fn zookeeper(tick_ms: u32) -> Result<(Ensemble, RawLimits)> {
     let zk_server = Ensemble::start(Options { die_with_parent: true, tick_ms, ..Options::default() })
         .context("starting ZooKeeper for the bench")?;
+    crate::status!("bench: started its own ZooKeeper at {} (--hosts is not used)", zk_server.connect_string());
     let zk = ZooKeeper::connect(&zk_server.connect_string(), Duration::from_secs(10))?;
     let raw = measure(&zk, 1000, 10000, 1000).context("measuring the raw limits")?;
     Ok((zk_server, raw))

@@ -382,8 +382,8 @@ impl Run for CrawlArgs {
                 Dedupe::ZooKeeper(Local::default(), Claimer::start(set, zk))
             }
         };
-        // opened only once ZooKeeper is ready; appended to (emptied by --reset)
-        let out = Output::open(&self.out, self.format, self.reset)
+        // written (truncated) only once the first page is fetched
+        let out = Output::open(&self.out, self.format)
             .with_context(|| format!("cannot write the output file {}", self.out.display()))?;
         let cfg = Config {
             start,

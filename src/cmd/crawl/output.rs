@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -14,24 +14,26 @@ use url::Url;
 use crate::cli::CrawlFormat;
 
 pub struct Output {
-    file: Mutex<Box<dyn Write + Send>>,
+    path: PathBuf,
+    /// Opened at the first line: None until then.
+    file: Mutex<Option<Box<dyn Write + Send>>>,
     format: CrawlFormat,
 }
 
 impl Output {
-    /// Opens `path` for appending (created if missing), so a crawl with nothing new to
-    /// fetch never loses an earlier crawl's lines and crawlers of one name may share the
-    /// file (each line is one O_APPEND write); `truncate` (for `--reset`) empties it first.
-    /// `-` is stdout.
-    pub fn open(path: &Path, format: CrawlFormat, truncate: bool) -> io::Result<Output> {
-        let file: Box<dyn Write + Send> = if path == Path::new("-") {
-            Box::new(io::stdout())
-        } else if truncate {
-            Box::new(File::create(path)?)
-        } else {
-            Box::new(std::fs::OpenOptions::new().append(true).create(true).open(path)?)
-        };
-        Ok(Output { file: Mutex::new(file), format })
+    /// Output to `path` (`-`: stdout), created (truncated) only when the first fetched page
+    /// is written: a crawl with nothing new to fetch leaves an earlier file as it was. Checks
+    /// now that the file can be written.
+    pub fn open(path: &Path, format: CrawlFormat) -> io::Result<Output> {
+        if path != Path::new("-") {
+            // writable? (without truncating: append mode creates at most an empty file)
+            let existed = path.exists();
+            std::fs::OpenOptions::new().append(true).create(true).open(path)?;
+            if !existed {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        Ok(Output { path: path.to_path_buf(), file: Mutex::new(None), format })
     }
 
     /// `depth<TAB>status<TAB>url` (or the URL alone), in one write so lines never interleave.
@@ -41,13 +43,24 @@ impl Output {
             CrawlFormat::Plain => format!("{url}\n"),
         };
         let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let f = match &mut *f {
+            Some(f) => f,
+            None => f.insert(if self.path == Path::new("-") {
+                Box::new(io::stdout())
+            } else {
+                Box::new(File::create(&self.path)?)
+            }),
+        };
         f.write_all(line.as_bytes())?;
-        f.flush() // stdout is line-buffered only on a terminal
+        f.flush() // stdout is block-buffered through a pipe
     }
 
     /// Flushes (each line is already one unbuffered write; this is for the record).
     pub fn finish(&self) -> io::Result<()> {
-        self.file.lock().unwrap_or_else(|e| e.into_inner()).flush()
+        match &mut *self.file.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
     }
 }
 

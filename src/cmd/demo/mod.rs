@@ -49,10 +49,23 @@ impl Demo {
         c
     }
 
-    /// Shows and runs `zkutil ARGS`, its output going straight to the terminal.
+    /// Shows and runs `zkutil ARGS`, its output shown as a terminal would: `get` writes data
+    /// unchanged when stdout is not a terminal, so a missing final newline is added here.
     pub fn run(&self, args: &[&str]) -> Result<()> {
         self.show(args);
-        let status = self.command(args).status().with_context(|| format!("running zkutil {}", args.join(" ")))?;
+        let out = self
+            .command(args)
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("running zkutil {}", args.join(" ")))?;
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(&out.stdout)?;
+        if !out.stdout.is_empty() && !out.stdout.ends_with(b"\n") {
+            stdout.write_all(b"\n")?;
+        }
+        stdout.flush()?;
+        drop(stdout);
+        let status = out.status;
         std::thread::sleep(self.pause);
         if !status.success() {
             bail!("demo step `zkutil {}` failed ({status})", args.join(" "));

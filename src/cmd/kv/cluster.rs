@@ -59,6 +59,7 @@ pub fn run(node: &Arc<Node>, g: &Global, dir: &str, zk: ZooKeeper, stop: &Receiv
 /// One session's candidacy. Ok(()) when stopped.
 fn campaign(node: &Arc<Node>, zk: &ZooKeeper, dir: &str, stop: &Receiver<()>) -> election::Result<()> {
     let mut e = Election::campaign(zk, dir, PREFIX, node.addr.as_bytes())?;
+    e.follow_leader(true);
     node.set_name(e.name());
     info!("registered as {} (session 0x{:x})", e.name(), zk.session_id());
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);

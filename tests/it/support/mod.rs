@@ -101,6 +101,27 @@ pub fn fails(args: &[&str]) -> String {
     err
 }
 
+/// Runs zkutil and expects a usage error: exit 2, clap's `error: ...` and a usage line.
+#[track_caller]
+pub fn usage_fails(args: &[&str]) -> String {
+    let o = run(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "zkutil {args:?}: {:?}\nstdout: {}\nstderr: {err}", o.status, stdout(&o));
+    assert!(err.starts_with("error: ") && err.contains("\nUsage: zkutil"), "zkutil {args:?}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// Runs zkutil and expects "not acquired": exit 75 (`--conflict-exit-code`'s default), one line.
+#[track_caller]
+pub fn conflict_fails(args: &[&str]) -> String {
+    let o = run(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(75), "zkutil {args:?}: {:?}\nstdout: {}\nstderr: {err}", o.status, stdout(&o));
+    assert!(err.starts_with("zkutil: ") && err.lines().count() == 1, "zkutil {args:?}: stderr not one line: {err}");
+    err
+}
+
 /// `expect` with the expression in the message (git2's `t!`).
 #[macro_export]
 macro_rules! t {
