@@ -5,6 +5,7 @@
 //! | 0    | success |
 //! | 1    | runtime failure (one `zkutil: ...` line on stderr) |
 //! | 2    | usage error: clap's, or a [`Usage`] error a command returns (with a usage line) |
+//! | 1    | no error line: `diff` found differences, `grep` no match, `ensemble status` a member down |
 //! | 75   | `lock`, `semaphore`, `barrier wait`, ... gave up: not acquired (`--conflict-exit-code`) |
 //! | 126  | CMD found but not executable (checked before anything is taken) |
 //! | 127  | CMD not found (checked before anything is taken) |
