@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::util::parse_duration;
+use crate::util::{parse_duration, parse_session_timeout};
+use crate::zk::Acl;
 
 /// ZooKeeper coordination recipes and znode commands, over the official C client.
 #[derive(Debug, Parser)]
-#[command(name = "zkutil", version, about, propagate_version = true, max_term_width = 100)]
+#[command(name = "zkutil", version, long_version = crate::LONG_VERSION, about, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -17,21 +18,38 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
-/// Flags every subcommand takes.
+/// Flags every subcommand takes (shown under their own heading in every `--help`).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// ZooKeeper connect string, chroot allowed (h1:2181,h2:2181/app)
-    #[arg(long, global = true, env = "ZK_HOSTS", default_value = "127.0.0.1:2181")]
+    #[arg(long, global = true, env = "ZK_HOSTS", hide_env_values = true, default_value = "127.0.0.1:2181")]
     pub hosts: String,
-    /// Session timeout asked of the server (e.g. 10s)
-    #[arg(long, global = true, value_parser = parse_duration, default_value = "10s")]
+    /// Session timeout asked of the server, 2ms to 12d (the server grants 2 to 20 ticks of it)
+    #[arg(long, global = true, value_parser = parse_session_timeout, default_value = "10s")]
     pub session_timeout: Duration,
     /// How long to wait for a session before giving up (e.g. 10s)
     #[arg(long, global = true, value_parser = parse_duration, default_value = "10s")]
     pub connect_timeout: Duration,
     /// Digest credentials USER:PASSWORD; nodes this invocation creates get the creator-only ACL
-    #[arg(long, global = true, env = "ZK_AUTH", value_name = "USER:PASSWORD", hide_env_values = true)]
+    #[arg(long, global = true, env = "ZK_AUTH", value_name = "USER:PASSWORD", hide_env_values = true, value_parser = parse_auth)]
     pub auth: Option<String>,
+    /// Output format of results on stdout: `text`, or `json` (one document; NDJSON for streams)
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text, value_name = "FORMAT")]
+    pub output: OutputFormat,
+    /// No status messages on stderr (errors are still printed)
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+/// `-o/--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    // lines of text
+    #[default]
+    Text,
+    // one JSON document, or one event per line (NDJSON) for commands that stream
+    Json,
 }
 
 /// The subcommands.
@@ -90,20 +108,108 @@ pub enum Cmd {
     Txn(TxnArgs),
     /// Run a command holding one of N leases: at most N such commands at once (Curator's semaphore)
     Semaphore(SemaphoreArgs),
+    /// Write a subtree as NDJSON, one node per line (data, ACL, Stat); `.gz` files compressed
+    Dump(DumpArgs),
+    /// Restore a dump: parents first, in transactions; ACLs applied last
+    Load(LoadArgs),
+    /// Copy a subtree, within a cluster or to another (SRC and DST: PATH or HOSTS:PATH)
+    Cp(CpArgs),
+    /// Compare two subtrees (PATH, HOSTS:PATH or a dump file); exit 1 when they differ
+    Diff(DiffArgs),
     /// Start, inspect or stop a local ZooKeeper (standalone or a 3-node ensemble)
     #[command(subcommand)]
     Server(ServerCmd),
+    /// Print the `digest:USER:HASH` ACL id of USER:PASSWORD (for setacl)
+    Digest(DigestArgs),
+    /// Print a shell completion script (bash, zsh or fish)
+    Completions(CompletionsArgs),
+    /// Print zkutil's man page (roff) on stdout, or write one page per command into --dir
+    Man(ManArgs),
     /// Walk through zkutil on a throwaway local ZooKeeper
     Demo(DemoArgs),
     /// Measure throughput and latency against ZooKeeper
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Browse, watch and edit the tree in a terminal UI (lazy: reads only what is opened)
+    Inspect(InspectArgs),
+    /// An interactive prompt: every zkutil command over one session, with cd, history and
+    /// completion; -c 'CMD; CMD' or commands on stdin for scripts
+    Shell(ShellArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Change nothing: no create, edit or delete
+    #[arg(long)]
+    pub read_only: bool,
+    /// Root of the tree shown
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// Run these commands (separated by `;` or newlines) and exit; stops at the first failure
+    #[arg(short = 'c', value_name = "COMMANDS")]
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct PathArg {
     /// Znode path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DigestArgs {
+    /// The credentials, as given to --auth
+    #[arg(value_name = "USER:PASSWORD", value_parser = parse_auth)]
+    pub credentials: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write zkutil.1 and one zkutil-COMMAND.1 per command into DIR instead
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write the script for
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+/// Shells `zkutil completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// A znode path as every command but `create -s` takes it: absolute, no trailing `/`.
+pub fn parse_znode_path(s: &str) -> Result<String, String> {
+    crate::zk::validate_path(s, false).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
+/// `--auth USER:PASSWORD`.
+pub fn parse_auth(s: &str) -> Result<String, String> {
+    match s.split_once(':') {
+        Some((user, _)) if !user.is_empty() => Ok(s.to_string()),
+        _ => Err("expected USER:PASSWORD".into()),
+    }
+}
+
+/// setacl's ACL: `scheme:id:perms` entries, comma-separated.
+#[derive(Debug, Clone)]
+pub struct AclList(pub Vec<Acl>);
+
+fn parse_acl_list(s: &str) -> Result<AclList, String> {
+    s.split(',').map(Acl::parse).collect::<Result<Vec<_>, _>>().map(AclList)
 }
 
 #[derive(Debug, Args)]
@@ -115,7 +221,7 @@ pub struct LsArgs {
     #[arg(short = 's')]
     pub stat: bool,
     /// Znode path
-    #[arg(default_value = "/")]
+    #[arg(default_value = "/", value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -124,10 +230,11 @@ pub struct GetArgs {
     /// Also print the node's Stat
     #[arg(short = 's')]
     pub stat: bool,
-    /// Write the data's bytes unchanged (default: escape what is not printable text)
+    /// Write the data's bytes unchanged even to a terminal (through a pipe they always are)
     #[arg(long)]
     pub raw: bool,
     /// Znode path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -140,6 +247,7 @@ pub struct SetArgs {
     #[arg(short = 's')]
     pub stat: bool,
     /// Znode path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// New data; `-` reads stdin
     pub data: String,
@@ -174,6 +282,7 @@ pub struct DeleteArgs {
     #[arg(short = 'v', value_name = "VERSION", allow_negative_numbers = true)]
     pub expected_version: Option<i32>,
     /// Znode path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -186,6 +295,7 @@ pub struct WatchArgs {
     #[arg(long, short = 'n', value_name = "N")]
     pub count: Option<u64>,
     /// Znode path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -195,7 +305,7 @@ pub struct TreeArgs {
     #[arg(long, short = 'd')]
     pub depth: Option<usize>,
     /// Root of the subtree
-    #[arg(default_value = "/")]
+    #[arg(default_value = "/", value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -204,13 +314,16 @@ pub struct SetAclArgs {
     /// Only if the node's ACL version is VERSION
     #[arg(short = 'v', value_name = "VERSION")]
     pub expected_version: Option<i32>,
-    /// Allow an ACL that grants ADMIN to nobody (it can then never be changed again)
+    /// Allow an ACL that grants ADMIN to nobody, or a digest id whose HASH is not one
+    /// (either can lock the node for good)
     #[arg(long)]
     pub force: bool,
     /// Znode path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
-    /// ACL entries, e.g. world:anyone:r,digest:bob:HASH:cdrwa
-    pub acl: String,
+    /// ACL entries, e.g. world:anyone:r,digest:bob:HASH:cdrwa (`zkutil digest` prints the id)
+    #[arg(value_parser = parse_acl_list)]
+    pub acl: AclList,
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,16 +338,18 @@ pub enum ServerCmd {
 
 #[derive(Debug, Args)]
 pub struct ServerStartArgs {
-    /// Client port (of the first node; an ensemble uses the next ports too)
+    /// Client port (of the first node; an ensemble uses the next ports too); 0 picks free
+    /// ports and prints `export ZK_HOSTS=...` for `eval "$(zkutil server start --port 0)"`
     #[arg(long, default_value_t = 2181)]
     pub port: u16,
     /// 1 for a standalone server, 3 for an ensemble
     #[arg(long, default_value_t = 1, value_parser = parse_nodes)]
     pub nodes: usize,
-    /// Data directory (default: a new one under the state directory)
+    /// Data directory, kept by `server stop` (default: a temporary one, removed by `server stop`)
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Where to record what was started (default: see `server status --help`)
+    /// Where to record what was started; one per server to run several at once
+    /// (default: $XDG_RUNTIME_DIR/zkutil/server.state, else the temp dir)
     #[arg(long)]
     pub state_file: Option<PathBuf>,
 }
@@ -261,12 +376,30 @@ pub enum BenchCmd {
     Queue(BenchQueueArgs),
     /// Clients contending for one lock: acquisitions/s and acquire latency
     Lock(BenchLockArgs),
-    /// A 3-server `kv serve` cluster: GET and PUT throughput, next to redis-server
+    /// A 3-server `kv serve` cluster: GET and PUT throughput, next to redis-server (starts
+    /// its own ZooKeeper: --hosts is not used)
     Kv(BenchKvArgs),
-    /// `kv serve` leader handover after SIGTERM and SIGKILL: min/median/max
+    /// `kv serve` leader handover after SIGTERM and SIGKILL: min/median/max (starts its own
+    /// ZooKeeper: --hosts is not used)
     Election(BenchElectionArgs),
     /// Crawl a generated loopback site twice: ZooKeeper dedupe, then in-memory dedupe
     Crawl(BenchCrawlArgs),
+    /// The traversal engine on a big tree: listing, dump reads and deletion, next to the raw
+    /// pipelined get/delete rates of the same run
+    Tree(BenchTreeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTreeArgs {
+    /// Nodes in the tree
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(2..=10_000_000))]
+    pub nodes: u32,
+    /// Children per inner node
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub fanout: u32,
+    /// Requests in flight
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub window: u32,
 }
 
 #[derive(Debug, Args)]
@@ -301,9 +434,12 @@ pub struct BarrierWaitArgs {
     /// This participant's id, unique within the barrier (default: pid and session id)
     #[arg(long, value_name = "NAME", requires = "count")]
     pub id: Option<String>,
-    /// Give up after this long (e.g. 30s), leaving the barrier cleanly; exit 1
+    /// Give up after this long (e.g. 30s), leaving the barrier cleanly; exit --conflict-exit-code
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Exit code when giving up (--timeout)
+    #[arg(long, value_name = "N", default_value_t = crate::cmd::exit::CONFLICT)]
+    pub conflict_exit_code: u8,
     /// Barrier path
     pub path: String,
     /// Command to run once everyone has entered; leave follows when it exits (double barrier)
@@ -314,7 +450,9 @@ pub struct BarrierWaitArgs {
 #[derive(Debug, Args)]
 pub struct CounterArgs {
     /// Counter path (created holding 0 by add/set when missing; get of a missing one prints 0)
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
+    /// What to do (default: get)
     #[command(subcommand)]
     pub op: Option<CounterOp>,
 }
@@ -325,11 +463,13 @@ pub enum CounterOp {
     Get,
     /// Add N (negative subtracts) and print the new value
     Add {
+        /// The amount to add
         #[arg(allow_negative_numbers = true)]
         n: i64,
     },
-    /// Set the value to N and print it
+    /// Set the value to N and print it (overwrites whatever the node holds)
     Set {
+        /// The new value
         #[arg(allow_negative_numbers = true)]
         n: i64,
     },
@@ -375,8 +515,8 @@ pub struct TxnArgs {
 
 #[derive(Debug, Args)]
 pub struct CrawlArgs {
-    /// Start URLs (depth 0), http or https
-    #[arg(value_name = "URL")]
+    /// Start URLs (depth 0), http or https; none with --reset --name: only reset
+    #[arg(value_name = "URL", required_unless_present = "reset")]
     pub urls: Vec<String>,
     /// Fetch pages up to this many links away from a start URL (0: the start pages only)
     #[arg(long, default_value_t = 2)]
@@ -404,9 +544,12 @@ pub struct CrawlArgs {
     /// Fetch what robots.txt disallows
     #[arg(long)]
     pub ignore_robots: bool,
-    /// Milliseconds between two requests to the same host
-    #[arg(long, default_value_t = 0, value_name = "MS")]
-    pub delay_ms: u64,
+    /// Pause between two requests to the same host (e.g. 500ms)
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub delay: Duration,
+    /// The same in milliseconds (the old spelling of --delay)
+    #[arg(long, value_name = "MS", hide = true, conflicts_with = "delay", value_parser = clap::value_parser!(u64).range(..=3_155_760_000_000))]
+    pub delay_ms: Option<u64>,
     /// Stop after fetching this many pages
     #[arg(long, value_name = "N")]
     pub max_pages: Option<u64>,
@@ -416,17 +559,15 @@ pub struct CrawlArgs {
     /// Largest HTML body read, in bytes (suffix k or M allowed); larger pages are errors
     #[arg(long, value_parser = parse_size, default_value = "5M", value_name = "BYTES")]
     pub max_body: u64,
-    /// Output file: one line per fetched URL
+    /// Output file: one line per fetched URL, appended to (`-` for stdout)
     #[arg(long, default_value = "URLs.txt")]
     pub out: PathBuf,
     /// `tsv`: depth, status, URL separated by tabs; `plain`: the URL only
     #[arg(long, value_enum, default_value_t = CrawlFormat::Tsv)]
     pub format: CrawlFormat,
-    /// No progress bar
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
 }
 
+/// Where crawl keeps the seen URLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DedupeMode {
     Zookeeper,
@@ -559,9 +700,13 @@ pub struct MutexArgs {
 
 #[derive(Debug, Args)]
 pub struct LockArgs {
-    /// Give up (exit 1) if the lock is not had within this long (e.g. 30s)
+    /// Give up if the lock is not had within this long (e.g. 30s; 0s: do not wait), exiting
+    /// with --conflict-exit-code
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Exit code when the lock was not had (--timeout), so it tells apart from CMD's own failure
+    #[arg(long, value_name = "N", default_value_t = crate::cmd::exit::CONFLICT)]
+    pub conflict_exit_code: u8,
     /// Take the lock shared (a read lock): readers run together, a writer excludes all
     #[arg(long, visible_alias = "read")]
     pub shared: bool,
@@ -590,9 +735,13 @@ pub struct SemaphoreArgs {
     /// How many holders at once (every process sharing the semaphore must agree)
     #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub leases: u32,
-    /// Give up (exit 1) if no lease is had within this long (e.g. 30s)
+    /// Give up if no lease is had within this long (e.g. 30s; 0s: do not wait), exiting with
+    /// --conflict-exit-code
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Exit code when no lease was had (--timeout), so it tells apart from CMD's own failure
+    #[arg(long, value_name = "N", default_value_t = crate::cmd::exit::CONFLICT)]
+    pub conflict_exit_code: u8,
     /// The semaphore's znode (its `locks` and `leases` children are created as containers)
     pub path: String,
     /// The command to run while holding a lease, after `--`
@@ -718,4 +867,88 @@ pub struct ElectionLeaderArgs {
     pub watch: bool,
     /// The election's znode
     pub path: String,
+}
+
+fn parse_glob(s: &str) -> Result<glob::Pattern, String> {
+    glob::Pattern::new(s).map_err(|e| format!("bad glob: {e}"))
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// Write to FILE (`.gz`: gzip) instead of stdout
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Include ephemeral nodes (restored as persistent ones)
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// Only nodes whose full path matches GLOB (`*` within a name, `**` across names); repeatable
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
+    pub include: Vec<glob::Pattern>,
+    /// Leave out nodes whose full path matches GLOB, and their subtrees; repeatable
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
+    pub exclude: Vec<glob::Pattern>,
+    /// Root of the subtree
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Restore under PATH instead of the dumped root
+    #[arg(long, value_name = "PATH")]
+    pub to: Option<String>,
+    /// Print what would be created, overwritten or skipped; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace the data (and ACL) of nodes that exist already
+    #[arg(long, conflicts_with = "skip_existing")]
+    pub overwrite: bool,
+    /// Leave nodes that exist already as they are
+    #[arg(long)]
+    pub skip_existing: bool,
+    /// Raise each parent's cversion to the dumped one, so sequential nodes created after the
+    /// restore continue the old numbering
+    #[arg(long)]
+    pub preserve_sequence: bool,
+    /// The dump (`-`: stdin; gzip recognised)
+    pub file: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Print what would be created, overwritten or skipped; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace the data (and ACL) of nodes that exist already
+    #[arg(long, conflicts_with = "skip_existing")]
+    pub overwrite: bool,
+    /// Leave nodes that exist already as they are
+    #[arg(long)]
+    pub skip_existing: bool,
+    /// Raise each parent's cversion to the source's (sequential numbering continues)
+    #[arg(long)]
+    pub preserve_sequence: bool,
+    /// Copy ephemeral nodes too (as persistent ones)
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// Only nodes whose full path matches GLOB; repeatable
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
+    pub include: Vec<glob::Pattern>,
+    /// Leave out nodes whose full path matches GLOB, and their subtrees; repeatable
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
+    pub exclude: Vec<glob::Pattern>,
+    /// PATH or HOSTS:PATH (e.g. 10.0.0.1:2181:/app)
+    pub src: String,
+    /// PATH or HOSTS:PATH
+    pub dst: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Compare data only, not ACLs
+    #[arg(long)]
+    pub no_acl: bool,
+    /// PATH, HOSTS:PATH or a dump file
+    pub a: String,
+    /// PATH, HOSTS:PATH or a dump file
+    pub b: String,
 }

@@ -3,7 +3,7 @@
 # Idempotent and quiet when everything is present already.
 set -eu
 
-pkgs="libzookeeper-mt-dev libclang-dev zookeeper default-jre-headless netcat-openbsd redis-server redis-tools pkg-config"
+pkgs="libzookeeper-mt-dev libclang-dev zookeeper default-jre-headless netcat-openbsd redis-server redis-tools pkg-config tmux"
 
 missing=""
 for p in $pkgs; do

@@ -21,7 +21,7 @@ fn script(log: &Path, id: &str) -> String {
     let log = log.display();
     format!(
         "echo start {id} >> {log}; trap 'echo term {id} >> {log}; exit 0' TERM; \
-         while kill -0 $PPID 2>/dev/null; do sleep 0.05; done"
+         while kill -0 $PPID; do sleep 0.05; done 2>/dev/null"
     )
 }
 

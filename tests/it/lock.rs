@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::never;
@@ -371,51 +370,6 @@ fn a_holder_cut_off_from_zookeeper_gives_the_lock_up() {
     assert!(err.contains("lost the lock"), "{err}");
 }
 
-/// A TCP proxy to a server that can cut the line without closing it: after `cut`, bytes
-/// in both directions are swallowed and new connections go nowhere, as in a network
-/// partition (the client only notices by its receive timeout, 2/3 of the session timeout).
-pub struct Proxy {
-    pub addr: String,
-    cut: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Proxy {
-    pub fn to(upstream: &str) -> Proxy {
-        use std::net::{TcpListener, TcpStream};
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let listener = t!(TcpListener::bind("127.0.0.1:0"));
-        let addr = t!(listener.local_addr()).to_string();
-        let cut = Arc::new(AtomicBool::new(false));
-        let upstream = upstream.split(',').next().unwrap().to_string();
-        let c = cut.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming().map_while(Result::ok) {
-                let Ok(server) = TcpStream::connect(&upstream) else { continue };
-                let pipe = |mut from: TcpStream, mut to: TcpStream, cut: Arc<AtomicBool>| {
-                    std::thread::spawn(move || {
-                        use std::io::Read;
-                        let mut buf = [0u8; 16384];
-                        while let Ok(n @ 1..) = from.read(&mut buf) {
-                            if !cut.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                        // keep `to` open: a partition closes nothing
-                        std::mem::forget(to);
-                    });
-                };
-                pipe(t!(client.try_clone()), t!(server.try_clone()), c.clone());
-                pipe(server, client, c.clone());
-            }
-        });
-        Proxy { addr, cut }
-    }
-
-    pub fn cut(&self) {
-        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn a_holder_cut_off_from_zookeeper_stops_before_the_next_holder_starts() {
     // A partition: the holder hears nothing; the server expires its session T after it last
@@ -428,7 +382,7 @@ fn a_holder_cut_off_from_zookeeper_stops_before_the_next_holder_starts() {
     let log_s = log.display().to_string();
     let proxy = Proxy::to(&hosts());
     let a_script = format!(
-        "trap 'echo a-term >> {log_s}; exit 0' TERM; echo a-start >> {log_s}; echo started; while :; do sleep 0.05; done"
+        "trap 'echo a-term >> {log_s}; exit 0' TERM; echo a-start >> {log_s}; echo started; while :; do sleep 0.05; done 2>/dev/null"
     );
     let a = Proc::start_on(&proxy.addr, &["--session-timeout", "6s", "lock", &path, "--", "sh", "-c", &a_script]);
     assert!(a.wait_line("started", Duration::from_secs(20)).is_some());

@@ -1,10 +1,13 @@
 //! One integration-test binary (one link of the static library): every test runs against a
 //! real ZooKeeper started by zkutil's own launcher.
 
+mod child;
 mod cli;
 mod client;
 mod crawl;
 mod election;
+mod health;
+mod inspect;
 mod kv;
 mod kv_faults;
 mod lock;

@@ -40,13 +40,13 @@ pub fn run(g: &Global, a: &BenchCrawlArgs) -> Result<ExitCode> {
     let set = UrlSet::new(&name, 64).map_err(anyhow::Error::msg)?;
     set.prepare(&zk).context("preparing the bench crawl")?;
     let zk_run = (|| -> Result<Summary> {
-        let dedupe = Dedupe::ZooKeeper(Local::default(), Claimer::start(set.clone(), g.connect()?));
-        let out = Output::create(&dir.path().join("zk.txt"), CrawlFormat::Tsv)?;
+        let dedupe = Dedupe::ZooKeeper(Local::default(), Claimer::start(set.clone(), g.connect_owned()?));
+        let out = Output::open(&dir.path().join("zk.txt"), CrawlFormat::Tsv, true)?;
         crawl(&cfg, &dedupe, &out)
     })();
     UrlSet::reset(&zk, &name).context("removing the bench crawl")?;
     let zk_run = zk_run?;
-    let out = Output::create(&dir.path().join("mem.txt"), CrawlFormat::Tsv)?;
+    let out = Output::open(&dir.path().join("mem.txt"), CrawlFormat::Tsv, true)?;
     let mem_run = crawl(&cfg, &Dedupe::Memory(Local::default()), &out)?;
     if crate::util::stop_requested() {
         return Ok(crate::cmd::exit::after_stop());

@@ -23,7 +23,7 @@ pub fn run(g: &Global, a: &BenchLockArgs) -> Result<ExitCode> {
     }
     let zk = g.connect()?;
     let dir = format!("/zkutil-bench-lock-{}", std::process::id());
-    let sessions: Vec<_> = (0..a.clients).map(|_| g.connect()).collect::<Result<_>>()?;
+    let sessions: Vec<_> = (0..a.clients).map(|_| g.connect_owned()).collect::<Result<_>>()?;
     let holding = AtomicBool::new(false);
     let overlaps = AtomicUsize::new(0);
     let (mut raw_time, mut raw_pairs, mut lock_time) = (Duration::ZERO, 0, Duration::ZERO);

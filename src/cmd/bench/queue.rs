@@ -34,7 +34,7 @@ impl Sink for Count {
 /// Runs `consumers` consumers, each on its own session, until `target` items were taken
 /// (or, without `follow`, until the queue is empty).
 fn consume_all(g: &Global, path: &str, consumers: usize, target: usize, follow: bool) -> Result<(usize, Duration)> {
-    let sessions: Vec<ZooKeeper> = (0..consumers).map(|_| g.connect()).collect::<Result<_>>()?;
+    let sessions: Vec<ZooKeeper> = (0..consumers).map(|_| g.connect_owned()).collect::<Result<_>>()?;
     let n = Arc::new(AtomicUsize::new(0));
     let (tx, stop): (Sender<()>, Receiver<()>) = crossbeam_channel::bounded(0);
     let tx = Arc::new(Mutex::new(Some(tx)));

@@ -14,14 +14,24 @@ use url::Url;
 use crate::cli::CrawlFormat;
 
 pub struct Output {
-    file: Mutex<File>,
+    file: Mutex<Box<dyn Write + Send>>,
     format: CrawlFormat,
 }
 
 impl Output {
-    /// Creates (truncates) `path`.
-    pub fn create(path: &Path, format: CrawlFormat) -> io::Result<Output> {
-        Ok(Output { file: Mutex::new(File::create(path)?), format })
+    /// Opens `path` for appending (created if missing), so a crawl with nothing new to
+    /// fetch never loses an earlier crawl's lines and crawlers of one name may share the
+    /// file (each line is one O_APPEND write); `truncate` (for `--reset`) empties it first.
+    /// `-` is stdout.
+    pub fn open(path: &Path, format: CrawlFormat, truncate: bool) -> io::Result<Output> {
+        let file: Box<dyn Write + Send> = if path == Path::new("-") {
+            Box::new(io::stdout())
+        } else if truncate {
+            Box::new(File::create(path)?)
+        } else {
+            Box::new(std::fs::OpenOptions::new().append(true).create(true).open(path)?)
+        };
+        Ok(Output { file: Mutex::new(file), format })
     }
 
     /// `depth<TAB>status<TAB>url` (or the URL alone), in one write so lines never interleave.
@@ -30,7 +40,9 @@ impl Output {
             CrawlFormat::Tsv => format!("{depth}\t{status}\t{url}\n"),
             CrawlFormat::Plain => format!("{url}\n"),
         };
-        self.file.lock().unwrap_or_else(|e| e.into_inner()).write_all(line.as_bytes())
+        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        f.write_all(line.as_bytes())?;
+        f.flush() // stdout is line-buffered only on a terminal
     }
 
     /// Flushes (each line is already one unbuffered write; this is for the record).

@@ -190,7 +190,7 @@ fn serve(g: &Global, a: &KvServeArgs) -> Result<ExitCode> {
     let listener = std::net::TcpListener::bind(a.listen).with_context(|| format!("listening on {}", a.listen))?;
     let local = listener.local_addr().context("reading the listening address")?.to_string();
     let addr = if advertise.is_empty() { local } else { advertise };
-    let zk = g.connect().context("connecting to ZooKeeper")?;
+    let zk = g.connect_owned().context("connecting to ZooKeeper")?;
     let node = Arc::new(Node {
         store: Store::new(a.catch_up, usize::try_from(a.log_bytes).unwrap_or(usize::MAX)),
         addr: addr.clone(),

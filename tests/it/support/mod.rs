@@ -11,7 +11,9 @@ use zkutil::server::Ensemble;
 use zkutil::zk::{CreateMode, ZooKeeper};
 
 mod proc;
+pub mod proxy;
 pub use proc::Proc;
+pub use proxy::Proxy;
 
 /// One standalone server for every test that only needs a healthy one. It dies with the
 /// test process (a static is never dropped).
