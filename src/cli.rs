@@ -116,6 +116,19 @@ pub enum Cmd {
     Cp(CpArgs),
     /// Compare two subtrees (PATH, HOSTS:PATH or a dump file); exit 1 when they differ
     Diff(DiffArgs),
+    /// Run a command under a lease that outlives it until a time (kazoo's NonBlockingLease):
+    /// never waits for another holder; the same --id renews it
+    Lease(LeaseArgs),
+    /// Two-phase commit among N participants: run CMD's prepare step and vote by its exit
+    /// code, then run CMD's commit or abort step as the transaction decides
+    Commit(CommitArgs),
+    /// Divide a set of items among the members of a group (kazoo's SetPartitioner): run CMD
+    /// with this member's share, again after every join or leave
+    Partition(PartitionArgs),
+    /// Service discovery in Curator's layout (BASE/NAME/ID holding ServiceInstance JSON):
+    /// register, list
+    #[command(subcommand)]
+    Service(ServiceCmd),
     /// Find nodes by name, data, owner, children or age
     Find(FindArgs),
     /// Search the data of a subtree; prints PATH:LINE for each matching line
@@ -870,6 +883,8 @@ pub enum ElectionCmd {
     Run(ElectionRunArgs),
     /// Print the current leader's id; --watch: then every change of leader
     Leader(ElectionLeaderArgs),
+    /// Exit 0 if the candidate with this id leads now, 1 if not (LeaderLatch.hasLeadership)
+    IsLeader(ElectionIsLeaderArgs),
 }
 
 #[derive(Debug, Args)]
@@ -1072,3 +1087,139 @@ pub struct OwnerArgs {
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {}
+
+#[derive(Debug, Args)]
+pub struct LeaseArgs {
+    /// How long the lease runs from now, whole seconds (e.g. 70m); the same --id renews it
+    #[arg(long, value_parser = parse_lease_duration, required_unless_present = "status")]
+    pub duration: Option<Duration>,
+    /// This holder's identity: the same id renews the lease (default: the host name, as kazoo)
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// N leases at PATH/0 .. PATH/N-1, tried in order (kazoo's MultiNonBlockingLease): at
+    /// most N holders at once
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: Option<u32>,
+    /// Print each lease's holder and end (HOLDER, END in UTC, state; tab-separated) and exit
+    #[arg(long, conflicts_with_all = ["duration", "id", "command"])]
+    pub status: bool,
+    /// Exit code when another holder has the lease
+    #[arg(long, value_name = "CODE", default_value_t = 75)]
+    pub conflict_exit_code: u8,
+    /// The lease's znode (created if missing, as kazoo does)
+    pub path: String,
+    /// The command to run once the lease is obtained, after `--` (none: just take the lease)
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// A lease duration: at least 1s (the record keeps whole seconds), at most 100 years.
+fn parse_lease_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(100 * 365 * 86_400) {
+        return Err(format!("{s:?}: a lease runs from 1s to 100 years"));
+    }
+    Ok(d)
+}
+
+#[derive(Debug, Args)]
+pub struct ElectionIsLeaderArgs {
+    /// The candidate's id (what `election run --id` registered)
+    #[arg(long, value_name = "NAME")]
+    pub id: String,
+    /// The election's znode
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// How many participants the transaction has (every participant must say the same)
+    #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub participants: u32,
+    /// This participant's id, unique in the transaction (a restart under the same id resumes)
+    #[arg(long, value_name = "ID")]
+    pub id: String,
+    /// Abort when not every participant has voted this long after we started (e.g. 30s)
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub timeout: Duration,
+    /// The transaction's znode (created if missing); it keeps the votes and the decision
+    pub path: String,
+    /// The command: run with ZKUTIL_PHASE=prepare (exit 0 votes commit), then with
+    /// ZKUTIL_PHASE=commit or abort
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PartitionArgs {
+    /// The items to divide (node names), e.g. --set q1 q2 q3
+    #[arg(long, value_name = "ITEMS", num_args = 1.., required = true)]
+    pub set: Vec<String>,
+    /// This member's id, unique in the group (default: HOSTNAME-PID, as kazoo)
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// How long the group must be unchanged before dividing (kazoo's time_boundary)
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub time_boundary: Duration,
+    /// Print the share (items separated by spaces, one line per division) instead of
+    /// running CMD; keeps running
+    #[arg(long, conflicts_with = "command")]
+    pub print: bool,
+    /// The partition's znode (created if missing): its children are `party` and `locks`
+    pub path: String,
+    /// Run with the share: one item per line on stdin, and in ZKUTIL_PARTITION (separated by
+    /// spaces); it gets SIGTERM when the group changes, and runs again with the new share
+    #[arg(last = true, value_name = "CMD", required_unless_present = "print")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCmd {
+    /// Register an instance of NAME for as long as this process (or CMD) lives; prints its id
+    Register(ServiceRegisterArgs),
+    /// Print NAME's instances (ID, ADDRESS, PORT, PAYLOAD; tab-separated); without NAME, the
+    /// service names; --watch: then every change
+    List(ServiceListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceRegisterArgs {
+    /// The instance's address (host name or IP)
+    #[arg(long, value_name = "HOST")]
+    pub address: String,
+    /// The instance's port
+    #[arg(long, value_name = "P")]
+    pub port: Option<u16>,
+    /// The instance's SSL port
+    #[arg(long, value_name = "P")]
+    pub ssl_port: Option<u16>,
+    /// Any JSON for the instance's payload, e.g. '{"zone":"a"}'
+    #[arg(long, value_name = "JSON")]
+    pub payload: Option<String>,
+    /// Curator's URI spec, e.g. '{scheme}://{address}:{port}'
+    #[arg(long, value_name = "SPEC")]
+    pub uri_spec: Option<String>,
+    /// The instance id (default: a random UUID, as Curator)
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// Curator's base path
+    #[arg(long, value_name = "PATH", default_value = "/services")]
+    pub base: String,
+    /// The service name
+    pub name: String,
+    /// Command to run as the instance; the registration ends when it exits (its code is ours)
+    #[arg(last = true, value_name = "CMD")]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceListArgs {
+    /// Keep running: print the instances as `+` lines, then each new one (+) and each gone (`-ID`)
+    #[arg(long, short = 'w', requires = "name")]
+    pub watch: bool,
+    /// Curator's base path
+    #[arg(long, value_name = "PATH", default_value = "/services")]
+    pub base: String,
+    /// The service name (none: list the service names)
+    pub name: Option<String>,
+}

@@ -54,6 +54,7 @@ impl Run for ElectionCmd {
         match self {
             ElectionCmd::Run(a) => a.run(g),
             ElectionCmd::Leader(a) => a.run(g),
+            ElectionCmd::IsLeader(a) => a.run(g),
         }
     }
 }

@@ -12,6 +12,7 @@ pub use prompt::session::Session;
 pub mod barrier;
 pub mod bench;
 pub mod child;
+pub mod commit;
 pub mod counter;
 pub mod crawl;
 pub mod demo;
@@ -24,14 +25,18 @@ pub mod find;
 pub mod group;
 pub mod help;
 pub mod inspect;
+pub mod is_leader;
 pub mod kv;
+pub mod lease;
 pub mod load;
 pub mod lock;
 pub mod output;
+pub mod partition;
 pub mod prompt;
 pub mod queue;
 pub mod semaphore;
 pub mod server;
+pub mod service;
 pub mod txn;
 pub mod watch_tree;
 pub mod znode;
@@ -81,6 +86,10 @@ impl Run for Cmd {
             Cmd::Kv(c) => c.run(g),
             Cmd::Election(c) => c.run(g),
             Cmd::Crawl(c) => c.run(g),
+            Cmd::Lease(c) => c.run(g),
+            Cmd::Commit(c) => c.run(g),
+            Cmd::Partition(c) => c.run(g),
+            Cmd::Service(c) => c.run(g),
             Cmd::Digest(c) => c.run(g),
             Cmd::Completions(c) => help::completions(c.shell),
             Cmd::Man(c) => help::man(c.dir.as_deref()),

@@ -12,11 +12,15 @@ use super::Run;
 use crate::cli::{DemoArgs, Global};
 use crate::server::{Ensemble, Options};
 
+mod commit;
 mod crawl;
 mod election;
 mod kv;
+mod lease;
 mod mutex;
+mod partition;
 mod queue;
+mod service;
 mod znodes;
 
 /// The demo's context: where ZooKeeper is, which binary to run, how to narrate.
@@ -191,6 +195,10 @@ impl Run for DemoArgs {
         mutex::run(&demo)?;
         kv::run(&demo)?;
         election::run(&demo)?;
+        lease::run(&demo)?;
+        partition::run(&demo)?;
+        commit::run(&demo)?;
+        service::run(&demo)?;
         crawl::run(&demo)?;
         println!("\nDone. The demo's ZooKeeper is stopped and its data removed.");
         drop(server);
