@@ -788,6 +788,10 @@ pub struct KvServeArgs {
     /// Address for clients and peers (loopback)
     #[arg(long, default_value = "127.0.0.1:7001")]
     pub listen: std::net::SocketAddr,
+    /// HOST:PORT the other servers (and clients asking LEADER) reach this one at
+    /// [default: the --listen address; required when that is 0.0.0.0 or ::]
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_advertise)]
+    pub advertise: Option<String>,
     /// Cluster name: servers with the same name elect one leader under /kv/NAME/election
     #[arg(long, default_value = "default")]
     pub cluster: String,
@@ -808,6 +812,21 @@ pub struct KvServeArgs {
     /// How long a write may wait for a leader and for every live replica's ack
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub write_timeout: Duration,
+    /// Bytes of recent writes kept for replicas that reconnect (one further behind gets a
+    /// snapshot): 64M, 512k, ...
+    #[arg(long, value_parser = parse_size, default_value = "64M")]
+    pub log_bytes: u64,
+}
+
+/// `--advertise`: HOST:PORT with a port, and a host others can reach.
+fn parse_advertise(s: &str) -> Result<String, String> {
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("{s:?}: write it as HOST:PORT"))?;
+    port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("{s:?}: {port:?} is not a port"))?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified()) {
+        return Err(format!("{s:?}: other servers cannot reach {host:?}; give a reachable host"));
+    }
+    Ok(s.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ mod election;
 mod health;
 mod inspect;
 mod kv;
+mod kv_faults;
 mod lock;
 mod queue;
 mod recipes;
