@@ -452,3 +452,42 @@ fn watch_recursive_reports_what_changed_while_its_session_was_lost() {
     assert_eq!(lines.iter().filter(|l| l.contains("\"changed\"")).count(), 1, "{lines:?}");
     assert_eq!(lines.len(), 4, "{lines:?}");
 }
+
+#[test]
+fn dump_filters_and_a_load_of_a_filtered_dump() {
+    let root = unique_root("filters");
+    let zk = connect();
+    for p in ["/s", "/s/a", "/s/a/b", "/s/c", "/s/c/b"] {
+        t!(zk.create(&format!("{root}{p}"), p.as_bytes(), CreateMode::Persistent));
+    }
+    t!(zk.create(&format!("{root}/s/eph"), b"e", CreateMode::Ephemeral));
+    let src = format!("{root}/s");
+    let paths = |dump: &str| -> Vec<String> {
+        dump.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["path"].as_str().map(|p| p.strip_prefix(&src).unwrap().to_string()))
+            .collect()
+    };
+    assert_eq!(paths(&ok(&["dump", &src])), ["", "/a", "/a/b", "/c", "/c/b"]);
+    assert_eq!(paths(&ok(&["dump", "--exclude", &format!("{src}/a"), &src])), ["", "/c", "/c/b"]);
+    assert_eq!(paths(&ok(&["dump", "--include", &format!("{src}/**/b"), &src])), ["/a/b", "/c/b"]);
+    let with_eph = ok(&["dump", "--ephemeral", &src]);
+    assert_eq!(paths(&with_eph), ["", "/a", "/a/b", "/c", "/c/b", "/eph"]);
+    assert!(with_eph.contains("\"ephemeral\":true"), "{with_eph}");
+
+    // a load of the --include dump creates the missing parents (empty); the ephemeral one
+    // comes back persistent
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("part.ndjson");
+    std::fs::write(
+        &file,
+        ok(&["dump", "--include", &format!("{src}/**/b"), "--include", &format!("{src}/eph"), "--ephemeral", &src]),
+    )
+    .unwrap();
+    let to = format!("{root}/restored");
+    ok(&["load", "--to", &to, file.to_str().unwrap()]);
+    assert_eq!(t!(zk.get(&format!("{to}/a/b"))).0, b"/s/a/b");
+    assert_eq!(t!(zk.get(&format!("{to}/a"))).0, b"");
+    let (data, stat) = t!(zk.get(&format!("{to}/eph")));
+    assert_eq!((data.as_slice(), stat.ephemeral_owner), (&b"e"[..], 0));
+}
