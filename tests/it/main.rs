@@ -8,6 +8,7 @@ mod election;
 mod inspect;
 mod kv;
 mod lock;
+mod prompt;
 mod queue;
 mod recipes;
 mod semaphore;
