@@ -116,6 +116,19 @@ pub enum Cmd {
     Cp(CpArgs),
     /// Compare two subtrees (PATH, HOSTS:PATH or a dump file); exit 1 when they differ
     Diff(DiffArgs),
+    /// Run a command under a lease that outlives it until a time (kazoo's NonBlockingLease):
+    /// never waits for another holder; the same --id renews it
+    Lease(LeaseArgs),
+    /// Two-phase commit among N participants: run CMD's prepare step and vote by its exit
+    /// code, then run CMD's commit or abort step as the transaction decides
+    Commit(CommitArgs),
+    /// Divide a set of items among the members of a group (kazoo's SetPartitioner): run CMD
+    /// with this member's share, again after every join or leave
+    Partition(PartitionArgs),
+    /// Service discovery in Curator's layout (BASE/NAME/ID holding ServiceInstance JSON):
+    /// register, list
+    #[command(subcommand)]
+    Service(ServiceCmd),
     /// Find nodes by name, data, owner, children or age
     Find(FindArgs),
     /// Search the data of a subtree; prints PATH:LINE for each matching line
@@ -131,19 +144,6 @@ pub enum Cmd {
     Owner(OwnerArgs),
     /// The ensemble's dynamic configuration
     Config(ConfigArgs),
-    /// Run a command under a lease that outlives it until a time (kazoo's NonBlockingLease):
-    /// never waits for another holder; the same --id renews it
-    Lease(LeaseArgs),
-    /// Two-phase commit among N participants: run CMD's prepare step and vote by its exit
-    /// code, then run CMD's commit or abort step as the transaction decides
-    Commit(CommitArgs),
-    /// Divide a set of items among the members of a group (kazoo's SetPartitioner): run CMD
-    /// with this member's share, again after every join or leave
-    Partition(PartitionArgs),
-    /// Service discovery in Curator's layout (BASE/NAME/ID holding ServiceInstance JSON):
-    /// register, list
-    #[command(subcommand)]
-    Service(ServiceCmd),
     /// Start, inspect or stop a local ZooKeeper (standalone or a 3-node ensemble)
     #[command(subcommand)]
     Server(ServerCmd),

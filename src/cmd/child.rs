@@ -67,6 +67,8 @@ pub struct Child {
     guard: Option<std::process::Child>,
     /// Our end of the guard's pipe: closing it (or dying) fires the guard.
     _armed: PipeWriter,
+    /// CMD's group has the terminal (ours to take back once the group is gone).
+    terminal: bool,
 }
 
 impl Child {
@@ -126,11 +128,17 @@ impl Child {
             }
         };
         let pgid = Pid::from_raw(child.id() as i32);
+        // A CMD on our terminal gets it (it would stop on its first read in the background);
+        // then Ctrl-C reaches CMD's group from the terminal itself.
+        let terminal = input.is_none() && hand_terminal(pgid);
         // 3. arm the guard, then let CMD run
         if let Err(e) = armed.write_all(format!("{pgid}\n").as_bytes()).and_then(|()| go.write_all(b"go\n")) {
-            let _ = killpg(pgid, Signal::SIGKILL);
+            let _ = signal(pgid, Signal::SIGKILL);
             let _ = child.wait();
             retire(&mut guard);
+            if terminal {
+                take_terminal();
+            }
             return Err(anyhow::Error::new(e).context(format!("arming the guard of {prog}")));
         }
         if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
@@ -150,7 +158,7 @@ impl Child {
                 let _ = tx.send(status);
             })
             .context("spawning the thread that waits for CMD")?;
-        Ok(Child { pgid, margin, done, exited: None, guard: Some(guard), _armed: armed })
+        Ok(Child { pgid, margin, done, exited: None, guard: Some(guard), _armed: armed, terminal })
     }
 
     /// Fires (once) when CMD's process exits: `select!` on it, then call [`Child::reaped`].
@@ -192,12 +200,12 @@ impl Child {
             return Ok(s);
         }
         let until = Instant::now() + self.margin;
-        let _ = killpg(self.pgid, sig);
+        let _ = signal(self.pgid, sig);
         let r = match self.done.recv_deadline(until) {
             Ok(r) => r,
             Err(_) => {
                 log::warn!("CMD (group {}) ignored {sig} for {:?}: killing it", self.pgid, self.margin);
-                let _ = killpg(self.pgid, Signal::SIGKILL);
+                let _ = signal(self.pgid, Signal::SIGKILL);
                 self.done.recv().context("lost track of CMD")?
             }
         };
@@ -216,7 +224,7 @@ impl Child {
         }
         if group_alive(self.pgid) {
             log::info!("CMD left processes in its group {}: sending {sig}", self.pgid);
-            let _ = killpg(self.pgid, sig);
+            let _ = signal(self.pgid, sig);
         }
         self.finish(Instant::now() + self.margin);
     }
@@ -225,7 +233,7 @@ impl Child {
     fn finish(&mut self, until: Instant) {
         if !wait_gone(self.pgid, until) {
             log::warn!("processes of CMD's group {} outlived the margin: killing them", self.pgid);
-            let _ = killpg(self.pgid, Signal::SIGKILL);
+            let _ = signal(self.pgid, Signal::SIGKILL);
             if !wait_gone(self.pgid, Instant::now() + Duration::from_secs(1)) {
                 log::warn!("processes of CMD's group {} survive SIGKILL", self.pgid);
             }
@@ -235,6 +243,9 @@ impl Child {
         if let Some(mut g) = self.guard.take() {
             let _ = g.kill();
             let _ = g.wait();
+        }
+        if std::mem::take(&mut self.terminal) {
+            take_terminal();
         }
     }
 }
@@ -246,9 +257,39 @@ impl Drop for Child {
     }
 }
 
+/// Makes group `pgid` the foreground of our terminal, when stdin is one and we are its
+/// foreground; true when done.
+fn hand_terminal(pgid: Pid) -> bool {
+    let tty = io::stdin();
+    std::io::IsTerminal::is_terminal(&tty)
+        && nix::unistd::tcgetpgrp(&tty).is_ok_and(|fg| fg == nix::unistd::getpgrp())
+        && nix::unistd::tcsetpgrp(&tty, pgid).is_ok()
+}
+
+/// Makes our group the terminal's foreground again. We are in the background by then, so
+/// SIGTTOU is blocked in this thread for the call (blocked, the kernel allows it).
+fn take_terminal() {
+    use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+    let mut ttou = SigSet::empty();
+    ttou.add(Signal::SIGTTOU);
+    let mut old = SigSet::empty();
+    if pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut old)).is_ok() {
+        if let Err(e) = nix::unistd::tcsetpgrp(io::stdin(), nix::unistd::getpgrp()) {
+            log::warn!("taking the terminal back from CMD: {e}");
+        }
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    }
+}
+
+/// Sends `sig` to group `pgid` (through the one `util::signal_group`).
+fn signal(pgid: Pid, sig: Signal) -> io::Result<()> {
+    crate::util::signal_group(pgid.as_raw() as u32, sig)
+}
+
 /// True while a process of group `pgid` runs (zombies do not count: nothing may reap them).
 fn group_alive(pgid: Pid) -> bool {
     match killpg(pgid, None) {
+        // signal 0: a probe, nothing is sent
         Err(Errno::ESRCH) => false,
         Err(_) => true,
         Ok(()) => live_member(pgid),

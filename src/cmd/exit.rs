@@ -5,6 +5,7 @@
 //! | 0    | success |
 //! | 1    | runtime failure (one `zkutil: ...` line on stderr) |
 //! | 2    | usage error: clap's, or a [`Usage`] error a command returns (with a usage line) |
+//! | 1    | no error line: `diff` found differences, `grep` no match, `ensemble status` a member down |
 //! | 75   | `lock`, `semaphore`, `barrier wait`, ... gave up: not acquired (`--conflict-exit-code`) |
 //! | 126  | CMD found but not executable (checked before anything is taken) |
 //! | 127  | CMD not found (checked before anything is taken) |
@@ -66,10 +67,12 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
 }
 
 /// True for an error that is the user's input, not a failure: a [`Usage`] error, or an
-/// invalid znode path however deep it was found.
+/// invalid znode path that is one of the command-line arguments (one read from a file or
+/// from stdin is a runtime failure), however deep it was found.
 pub fn is_usage(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.is::<Usage>() || matches!(c.downcast_ref::<crate::zk::Error>(), Some(crate::zk::Error::InvalidPath { .. }))
+    e.chain().any(|c| match c.downcast_ref::<crate::zk::Error>() {
+        Some(crate::zk::Error::InvalidPath { path, .. }) => std::env::args().any(|a| a == *path),
+        _ => c.is::<Usage>(),
     })
 }
 

@@ -146,7 +146,7 @@ impl Run for QueueConsumeArgs {
             return self.run_cmd(g, &stop);
         }
         let what = format!("consuming from {}", self.path);
-        let mut zk = g.connect()?;
+        let mut zk = g.connect_owned()?;
         let mut sink =
             Lines { out: io::stdout().lock(), json: g.json().then(|| self.path.clone()), delivered: 0, recovered: 0 };
         let mut in_doubt = Vec::new();
@@ -170,7 +170,7 @@ impl Run for QueueConsumeArgs {
                     }
                     eprintln!("zkutil: {what}: the ZooKeeper session was lost; continuing with a new session");
                     drop(q);
-                    zk = g.connect().with_context(|| format!("{what}: reconnecting"))?;
+                    zk = g.connect_owned().with_context(|| format!("{what}: reconnecting"))?;
                 }
                 end => break end,
             }
@@ -219,7 +219,7 @@ impl QueueConsumeArgs {
         let mut done = 0u64;
         let mut noted = false;
         loop {
-            let zk = g.connect()?;
+            let zk = g.connect_owned()?;
             let q = Queue::new(&zk, &self.path)?;
             if !noted && matches!(q.len(), Err(queue::Error::NoQueue { .. })) {
                 if self.follow {

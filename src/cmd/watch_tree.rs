@@ -12,17 +12,16 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Write};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Result;
 use base64::Engine;
-use crossbeam_channel::{Receiver, Sender, select, unbounded};
+use crossbeam_channel::{Sender, select, unbounded};
 use serde_json::json;
 
 use crate::cli::{Global, WatchArgs};
 use crate::util::{escape_data, shutdown};
 use crate::zk::traverse::Walk;
-use crate::zk::{self, Answer, Code, EventKind, SessionEvent, WatchEvent, ZooKeeper};
+use crate::zk::{self, Answer, Code, EventKind, Halt, Lost, SessionWatch, WatchEvent, ZooKeeper};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
@@ -241,34 +240,19 @@ fn under(p: &str, root: &str) -> bool {
     root == "/" || p == root || p.strip_prefix(root).is_some_and(|r| r.starts_with('/'))
 }
 
-/// Waits for the session to be connected; false when it is lost or a stop is asked.
-fn wait_connected(zk: &ZooKeeper, session: &Receiver<SessionEvent>, lost: &Receiver<()>, stop: &Receiver<()>) -> bool {
-    loop {
-        if zk.state() == Some(SessionEvent::Connected) {
-            return true;
-        }
-        select! {
-            recv(session) -> _ => {}
-            recv(lost) -> _ => return false,
-            recv(stop) -> _ => return false,
-            default(Duration::from_millis(200)) => {}
-        }
-    }
-}
-
 pub fn run(a: &WatchArgs, g: &Global) -> Result<ExitCode> {
     zk::validate_path(&a.path, false)?;
     let stop = shutdown();
+    let what = format!("watch -R {}", a.path);
     let (tx, events) = unbounded();
     let mut zk = g.connect_owned()?;
     let out = io::stdout().lock();
-    let json = g.json();
     let nodes = load(&zk, &a.path, &tx)?;
-    eprintln!("zkutil: watching {} nodes under {}", nodes.len(), a.path);
-    let mut cache = Cache { root: a.path.clone(), nodes, events: tx, out, json, printed: 0 };
-    let mut session = zk.session_events();
-    let mut health = crate::zk::SessionWatch::watcher(&zk);
-    let mut lost = health.lost().clone();
+    crate::status!("zkutil: watching {} nodes under {}", nodes.len(), a.path);
+    let mut cache = Cache { root: a.path.clone(), nodes, events: tx, out, json: g.json(), printed: 0 };
+    // A watcher (the session-health model's watcher grace, T): a reconnect keeps every armed
+    // watch; a lost session is ridden through with a new one and a full read.
+    let mut health = SessionWatch::watcher(&zk);
     loop {
         if a.count.is_some_and(|n| cache.printed >= n) {
             return Ok(ExitCode::SUCCESS);
@@ -281,34 +265,29 @@ pub fn run(a: &WatchArgs, g: &Global) -> Result<ExitCode> {
                     if e.downcast_ref::<io::Error>().is_some() {
                         return Err(e);
                     }
-                    log::warn!("watch -R: {e:#}; reading {} again", a.path);
+                    log::warn!("{what}: {e:#}; reading the subtree again");
                     resync = true;
                 }
             }
-            recv(session) -> _ => {}
-            recv(lost) -> _ => {
-                eprintln!("zkutil: the session was lost; reading {} again on a new one", a.path);
+            recv(health.lost()) -> _ => {
+                let why = health.lost_why().unwrap_or(Lost::Expired);
+                eprintln!("zkutil: {what}: the session was lost ({why}); reading the subtree again on a new one");
+                drop(health);
                 drop(zk);
-                zk = loop {
-                    match g.connect_owned() {
-                        Ok(z) => break z,
-                        Err(e) if e.is::<super::exit::Stopped>() => return Ok(super::exit::after_stop()),
-                        Err(e) => log::warn!("watch -R: reconnecting: {e:#}"),
-                    }
-                    if stop.recv_timeout(Duration::from_secs(1)).is_ok() {
-                        return Ok(super::exit::after_stop());
-                    }
+                zk = match super::election::reconnect(g, &what, &stop)? {
+                    Some(z) => z,
+                    None => return Ok(super::exit::after_stop()),
                 };
-                session = zk.session_events();
-                health = crate::zk::SessionWatch::watcher(&zk);
-                lost = health.lost().clone();
+                health = SessionWatch::watcher(&zk);
                 resync = true;
             }
             recv(stop) -> _ => return Ok(super::exit::after_stop()),
         }
         while resync {
-            if !wait_connected(&zk, &session, &lost, &stop) {
-                break; // lost again (handled above next round) or stopping
+            match health.wait_connected(&stop, None) {
+                Ok(()) => {}
+                Err(Halt::Stopped) => return Ok(super::exit::after_stop()),
+                Err(_) => break, // lost again: the next round reconnects
             }
             match load(&zk, &a.path, &cache.events) {
                 Ok(fresh) => {
@@ -316,7 +295,7 @@ pub fn run(a: &WatchArgs, g: &Global) -> Result<ExitCode> {
                     cache.merge(&root, fresh)?;
                     resync = false;
                 }
-                Err(e) => log::warn!("watch -R: reading {} again: {e}", a.path),
+                Err(e) => log::warn!("{what}: reading the subtree again: {e}"),
             }
         }
     }

@@ -230,3 +230,54 @@ fn a_cmd_that_cannot_run_is_an_error_and_leaves_no_node() {
     assert!(zk.children(&path).unwrap_or_default().is_empty());
     let _ = hosts();
 }
+
+/// A CMD on zkutil's terminal gets the terminal (in the background it would stop on its
+/// first read): it reads a line typed there, and Ctrl-C typed there stops its whole group.
+/// Needs util-linux's `script` for a pseudo-terminal (skipped without it).
+#[test]
+fn a_cmd_on_a_terminal_reads_it_and_ctrl_c_stops_it() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    if !Path::new("/usr/bin/script").exists() {
+        eprintln!("skipped: no /usr/bin/script");
+        return;
+    }
+    let root = unique_root("child-tty");
+    let dir = t!(tempfile::tempdir());
+    let zkutil = env!("CARGO_BIN_EXE_zkutil");
+    // CMD touches `up` first; `typed` goes to the terminal once it did
+    let run = |i: usize, cmd: &str, typed: &'static [u8]| -> String {
+        let up = dir.path().join(format!("up{i}"));
+        let line = format!("{zkutil} lock {root}/l -- sh -c 'touch {}; {cmd}'; echo rc=$?", up.display());
+        let mut c = Command::new("/usr/bin/script")
+            .args(["-qec", &line, "/dev/null"])
+            .env("ZK_HOSTS", hosts())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = c.stdin.take().unwrap();
+        let out = c.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || std::io::read_to_string(out).unwrap_or_default());
+        assert!(wait_until(Duration::from_secs(20), || up.exists()), "CMD never ran");
+        let _ = stdin.write_all(typed);
+        let done = wait_until(Duration::from_secs(20), || c.try_wait().unwrap().is_some());
+        if !done {
+            let _ = c.kill();
+        }
+        let _ = c.wait();
+        drop(stdin);
+        reader.join().unwrap().replace('\r', "")
+    };
+    let out = run(0, "read x; echo got $x; exit 4", b"hello\n");
+    assert!(out.contains("got hello") && out.contains("rc=4"), "{out:?}");
+    let marker = format!("zkutil-test-tty-{}", std::process::id());
+    // the background sleep ignores SIGINT (sh's rule): zkutil stops it before it releases
+    let nap = format!("sleep 60.{}", std::process::id());
+    let out = run(1, &format!("{nap} & {nap} # {marker}"), b"\x03");
+    assert!(out.contains("rc=130"), "{out:?}");
+    let gone = || with_marker(&marker).is_empty() && with_marker(&nap).is_empty();
+    assert!(wait_until(Duration::from_secs(10), gone), "CMD's group survived Ctrl-C");
+    assert!(crate::support::connect().children(&format!("{root}/l")).unwrap_or_default().is_empty());
+}

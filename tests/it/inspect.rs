@@ -25,8 +25,9 @@ impl Tmux {
         static N: AtomicU32 = AtomicU32::new(0);
         let socket = format!("zkutil-it-{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
         let tmux = Tmux { socket };
-        // the shell keeps the pane open after zkutil exits, to show its exit code
-        let wrapped = format!("{command}; echo \"EXITED $?\"; sleep 60");
+        // the shell keeps the pane open after zkutil exits, to show its exit code; it
+        // outlives a Ctrl-C sent to zkutil (a trap, unlike an ignored signal, is not inherited)
+        let wrapped = format!("trap true INT; {command}; echo \"EXITED $?\"; sleep 60");
         tmux.run(&["new-session", "-d", "-x", "120", "-y", "40", "-s", "t", "sh", "-c", &wrapped]);
         Some(tmux)
     }

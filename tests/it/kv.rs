@@ -174,9 +174,9 @@ impl Cluster {
         assert!(agreed, "no agreed leader; logs:\n{}", logs());
         let l = found.unwrap();
         // A server's role comes from its own election watch; the leader adds it to the
-        // replicas it waits for from its membership watch, a moment later. Writes made in
-        // between are not streamed to it (it joined empty). Settle: write through the
-        // leader until a write reaches every live server.
+        // replicas it waits for from its membership watch, a moment later (writes made in
+        // between do not wait for it). Settle: write through the leader until a write
+        // reaches every live server.
         static SYNC: AtomicU32 = AtomicU32::new(0);
         let settled = wait_until(LONG, || {
             let key = format!("_sync{}", SYNC.fetch_add(1, Ordering::Relaxed));

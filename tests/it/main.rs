@@ -16,6 +16,7 @@ mod kv_faults;
 mod lease;
 mod lock;
 mod partition;
+mod prompt;
 mod queue;
 mod recipes;
 mod semaphore;

@@ -380,3 +380,114 @@ fn ensemble_status_owner_and_config_on_three_nodes() {
     let row = table.lines().find(|l| l.starts_with(&ens.member_address(victim))).unwrap_or_default();
     assert!(row.contains(" down "), "{table}");
 }
+
+#[test]
+fn watch_recursive_reports_what_changed_while_its_session_was_lost() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    let root = unique_root("watch-lost");
+    let zk = connect();
+    for p in ["a", "b", "c", "c/d"] {
+        t!(zk.create(&format!("{root}/{p}"), p.as_bytes(), CreateMode::Persistent));
+    }
+    let initial = snapshot(&zk, &root);
+    let proxy = Proxy::to(&hosts());
+    let mut child = zkutil(&["--session-timeout", "2s", "watch", "-R", "-o", "json", &root])
+        .env("ZK_HOSTS", &proxy.addr)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let collect = |r: Box<dyn std::io::Read + Send>| {
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let l2 = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for l in BufReader::new(r).lines() {
+                l2.lock().unwrap().push(l.unwrap());
+            }
+        });
+        lines
+    };
+    let out = collect(Box::new(child.stdout.take().unwrap()));
+    let err = collect(Box::new(child.stderr.take().unwrap()));
+    let said = |what: &str| err.lock().unwrap().iter().any(|l| l.contains(what));
+    assert!(wait_until(Duration::from_secs(30), || said("watching 5 nodes")), "{:?}", err.lock().unwrap());
+
+    // cut off: these changes' events never reach the watcher's session, which is lost
+    proxy.cut();
+    t!(zk.create(&format!("{root}/new"), b"n", CreateMode::Persistent));
+    t!(zk.set(&format!("{root}/a"), b"changed", None));
+    t!(zk.delete(&format!("{root}/c/d"), None));
+    assert!(wait_until(Duration::from_secs(30), || said("session was lost")), "{:?}", err.lock().unwrap());
+    proxy.heal();
+    // after the re-read on the new session, events again
+    t!(zk.create(&format!("{root}/after"), b"x", CreateMode::Persistent));
+
+    let expect = snapshot(&zk, &root);
+    let rebuilt = || {
+        let mut m = initial.clone();
+        for l in out.lock().unwrap().iter() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let p = v["path"].as_str().unwrap().to_string();
+            match v["event"].as_str().unwrap() {
+                "deleted" => {
+                    m.remove(&p);
+                }
+                _ => {
+                    m.insert(p, v["data"].as_str().unwrap_or_default().as_bytes().to_vec());
+                }
+            }
+        }
+        m
+    };
+    let same = wait_until(Duration::from_secs(60), || rebuilt() == expect);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(same, "events: {:?}\nstderr: {:?}", out.lock().unwrap(), err.lock().unwrap());
+    // each change reported once: no duplicates from the re-read
+    let lines = out.lock().unwrap().clone();
+    assert_eq!(lines.iter().filter(|l| l.contains("\"changed\"")).count(), 1, "{lines:?}");
+    assert_eq!(lines.len(), 4, "{lines:?}");
+}
+
+#[test]
+fn dump_filters_and_a_load_of_a_filtered_dump() {
+    let root = unique_root("filters");
+    let zk = connect();
+    for p in ["/s", "/s/a", "/s/a/b", "/s/c", "/s/c/b"] {
+        t!(zk.create(&format!("{root}{p}"), p.as_bytes(), CreateMode::Persistent));
+    }
+    t!(zk.create(&format!("{root}/s/eph"), b"e", CreateMode::Ephemeral));
+    let src = format!("{root}/s");
+    let paths = |dump: &str| -> Vec<String> {
+        dump.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["path"].as_str().map(|p| p.strip_prefix(&src).unwrap().to_string()))
+            .collect()
+    };
+    assert_eq!(paths(&ok(&["dump", &src])), ["", "/a", "/a/b", "/c", "/c/b"]);
+    assert_eq!(paths(&ok(&["dump", "--exclude", &format!("{src}/a"), &src])), ["", "/c", "/c/b"]);
+    assert_eq!(paths(&ok(&["dump", "--include", &format!("{src}/**/b"), &src])), ["/a/b", "/c/b"]);
+    let with_eph = ok(&["dump", "--ephemeral", &src]);
+    assert_eq!(paths(&with_eph), ["", "/a", "/a/b", "/c", "/c/b", "/eph"]);
+    assert!(with_eph.contains("\"ephemeral\":true"), "{with_eph}");
+
+    // a load of the --include dump creates the missing parents (empty); the ephemeral one
+    // comes back persistent
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("part.ndjson");
+    std::fs::write(
+        &file,
+        ok(&["dump", "--include", &format!("{src}/**/b"), "--include", &format!("{src}/eph"), "--ephemeral", &src]),
+    )
+    .unwrap();
+    let to = format!("{root}/restored");
+    ok(&["load", "--to", &to, file.to_str().unwrap()]);
+    assert_eq!(t!(zk.get(&format!("{to}/a/b"))).0, b"/s/a/b");
+    assert_eq!(t!(zk.get(&format!("{to}/a"))).0, b"");
+    let (data, stat) = t!(zk.get(&format!("{to}/eph")));
+    assert_eq!((data.as_slice(), stat.ephemeral_owner), (&b"e"[..], 0));
+}

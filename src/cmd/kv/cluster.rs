@@ -3,10 +3,10 @@
 //! leader's replica set equal to the election directory's members, and start over with a
 //! new session when the old one is lost.
 //!
-//! Session health: only the session's expiry (or its loss as the election recipe reports
-//! it), or a leader's silence past the grace (a sixth of the session timeout after the
-//! client noticed the disconnect, as every holder uses), ends a candidacy; a single failed
-//! read after a reconnect does not.
+//! Session health is the session-health model's (`zk::health`, through the election
+//! recipe, holder grace): only the session's expiry, or silence past the grace (a sixth of
+//! the session timeout after the client noticed the disconnect), ends a candidacy; a
+//! single failed read after a reconnect does not.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -22,13 +22,6 @@ use super::{Node, PREFIX, election_dir, history_path};
 use crate::cli::Global;
 use crate::recipes::election::{self, Election, State, Wake};
 use crate::zk::{Code, CreateMode, ZooKeeper};
-
-/// How long a leader keeps its candidacy once the client noticed the connection dropped.
-// TODO(health): use zk::Health (src/zk/health.rs) once it lands; same rule: T/6 after the
-// client notices (it notices at 2T/3; the server may expire the session at T).
-fn grace(zk: &ZooKeeper) -> Duration {
-    zk.session_timeout() / 6
-}
 
 /// A ZooKeeper error that a retry on the same session may cure.
 fn transient(e: &election::Error, zk: &ZooKeeper) -> bool {
@@ -101,7 +94,9 @@ fn campaign(node: &Arc<Node>, zk: &ZooKeeper, dir: &str, hist: &str, stop: &Rece
             };
             // Leading with writes allowed since this epoch (None: not leading, or syncing).
             let mut led: Option<u64> = None;
-            let mut silent_since: Option<Instant> = None;
+            // A follower also watches the leader's node (the recipe's candidate watches
+            // only its predecessor): every follower must learn each new leader at once.
+            let mut leader_watch: Option<Receiver<crate::zk::WatchEvent>> = None;
             adopt(node, &state, None);
             loop {
                 if state.is_leader() && led.is_none() {
@@ -114,13 +109,20 @@ fn campaign(node: &Arc<Node>, zk: &ZooKeeper, dir: &str, hist: &str, stop: &Rece
                         }
                     }
                 }
-                let deadline = silent_since.map(|t| t + grace(zk));
+                if !state.is_leader() && leader_watch.is_none() {
+                    match election::leader_w(zk, dir, PREFIX) {
+                        Ok((_, w)) => leader_watch = Some(w),
+                        Err(err) => debug!("watching the leader: {err}"),
+                    }
+                }
+                // Short waits while following: the leader watch is checked between them.
+                let deadline = (!state.is_leader()).then(|| Instant::now() + Duration::from_millis(25));
                 let woke = match e.wait(stop, deadline) {
-                    // A read failed on connection loss: the client is reconnecting; wait
-                    // for it (the Connecting/Connected events follow), within the grace.
+                    // A read failed on connection loss: the client is reconnecting; the
+                    // recipe's session health says when that has lasted too long (Lost).
                     Err(err) if transient(&err, zk) => {
-                        silent_since.get_or_insert_with(Instant::now);
                         debug!("election read: {err}");
+                        std::thread::sleep(Duration::from_millis(50));
                         continue;
                     }
                     w => w?,
@@ -132,7 +134,6 @@ fn campaign(node: &Arc<Node>, zk: &ZooKeeper, dir: &str, hist: &str, stop: &Rece
                         Some(s)
                     }
                     Wake::Suspended => {
-                        silent_since.get_or_insert_with(Instant::now);
                         let mut st = node.store.st();
                         if st.is_leader() {
                             st.writable = false;
@@ -151,32 +152,33 @@ fn campaign(node: &Arc<Node>, zk: &ZooKeeper, dir: &str, hist: &str, stop: &Rece
                         info!("stopping: closing the ZooKeeper session so the next leader takes over");
                         return Ok(());
                     }
-                    Wake::TimedOut => match e.state() {
-                        Ok(s) => Some(s),
-                        Err(err) if transient(&err, zk) => {
-                            if state.is_leader() {
-                                warn!(
-                                    "no answer from ZooKeeper for {:?} (a sixth of the session timeout): another \
-                                     server may lead by now; giving the candidacy up",
-                                    grace(zk)
-                                );
-                                return Err(err);
-                            }
-                            silent_since = Some(Instant::now()); // a follower rides through
-                            None
+                    Wake::TimedOut => {
+                        let fired = leader_watch
+                            .as_ref()
+                            .is_none_or(|w| !matches!(w.try_recv(), Err(crossbeam_channel::TryRecvError::Empty)));
+                        if !fired {
+                            continue;
                         }
-                        Err(err) => return Err(err),
-                    },
+                        leader_watch = None;
+                        match e.state() {
+                            Ok(s) if s.leader.name != state.leader.name => Some(s),
+                            Ok(_) => None,
+                            Err(err) if transient(&err, zk) => None,
+                            Err(err) => return Err(err),
+                        }
+                    }
                 };
                 let Some(s) = now_state else { continue };
-                silent_since = None;
                 if s.is_leader() && state.is_leader() {
                     if led.is_some() {
                         node.store.st().writable = true;
                         node.store.notify_all();
                     }
                 } else {
-                    adopt(node, &s, Some(&state));
+                    if s.leader.name != state.leader.name || s.is_leader() != state.is_leader() {
+                        adopt(node, &s, Some(&state));
+                        leader_watch = None;
+                    }
                     if !s.is_leader() {
                         led = None;
                     }

@@ -105,7 +105,9 @@ impl Shell {
         let mut text = String::new();
         loop {
             text.clear();
-            match io::stdin().lock().read_line(&mut text) {
+            // the lock must end before the line runs: a command may read stdin itself
+            let read = io::stdin().lock().read_line(&mut text);
+            match read {
                 Ok(0) => return ExitCode::SUCCESS,
                 Ok(_) => {
                     let code = self.script(&text);
@@ -148,9 +150,9 @@ impl Shell {
             let _ = rl.load_history(h);
         }
         eprintln!(
-            "zkutil shell: session {:#x} on {}. Every zkutil command, plus cd, pwd, exit; Tab completes, `help` lists.",
-            self.session().session_id(),
-            self.global.hosts
+            "zkutil shell on {}, session {:#x} (`help` lists the commands; Ctrl-D leaves)",
+            self.global.hosts,
+            self.session().session_id()
         );
         let code = loop {
             match rl.readline(&self.prompt()) {
@@ -248,8 +250,11 @@ impl Shell {
                 ExitCode::FAILURE
             }
         };
+        if crate::util::stopped_by() == Some(crate::util::Stop::Terminate) {
+            return Next::Exit(super::exit::after_stop()); // SIGTERM ends the shell too
+        }
         if stopped {
-            crate::util::reset_shutdown(); // the next line runs again
+            crate::util::reset_shutdown(); // Ctrl-C stopped this line; the next one runs
         }
         Next::Go(code)
     }
