@@ -4,7 +4,8 @@
 //! `PATH/__decision__` (`commit`, or `abort` and a line saying why), created once: the
 //! create that wins is the decision, and every other proposal reads it back. So a late vote,
 //! or a participant that timed out while another saw all votes, cannot change what was
-//! decided: everyone acts on the one node.
+//! decided: everyone acts on the one node. The transaction node holds `participants=N`, so a
+//! participant told another N is refused.
 //!
 //! A participant proposes `commit` when it sees N participants that all voted commit, and
 //! `abort` when one voted abort, when more than N joined, or when its deadline passes (a
@@ -93,6 +94,13 @@ pub enum Error {
     BadId(String),
     /// Cancelled by the caller.
     Cancelled,
+    /// The transaction was started with another number of participants.
+    Mismatch {
+        /// The number the transaction node records.
+        theirs: u32,
+        /// Ours.
+        ours: u32,
+    },
 }
 
 impl fmt::Display for Error {
@@ -102,6 +110,12 @@ impl fmt::Display for Error {
             Error::DecidedWithout(d) => write!(f, "already decided ({}) before this participant joined", d.outcome),
             Error::BadId(why) => f.write_str(why),
             Error::Cancelled => f.write_str("cancelled"),
+            Error::Mismatch { theirs, ours } => {
+                write!(
+                    f,
+                    "the transaction has {theirs} participants, not {ours} (every participant must pass the same -n)"
+                )
+            }
         }
     }
 }
@@ -146,7 +160,25 @@ impl<'z> Participant<'z> {
         let node = zk::join(path, id);
         let health = SessionWatch::watcher(zk);
         let me = Participant { zk, health, path: path.to_string(), node, id: id.to_string(), n };
-        retrying(zk, &me.health, || zk.ensure_path(path, CreateMode::Persistent))?;
+        // the transaction node records N, so a participant told another N is refused
+        let n_data = format!("participants={n}");
+        if let Some(parent) = zk::parent(path) {
+            retrying(zk, &me.health, || zk.ensure_path(parent, CreateMode::Persistent))?;
+        }
+        match retrying(zk, &me.health, || zk.create(path, n_data.as_bytes(), CreateMode::Persistent)) {
+            Ok(_) => {}
+            Err(e) if e.code() == Some(Code::NodeExists) => {
+                let (data, _) = retrying(zk, &me.health, || zk.get(path))?;
+                let theirs =
+                    String::from_utf8_lossy(&data).strip_prefix("participants=").and_then(|t| t.trim().parse().ok());
+                if let Some(theirs) = theirs
+                    && theirs != n
+                {
+                    return Err(Error::Mismatch { theirs, ours: n });
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
         let existed = match retrying(zk, &me.health, || zk.create(&me.node, b"", CreateMode::Persistent)) {
             Ok(_) => false,
             Err(e) if e.code() == Some(Code::NodeExists) => true,

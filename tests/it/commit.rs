@@ -190,3 +190,18 @@ fn participants_cut_off_from_zookeeper_resume_without_preparing_again() {
     );
     assert_eq!(decision(&connect_to(&hosts), "/tx"), "commit\nall 3 voted commit");
 }
+
+#[test]
+fn a_participant_told_another_number_is_refused() {
+    let (path, _dir, log) = setup("commit-n");
+    let s = script(&log, "");
+    let a = participant(&path, "a", "60s", &s); // -n 3
+    let zk = connect();
+    assert!(wait_until(Duration::from_secs(20), || zk.exists(&format!("{path}/a")).is_ok_and(|st| st.is_some())));
+    assert_eq!(t!(zk.get(&path)).0, b"participants=3");
+    let o = run(&["commit", &path, "-n", "2", "--id", "b", "--", "sh", "-c", &s]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("the transaction has 3 participants, not 2"), "{}", stderr(&o));
+    assert!(t!(zk.exists(&format!("{path}/b"))).is_none(), "refused before joining");
+    drop(a);
+}
