@@ -11,6 +11,11 @@ for p in $pkgs; do
         missing="$missing $p"
     fi
 done
+# kazoo (PyPI), for the lease and partition interop tests; they skip without it.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import kazoo' 2>/dev/null; then
+    python3 -m pip install -q kazoo >/dev/null 2>&1 || echo "vendor/setup.sh: kazoo not installed (its interop tests will skip)" >&2
+fi
+
 [ -z "$missing" ] && exit 0
 
 echo "vendor/setup.sh: installing$missing" >&2
