@@ -210,3 +210,33 @@ fn inspect_opens_a_big_node_at_once_and_read_only_changes_nothing() {
     tmux.wait_for(&["EXITED 0"]);
     assert_eq!(t!(zk.children(&big)).len(), 5_000);
 }
+
+#[test]
+fn inspect_shows_reconnecting_and_rereads_in_a_new_session_after_expiry() {
+    use zkutil::server::{Ensemble, Options};
+    let first = t!(Ensemble::start(Options::for_tests(1)));
+    let hosts = first.connect_string();
+    let port: u16 = t!(hosts.rsplit(':').next().unwrap().parse());
+    t!(connect_to(&hosts).create("/before", b"", CreateMode::Persistent));
+    let exe = env!("CARGO_BIN_EXE_zkutil");
+    let cmd = format!("env ZK_HOSTS={} {} inspect --session-timeout 2s /", sh_quote(&hosts), sh_quote(exe));
+    let Some(tmux) = Tmux::start("inspect-expiry", &cmd) else { return };
+    tmux.wait_for(&["● connected, session 0x", "before"]);
+    // the server goes away: the inspector says it is reconnecting
+    drop(first);
+    tmux.wait_for(&["disconnected: reconnecting"]);
+    // a new server (no memory of the session) on the same port: once it has seen as many
+    // transactions as the client, it tells the client its session expired; the inspector
+    // opens a new one and reads the tree again
+    let second = t!(Ensemble::start(Options { base_port: Some(port), ..Options::for_tests(1) }));
+    let zk = connect_to(&second.connect_string());
+    t!(zk.create("/after", b"", CreateMode::Persistent));
+    // the server refuses a client that has seen a later zxid than its own: move past it
+    for i in 0..30 {
+        t!(zk.create(&format!("/after/{i}"), b"", CreateMode::Persistent));
+    }
+    let s = tmux.wait_for(&["● connected, new session 0x", "after"]);
+    assert!(s.contains("before [removed]") || !s.contains("before"), "{s}");
+    tmux.keys(&["q"]);
+    tmux.wait_for(&["EXITED 0"]);
+}
