@@ -29,6 +29,8 @@ impl Tmux {
         // outlives a Ctrl-C sent to zkutil (a trap, unlike an ignored signal, is not inherited)
         let wrapped = format!("trap true INT; {command}; echo \"EXITED $?\"; sleep 60");
         tmux.run(&["new-session", "-d", "-x", "120", "-y", "40", "-s", "t", "sh", "-c", &wrapped]);
+        // accept OSC 52 from the program into a paste buffer (for `y`, copy)
+        tmux.run(&["set-option", "-s", "set-clipboard", "on"]);
         Some(tmux)
     }
 
@@ -55,6 +57,12 @@ impl Tmux {
 
     pub fn text(&self, text: &str) {
         self.run(&["send-keys", "-t", "t", "-l", text]);
+    }
+
+    /// The latest paste buffer (what the program copied through OSC 52).
+    pub fn clipboard(&self) -> String {
+        let o = std::process::Command::new("tmux").args(["-L", &self.socket, "show-buffer"]).output();
+        o.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default() // none yet: ""
     }
 
     pub fn screen(&self) -> String {
@@ -201,6 +209,9 @@ fn inspect_opens_a_big_node_at_once_and_read_only_changes_nothing() {
     tmux.wait_for(&["n04999", "5002/5002"]);
     tmux.keys(&["d"]);
     tmux.wait_for(&["read-only: delete is disabled"]);
+    tmux.keys(&["y"]);
+    tmux.wait_for(&[&format!("copied {big}/n04999 to the clipboard")]);
+    assert!(wait_until(Duration::from_secs(10), || tmux.clipboard() == format!("{big}/n04999")));
     tmux.keys(&["/"]);
     tmux.text("n0499");
     tmux.keys(&["Enter"]);
