@@ -225,9 +225,14 @@ fn inspect_opens_a_big_node_at_once_and_read_only_changes_nothing() {
 #[test]
 fn inspect_shows_reconnecting_and_rereads_in_a_new_session_after_expiry() {
     use zkutil::server::{Ensemble, Options};
-    let first = t!(Ensemble::start(Options::for_tests(1)));
+    // Below the kernel's ephemeral range (32768-60999), so that no client connection takes
+    // the launcher's ports while the server is down.
+    let port = (0..200)
+        .map(|i| 21_000 + ((std::process::id() as u16 % 2000) * 3 + i * 3) % 8_000)
+        .find(|p| (0..3).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()))
+        .expect("three free ports");
+    let first = t!(Ensemble::start(Options { base_port: Some(port), ..Options::for_tests(1) }));
     let hosts = first.connect_string();
-    let port: u16 = t!(hosts.rsplit(':').next().unwrap().parse());
     t!(connect_to(&hosts).create("/before", b"", CreateMode::Persistent));
     let exe = env!("CARGO_BIN_EXE_zkutil");
     let cmd = format!("env ZK_HOSTS={} {} inspect --session-timeout 2s /", sh_quote(&hosts), sh_quote(exe));
