@@ -22,6 +22,10 @@ fn main() {
         fail(&format!("libzookeeper_mt {version} found, 3.8.x required (see vendor/README.md)"));
     }
 
+    // `zkutil --version` names the C client it was built with and the commit.
+    println!("cargo:rustc-env=ZKUTIL_C_CLIENT_VERSION={version}");
+    println!("cargo:rustc-env=ZKUTIL_GIT_HASH={}", git_hash());
+
     let lib_dir = env_dir("ZOOKEEPER_LIB_DIR").unwrap_or_else(debian_lib_dir);
     if !lib_dir.join("libzookeeper_mt.a").exists() {
         fail(&format!(
@@ -72,6 +76,34 @@ fn read_zoo_version(header: &Path) -> String {
         .map(|v| v.trim().trim_matches('"').to_string())
         .next()
         .unwrap_or_else(|| fail(&format!("no ZOO_VERSION in {}", header.display())))
+}
+
+/// The short hash of HEAD (the commit the build started from; uncommitted changes are not
+/// marked), or `unknown` outside a git checkout. Reruns when HEAD moves (a worktree's .git is a file, so ask git where its
+/// files are).
+fn git_hash() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(hash) = git(&["rev-parse", "--short=12", "HEAD"]) else { return "unknown".into() };
+    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
+        let dir = PathBuf::from(dir);
+        println!("cargo:rerun-if-changed={}", dir.join("HEAD").display());
+        if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            let common = git(&["rev-parse", "--git-common-dir"]).map(PathBuf::from).unwrap_or(dir.clone());
+            for f in [dir.join(&r), common.join(&r)] {
+                if f.exists() {
+                    println!("cargo:rerun-if-changed={}", f.display());
+                }
+            }
+        }
+    }
+    hash
 }
 
 /// One clear line, then stop: no panic backtrace for a missing package.

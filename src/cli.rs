@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::util::parse_duration;
+use crate::util::{parse_duration, parse_session_timeout};
+use crate::zk::Acl;
 
 /// ZooKeeper coordination recipes and znode commands, over the official C client.
 #[derive(Debug, Parser)]
-#[command(name = "zkutil", version, about, propagate_version = true, max_term_width = 100)]
+#[command(name = "zkutil", version, long_version = crate::LONG_VERSION, about, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -17,21 +18,38 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
-/// Flags every subcommand takes.
+/// Flags every subcommand takes (shown under their own heading in every `--help`).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
-    /// ZooKeeper connect string, chroot allowed (h1:2181,h2:2181/app)
-    #[arg(long, global = true, env = "ZK_HOSTS", default_value = "127.0.0.1:2181")]
+    /// ZooKeeper connect string, chroot allowed: h1:2181,h2:2181/app (no port: 2181; IPv6: [::1]:2181)
+    #[arg(long, global = true, env = "ZK_HOSTS", hide_env_values = true, default_value = "127.0.0.1:2181")]
     pub hosts: String,
-    /// Session timeout asked of the server (e.g. 10s)
-    #[arg(long, global = true, value_parser = parse_duration, default_value = "10s")]
+    /// Session timeout asked of the server, 2ms to 12d (the server grants 2 to 20 ticks of it)
+    #[arg(long, global = true, value_parser = parse_session_timeout, default_value = "10s", value_name = "DURATION")]
     pub session_timeout: Duration,
-    /// How long to wait for a session before giving up (e.g. 10s)
-    #[arg(long, global = true, value_parser = parse_duration, default_value = "10s")]
+    /// How long to wait for a session before giving up
+    #[arg(long, global = true, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
     pub connect_timeout: Duration,
     /// Digest credentials USER:PASSWORD; nodes this invocation creates get the creator-only ACL
-    #[arg(long, global = true, env = "ZK_AUTH", value_name = "USER:PASSWORD", hide_env_values = true)]
+    #[arg(long, global = true, env = "ZK_AUTH", value_name = "USER:PASSWORD", hide_env_values = true, value_parser = parse_auth)]
     pub auth: Option<String>,
+    /// Output format of results on stdout: `text`, or `json` (one document; NDJSON for streams)
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text, value_name = "FORMAT")]
+    pub output: OutputFormat,
+    /// No status messages on stderr (errors are still printed)
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+/// `-o/--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    // lines of text
+    #[default]
+    Text,
+    // one JSON document, or one event per line (NDJSON) for commands that stream
+    Json,
 }
 
 /// The subcommands.
@@ -90,9 +108,51 @@ pub enum Cmd {
     Txn(TxnArgs),
     /// Run a command holding one of N leases: at most N such commands at once (Curator's semaphore)
     Semaphore(SemaphoreArgs),
+    /// Write a subtree as NDJSON, one node per line (data, ACL, Stat); `.gz` files compressed
+    Dump(DumpArgs),
+    /// Restore a dump: parents first, in transactions; ACLs applied last
+    Load(LoadArgs),
+    /// Copy a subtree, within a cluster or to another (SRC and DST: PATH or HOSTS:PATH)
+    Cp(CpArgs),
+    /// Compare two subtrees (PATH, HOSTS:PATH or a dump file); exit 1 when they differ
+    Diff(DiffArgs),
+    /// Run a command under a lease that outlives it until a time (kazoo's NonBlockingLease):
+    /// never waits for another holder; the same --id renews it
+    Lease(LeaseArgs),
+    /// Two-phase commit among N participants: run CMD's prepare step and vote by its exit
+    /// code, then run CMD's commit or abort step as the transaction decides
+    Commit(CommitArgs),
+    /// Divide a set of items among the members of a group (kazoo's SetPartitioner): run CMD
+    /// with this member's share, again after every join or leave
+    Partition(PartitionArgs),
+    /// Service discovery in Curator's layout (BASE/NAME/ID holding ServiceInstance JSON):
+    /// register, list
+    #[command(subcommand)]
+    Service(ServiceCmd),
+    /// Find nodes by name, data, owner, children or age
+    Find(FindArgs),
+    /// Search the data of a subtree; prints PATH:LINE for each matching line
+    Grep(GrepArgs),
+    /// Bytes of data and nodes per subtree, largest first
+    Du(DuArgs),
+    /// Number of nodes under PATH (PATH itself not counted)
+    Count(CountArgs),
+    /// The ensemble's health: mode, zxid, lag, latency, connections of every member
+    #[command(subcommand)]
+    Ensemble(EnsembleCmd),
+    /// Which session (and client address) holds an ephemeral node
+    Owner(OwnerArgs),
+    /// The ensemble's dynamic configuration
+    Config(ConfigArgs),
     /// Start, inspect or stop a local ZooKeeper (standalone or a 3-node ensemble)
     #[command(subcommand)]
     Server(ServerCmd),
+    /// Print the `digest:USER:HASH` ACL id of USER:PASSWORD (for setacl)
+    Digest(DigestArgs),
+    /// Print a shell completion script (bash, zsh or fish)
+    Completions(CompletionsArgs),
+    /// Print zkutil's man page (roff) on stdout, or write one page per command into --dir
+    Man(ManArgs),
     /// Walk through zkutil on a throwaway local ZooKeeper
     Demo(DemoArgs),
     /// Measure throughput and latency against ZooKeeper
@@ -125,7 +185,59 @@ pub struct ShellArgs {
 #[derive(Debug, Args)]
 pub struct PathArg {
     /// Znode path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DigestArgs {
+    /// The credentials, as given to --auth
+    #[arg(value_name = "USER:PASSWORD", value_parser = parse_auth)]
+    pub credentials: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write zkutil.1 and one zkutil-COMMAND.1 per command into DIR instead
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write the script for
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+/// Shells `zkutil completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// A znode path as every command but `create -s` takes it: absolute, no trailing `/`.
+pub fn parse_znode_path(s: &str) -> Result<String, String> {
+    crate::zk::validate_path(s, false).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
+/// `--auth USER:PASSWORD`.
+pub fn parse_auth(s: &str) -> Result<String, String> {
+    match s.split_once(':') {
+        Some((user, _)) if !user.is_empty() => Ok(s.to_string()),
+        _ => Err("expected USER:PASSWORD".into()),
+    }
+}
+
+/// setacl's ACL: `scheme:id:perms` entries, comma-separated.
+#[derive(Debug, Clone)]
+pub struct AclList(pub Vec<Acl>);
+
+fn parse_acl_list(s: &str) -> Result<AclList, String> {
+    s.split(',').map(Acl::parse).collect::<Result<Vec<_>, _>>().map(AclList)
 }
 
 #[derive(Debug, Args)]
@@ -137,7 +249,7 @@ pub struct LsArgs {
     #[arg(short = 's')]
     pub stat: bool,
     /// Znode path
-    #[arg(default_value = "/")]
+    #[arg(default_value = "/", value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -146,10 +258,11 @@ pub struct GetArgs {
     /// Also print the node's Stat
     #[arg(short = 's')]
     pub stat: bool,
-    /// Write the data's bytes unchanged (default: escape what is not printable text)
+    /// Write the data's bytes unchanged even to a terminal (through a pipe they always are)
     #[arg(long)]
     pub raw: bool,
     /// Znode path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -162,6 +275,7 @@ pub struct SetArgs {
     #[arg(short = 's')]
     pub stat: bool,
     /// Znode path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// New data; `-` reads stdin
     pub data: String,
@@ -196,6 +310,7 @@ pub struct DeleteArgs {
     #[arg(short = 'v', value_name = "VERSION", allow_negative_numbers = true)]
     pub expected_version: Option<i32>,
     /// Znode path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -204,10 +319,15 @@ pub struct WatchArgs {
     /// Watch the list of children instead of the data
     #[arg(long, short = 'c')]
     pub children: bool,
+    /// Watch the whole subtree: every create, delete and data change under PATH, one line
+    /// each (a tree cache of one-shot watches, re-read after a reconnect or a new session)
+    #[arg(short = 'R', conflicts_with = "children")]
+    pub recursive: bool,
     /// Stop after N events
     #[arg(long, short = 'n', value_name = "N")]
     pub count: Option<u64>,
     /// Znode path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -217,7 +337,7 @@ pub struct TreeArgs {
     #[arg(long, short = 'd')]
     pub depth: Option<usize>,
     /// Root of the subtree
-    #[arg(default_value = "/")]
+    #[arg(default_value = "/", value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -226,13 +346,16 @@ pub struct SetAclArgs {
     /// Only if the node's ACL version is VERSION
     #[arg(short = 'v', value_name = "VERSION")]
     pub expected_version: Option<i32>,
-    /// Allow an ACL that grants ADMIN to nobody (it can then never be changed again)
+    /// Allow an ACL that grants ADMIN to nobody, or a digest id whose HASH is not one
+    /// (either can lock the node for good)
     #[arg(long)]
     pub force: bool,
     /// Znode path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
-    /// ACL entries, e.g. world:anyone:r,digest:bob:HASH:cdrwa
-    pub acl: String,
+    /// ACL entries, e.g. world:anyone:r,digest:bob:HASH:cdrwa (`zkutil digest` prints the id)
+    #[arg(value_parser = parse_acl_list)]
+    pub acl: AclList,
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,16 +370,18 @@ pub enum ServerCmd {
 
 #[derive(Debug, Args)]
 pub struct ServerStartArgs {
-    /// Client port (of the first node; an ensemble uses the next ports too)
+    /// Client port (of the first node; an ensemble uses the next ports too); 0 picks free
+    /// ports and prints `export ZK_HOSTS=...` for `eval "$(zkutil server start --port 0)"`
     #[arg(long, default_value_t = 2181)]
     pub port: u16,
     /// 1 for a standalone server, 3 for an ensemble
     #[arg(long, default_value_t = 1, value_parser = parse_nodes)]
     pub nodes: usize,
-    /// Data directory (default: a new one under the state directory)
+    /// Data directory, kept by `server stop` (default: a temporary one, removed by `server stop`)
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Where to record what was started (default: see `server status --help`)
+    /// Where to record what was started; one per server to run several at once
+    /// (default: $XDG_RUNTIME_DIR/zkutil/server.state, else the temp dir)
     #[arg(long)]
     pub state_file: Option<PathBuf>,
 }
@@ -283,12 +408,30 @@ pub enum BenchCmd {
     Queue(BenchQueueArgs),
     /// Clients contending for one lock: acquisitions/s and acquire latency
     Lock(BenchLockArgs),
-    /// A 3-server `kv serve` cluster: GET and PUT throughput, next to redis-server
+    /// A 3-server `kv serve` cluster: GET and PUT throughput, next to redis-server (starts
+    /// its own ZooKeeper: --hosts is not used)
     Kv(BenchKvArgs),
-    /// `kv serve` leader handover after SIGTERM and SIGKILL: min/median/max
+    /// `kv serve` leader handover after SIGTERM and SIGKILL: min/median/max (starts its own
+    /// ZooKeeper: --hosts is not used)
     Election(BenchElectionArgs),
     /// Crawl a generated loopback site twice: ZooKeeper dedupe, then in-memory dedupe
     Crawl(BenchCrawlArgs),
+    /// The traversal engine on a big tree: listing, dump reads and deletion, next to the raw
+    /// pipelined get/delete rates of the same run
+    Tree(BenchTreeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTreeArgs {
+    /// Nodes in the tree
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(2..=10_000_000))]
+    pub nodes: u32,
+    /// Children per inner node
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub fanout: u32,
+    /// Requests in flight
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub window: u32,
 }
 
 #[derive(Debug, Args)]
@@ -323,10 +466,14 @@ pub struct BarrierWaitArgs {
     /// This participant's id, unique within the barrier (default: pid and session id)
     #[arg(long, value_name = "NAME", requires = "count")]
     pub id: Option<String>,
-    /// Give up after this long (e.g. 30s), leaving the barrier cleanly; exit 1
+    /// Give up after this long (e.g. 30s), leaving the barrier cleanly; exit --conflict-exit-code
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Exit code when giving up (--timeout)
+    #[arg(long, value_name = "N", default_value_t = crate::cmd::exit::CONFLICT)]
+    pub conflict_exit_code: u8,
     /// Barrier path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// Command to run once everyone has entered; leave follows when it exits (double barrier)
     #[arg(last = true, value_name = "CMD", requires = "count")]
@@ -336,7 +483,9 @@ pub struct BarrierWaitArgs {
 #[derive(Debug, Args)]
 pub struct CounterArgs {
     /// Counter path (created holding 0 by add/set when missing; get of a missing one prints 0)
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
+    /// What to do (default: get)
     #[command(subcommand)]
     pub op: Option<CounterOp>,
 }
@@ -347,11 +496,13 @@ pub enum CounterOp {
     Get,
     /// Add N (negative subtracts) and print the new value
     Add {
+        /// The amount to add
         #[arg(allow_negative_numbers = true)]
         n: i64,
     },
-    /// Set the value to N and print it
+    /// Set the value to N and print it (overwrites whatever the node holds)
     Set {
+        /// The new value
         #[arg(allow_negative_numbers = true)]
         n: i64,
     },
@@ -371,6 +522,7 @@ pub struct GroupJoinArgs {
     #[arg(long, default_value = "")]
     pub data: String,
     /// Group path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// Member name, unique in the group
     pub name: String,
@@ -385,6 +537,7 @@ pub struct GroupListArgs {
     #[arg(long, short = 'w')]
     pub watch: bool,
     /// Group path
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -397,8 +550,8 @@ pub struct TxnArgs {
 
 #[derive(Debug, Args)]
 pub struct CrawlArgs {
-    /// Start URLs (depth 0), http or https
-    #[arg(value_name = "URL")]
+    /// Start URLs (depth 0), http or https; none with --reset --name: only reset
+    #[arg(value_name = "URL", required_unless_present = "reset")]
     pub urls: Vec<String>,
     /// Fetch pages up to this many links away from a start URL (0: the start pages only)
     #[arg(long, default_value_t = 2)]
@@ -426,9 +579,12 @@ pub struct CrawlArgs {
     /// Fetch what robots.txt disallows
     #[arg(long)]
     pub ignore_robots: bool,
-    /// Milliseconds between two requests to the same host
-    #[arg(long, default_value_t = 0, value_name = "MS")]
-    pub delay_ms: u64,
+    /// Pause between two requests to the same host (e.g. 500ms)
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub delay: Duration,
+    /// The same in milliseconds (the old spelling of --delay)
+    #[arg(long, value_name = "MS", hide = true, conflicts_with = "delay", value_parser = clap::value_parser!(u64).range(..=3_155_760_000_000))]
+    pub delay_ms: Option<u64>,
     /// Stop after fetching this many pages
     #[arg(long, value_name = "N")]
     pub max_pages: Option<u64>,
@@ -438,17 +594,16 @@ pub struct CrawlArgs {
     /// Largest HTML body read, in bytes (suffix k or M allowed); larger pages are errors
     #[arg(long, value_parser = parse_size, default_value = "5M", value_name = "BYTES")]
     pub max_body: u64,
-    /// Output file: one line per fetched URL
+    /// Output file: one line per fetched URL (`-`: stdout); written only once a page is fetched,
+    /// so a crawl with nothing new leaves an earlier file as it was
     #[arg(long, default_value = "URLs.txt")]
     pub out: PathBuf,
     /// `tsv`: depth, status, URL separated by tabs; `plain`: the URL only
     #[arg(long, value_enum, default_value_t = CrawlFormat::Tsv)]
     pub format: CrawlFormat,
-    /// No progress bar
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
 }
 
+/// Where crawl keeps the seen URLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DedupeMode {
     Zookeeper,
@@ -518,6 +673,7 @@ pub struct QueueProduceArgs {
     #[arg(long, short = 'p', default_value_t = 100, value_parser = clap::value_parser!(u16).range(0..=999))]
     pub priority: u16,
     /// Queue node (created if missing)
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// Items; none given: one item per line of stdin
     pub items: Vec<String>,
@@ -535,6 +691,7 @@ pub struct QueueConsumeArgs {
     #[arg(long, value_parser = parse_duration, requires = "follow")]
     pub timeout: Option<Duration>,
     /// Queue node
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// Run CMD once per item, the item on its stdin; the item is removed only when CMD exits 0
     #[arg(last = true, value_name = "CMD")]
@@ -547,6 +704,7 @@ pub struct QueuePeekArgs {
     #[arg(long, short = 'n', value_name = "N", default_value_t = 1)]
     pub count: usize,
     /// Queue node
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
 }
 
@@ -566,7 +724,7 @@ pub struct MutexArgs {
     #[arg(long, default_value_t = 5)]
     pub tasks: u32,
     /// The lock's znode (created as a container if missing)
-    #[arg(long, default_value = "/mutex")]
+    #[arg(long, default_value = "/mutex", value_parser = parse_znode_path)]
     pub path: String,
     /// Each task works a random time up to this long while holding the lock (0s: no work)
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
@@ -581,13 +739,18 @@ pub struct MutexArgs {
 
 #[derive(Debug, Args)]
 pub struct LockArgs {
-    /// Give up (exit 1) if the lock is not had within this long (e.g. 30s)
+    /// Give up if the lock is not had within this long (e.g. 30s; 0s: do not wait), exiting
+    /// with --conflict-exit-code
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Exit code when the lock was not had (--timeout), so it tells apart from CMD's own failure
+    #[arg(long, value_name = "N", default_value_t = crate::cmd::exit::CONFLICT)]
+    pub conflict_exit_code: u8,
     /// Take the lock shared (a read lock): readers run together, a writer excludes all
     #[arg(long, visible_alias = "read")]
     pub shared: bool,
     /// The lock's znode (created as a container if missing)
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// The command to run while holding the lock, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -612,10 +775,15 @@ pub struct SemaphoreArgs {
     /// How many holders at once (every process sharing the semaphore must agree)
     #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub leases: u32,
-    /// Give up (exit 1) if no lease is had within this long (e.g. 30s)
+    /// Give up if no lease is had within this long (e.g. 30s; 0s: do not wait), exiting with
+    /// --conflict-exit-code
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Exit code when no lease was had (--timeout), so it tells apart from CMD's own failure
+    #[arg(long, value_name = "N", default_value_t = crate::cmd::exit::CONFLICT)]
+    pub conflict_exit_code: u8,
     /// The semaphore's znode (its `locks` and `leases` children are created as containers)
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// The command to run while holding a lease, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -633,6 +801,10 @@ pub struct KvServeArgs {
     /// Address for clients and peers (loopback)
     #[arg(long, default_value = "127.0.0.1:7001")]
     pub listen: std::net::SocketAddr,
+    /// HOST:PORT the other servers (and clients asking LEADER) reach this one at
+    /// [default: the --listen address; required when that is 0.0.0.0 or ::]
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_advertise)]
+    pub advertise: Option<String>,
     /// Cluster name: servers with the same name elect one leader under /kv/NAME/election
     #[arg(long, default_value = "default")]
     pub cluster: String,
@@ -653,6 +825,21 @@ pub struct KvServeArgs {
     /// How long a write may wait for a leader and for every live replica's ack
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub write_timeout: Duration,
+    /// Bytes of recent writes kept for replicas that reconnect (one further behind gets a
+    /// snapshot): 64M, 512k, ...
+    #[arg(long, value_parser = parse_size, default_value = "64M")]
+    pub log_bytes: u64,
+}
+
+/// `--advertise`: HOST:PORT with a port, and a host others can reach.
+fn parse_advertise(s: &str) -> Result<String, String> {
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("{s:?}: write it as HOST:PORT"))?;
+    port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("{s:?}: {port:?} is not a port"))?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified()) {
+        return Err(format!("{s:?}: other servers cannot reach {host:?}; give a reachable host"));
+    }
+    Ok(s.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -696,6 +883,8 @@ pub enum ElectionCmd {
     Run(ElectionRunArgs),
     /// Print the current leader's id; --watch: then every change of leader
     Leader(ElectionLeaderArgs),
+    /// Exit 0 if the candidate with this id leads now, 1 if not (LeaderLatch.hasLeadership)
+    IsLeader(ElectionIsLeaderArgs),
 }
 
 #[derive(Debug, Args)]
@@ -707,6 +896,7 @@ pub struct ElectionRunArgs {
     #[arg(long, short = 'v')]
     pub verbose: bool,
     /// The election's znode (created if missing); candidates are its children
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
     /// The command to run while leader, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -720,5 +910,316 @@ pub struct ElectionLeaderArgs {
     #[arg(long, short = 'w')]
     pub watch: bool,
     /// The election's znode
+    #[arg(value_parser = parse_znode_path)]
     pub path: String,
+}
+
+fn parse_glob(s: &str) -> Result<glob::Pattern, String> {
+    glob::Pattern::new(s).map_err(|e| format!("bad glob: {e}"))
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// Write to FILE (`.gz`: gzip) instead of stdout (`-o` is the global output format)
+    #[arg(long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Include ephemeral nodes (restored as persistent ones)
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// Only nodes whose full path matches GLOB (`*` within a name, `**` across names); repeatable
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
+    pub include: Vec<glob::Pattern>,
+    /// Leave out nodes whose full path matches GLOB, and their subtrees; repeatable
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
+    pub exclude: Vec<glob::Pattern>,
+    /// Root of the subtree
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Restore under PATH instead of the dumped root
+    #[arg(long, value_name = "PATH")]
+    pub to: Option<String>,
+    /// Print what would be created, overwritten or skipped; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace the data (and ACL) of nodes that exist already
+    #[arg(long, conflicts_with = "skip_existing")]
+    pub overwrite: bool,
+    /// Leave nodes that exist already as they are
+    #[arg(long)]
+    pub skip_existing: bool,
+    /// Raise each parent's cversion to the dumped one, so sequential nodes created after the
+    /// restore continue the old numbering
+    #[arg(long)]
+    pub preserve_sequence: bool,
+    /// The dump (`-`: stdin; gzip recognised)
+    pub file: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Print what would be created, overwritten or skipped; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace the data (and ACL) of nodes that exist already
+    #[arg(long, conflicts_with = "skip_existing")]
+    pub overwrite: bool,
+    /// Leave nodes that exist already as they are
+    #[arg(long)]
+    pub skip_existing: bool,
+    /// Raise each parent's cversion to the source's (sequential numbering continues)
+    #[arg(long)]
+    pub preserve_sequence: bool,
+    /// Copy ephemeral nodes too (as persistent ones)
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// Only nodes whose full path matches GLOB; repeatable
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
+    pub include: Vec<glob::Pattern>,
+    /// Leave out nodes whose full path matches GLOB, and their subtrees; repeatable
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
+    pub exclude: Vec<glob::Pattern>,
+    /// PATH or HOSTS:PATH (e.g. 10.0.0.1:2181:/app)
+    pub src: String,
+    /// PATH or HOSTS:PATH
+    pub dst: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Compare data only, not ACLs
+    #[arg(long)]
+    pub no_acl: bool,
+    /// PATH, HOSTS:PATH or a dump file
+    pub a: String,
+    /// PATH, HOSTS:PATH or a dump file
+    pub b: String,
+}
+
+fn parse_bytes_regex(s: &str) -> Result<regex::bytes::Regex, String> {
+    regex::bytes::Regex::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_session_id(s: &str) -> Result<i64, String> {
+    crate::cmd::find::parse_session(s)
+}
+
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// Node name (last path element) matches GLOB
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
+    pub name: Option<glob::Pattern>,
+    /// Data matches REGEX
+    #[arg(long, value_name = "REGEX", value_parser = parse_bytes_regex)]
+    pub data: Option<regex::bytes::Regex>,
+    /// Ephemeral nodes only
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// Ephemeral nodes of this session only (0x... or decimal)
+    #[arg(long, value_name = "SESSION", value_parser = parse_session_id)]
+    pub owner: Option<i64>,
+    /// Nodes with at least N children
+    #[arg(long, value_name = "N")]
+    pub min_children: Option<u32>,
+    /// Nodes whose data last changed longer ago than D (e.g. 7d, 2h)
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub older_than: Option<Duration>,
+    /// Do not descend below this depth (PATH is 0)
+    #[arg(long, value_name = "N")]
+    pub max_depth: Option<usize>,
+    /// Root of the search
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GrepArgs {
+    /// Print only the paths of the nodes that match
+    #[arg(short = 'l', long)]
+    pub files_with_matches: bool,
+    /// Regular expression (Rust regex syntax) searched in each node's data, line by line
+    #[arg(value_parser = parse_bytes_regex)]
+    pub regex: regex::bytes::Regex,
+    /// Root of the search
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DuArgs {
+    /// Show subtrees down to this depth (PATH is 0)
+    #[arg(short = 'd', long, default_value_t = 1)]
+    pub depth: usize,
+    /// Root
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CountArgs {
+    /// Root
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnsembleCmd {
+    /// For every host of --hosts: mode, zxid, lag behind the leader, latency, connections,
+    /// outstanding requests, nodes, watches (four-letter words srvr/mntr); exit 1 when a
+    /// member is down or not serving
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// AdminServer port, asked when the four-letter words are not whitelisted
+    #[arg(long, default_value_t = 8080)]
+    pub admin_port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct OwnerArgs {
+    /// An ephemeral node
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {}
+
+#[derive(Debug, Args)]
+pub struct LeaseArgs {
+    /// How long the lease runs from now, whole seconds (e.g. 70m); the same --id renews it
+    #[arg(long, value_parser = parse_lease_duration, required_unless_present = "status")]
+    pub duration: Option<Duration>,
+    /// This holder's identity: the same id renews the lease (default: the host name, as kazoo)
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// N leases at PATH/0 .. PATH/N-1, tried in order (kazoo's MultiNonBlockingLease): at
+    /// most N holders at once
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: Option<u32>,
+    /// Print each lease's holder and end (HOLDER, END in UTC, state; tab-separated) and exit
+    #[arg(long, conflicts_with_all = ["duration", "id", "command"])]
+    pub status: bool,
+    /// Exit code when another holder has the lease
+    #[arg(long, value_name = "CODE", default_value_t = 75)]
+    pub conflict_exit_code: u8,
+    /// The lease's znode (created if missing, as kazoo does)
+    pub path: String,
+    /// The command to run once the lease is obtained, after `--` (none: just take the lease)
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// A lease duration: at least 1s (the record keeps whole seconds), at most 100 years.
+fn parse_lease_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(100 * 365 * 86_400) {
+        return Err(format!("{s:?}: a lease runs from 1s to 100 years"));
+    }
+    Ok(d)
+}
+
+#[derive(Debug, Args)]
+pub struct ElectionIsLeaderArgs {
+    /// The candidate's id (what `election run --id` registered)
+    #[arg(long, value_name = "NAME")]
+    pub id: String,
+    /// The election's znode
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// How many participants the transaction has (every participant must say the same)
+    #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub participants: u32,
+    /// This participant's id, unique in the transaction (a restart under the same id resumes)
+    #[arg(long, value_name = "ID")]
+    pub id: String,
+    /// Abort when not every participant has voted this long after we started (e.g. 30s)
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub timeout: Duration,
+    /// The transaction's znode (created if missing); it keeps the votes and the decision
+    pub path: String,
+    /// The command: run with ZKUTIL_PHASE=prepare (exit 0 votes commit), then with
+    /// ZKUTIL_PHASE=commit or abort
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PartitionArgs {
+    /// The items to divide (node names), e.g. --set q1 q2 q3
+    #[arg(long, value_name = "ITEMS", num_args = 1.., required = true)]
+    pub set: Vec<String>,
+    /// This member's id, unique in the group (default: HOSTNAME-PID, as kazoo)
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// How long the group must be unchanged before dividing (kazoo's time_boundary)
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub time_boundary: Duration,
+    /// Print the share (items separated by spaces, one line per division) instead of
+    /// running CMD; keeps running
+    #[arg(long, conflicts_with = "command")]
+    pub print: bool,
+    /// The partition's znode (created if missing): its children are `party` and `locks`
+    pub path: String,
+    /// Run with the share: one item per line on stdin, and in ZKUTIL_PARTITION (separated by
+    /// spaces); it gets SIGTERM when the group changes, and runs again with the new share
+    #[arg(last = true, value_name = "CMD", required_unless_present = "print")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCmd {
+    /// Register an instance of NAME for as long as this process (or CMD) lives; prints its id
+    Register(ServiceRegisterArgs),
+    /// Print NAME's instances (ID, ADDRESS, PORT, PAYLOAD; tab-separated); without NAME, the
+    /// service names; --watch: then every change
+    List(ServiceListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceRegisterArgs {
+    /// The instance's address (host name or IP)
+    #[arg(long, value_name = "HOST")]
+    pub address: String,
+    /// The instance's port
+    #[arg(long, value_name = "P")]
+    pub port: Option<u16>,
+    /// The instance's SSL port
+    #[arg(long, value_name = "P")]
+    pub ssl_port: Option<u16>,
+    /// Any JSON for the instance's payload, e.g. '{"zone":"a"}'
+    #[arg(long, value_name = "JSON")]
+    pub payload: Option<String>,
+    /// Curator's URI spec, e.g. '{scheme}://{address}:{port}'
+    #[arg(long, value_name = "SPEC")]
+    pub uri_spec: Option<String>,
+    /// The instance id (default: a random UUID, as Curator)
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// Curator's base path
+    #[arg(long, value_name = "PATH", default_value = "/services")]
+    pub base: String,
+    /// The service name
+    pub name: String,
+    /// Command to run as the instance; the registration ends when it exits (its code is ours)
+    #[arg(last = true, value_name = "CMD")]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceListArgs {
+    /// Keep running: print the instances as `+` lines, then each new one (+) and each gone (`-ID`)
+    #[arg(long, short = 'w', requires = "name")]
+    pub watch: bool,
+    /// Curator's base path
+    #[arg(long, value_name = "PATH", default_value = "/services")]
+    pub base: String,
+    /// The service name (none: list the service names)
+    pub name: Option<String>,
 }

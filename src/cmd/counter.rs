@@ -3,10 +3,12 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use serde_json::json;
 
 use super::Run;
+use super::output::print_json;
 use crate::cli::{CounterArgs, CounterOp, Global};
-use crate::recipes::counter::Counter;
+use crate::recipes::counter::{Counter, Error as CounterError};
 
 impl Run for CounterArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
@@ -16,12 +18,22 @@ impl Run for CounterArgs {
         let value = match self.op.unwrap_or(CounterOp::Get) {
             CounterOp::Get => counter.get()?,
             CounterOp::Add { n } => counter.add(n)?,
-            CounterOp::Set { n } => {
-                counter.set(n)?;
-                n
-            }
+            CounterOp::Set { n } => match counter.set(n) {
+                Ok(_) => n,
+                // `set` is a blind overwrite by definition: it also repairs a node that holds
+                // something other than an integer (the compare-and-set path reads it first).
+                Err(CounterError::NotANumber { .. }) => {
+                    zk.set(&self.path, n.to_string().as_bytes(), None)?;
+                    n
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
-        println!("{value}");
+        if g.json() {
+            print_json(&json!({ "path": self.path, "value": value }))?;
+        } else {
+            println!("{value}");
+        }
         Ok(ExitCode::SUCCESS)
     }
 }

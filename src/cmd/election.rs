@@ -5,15 +5,22 @@
 //! the smallest leads. CMD's streams pass through untouched (stdout is CMD's alone; zkutil's
 //! notices go to stderr, the routine ones only with `--verbose`).
 //!
-//! Losing leadership. When the session expires (or our node is deleted), CMD gets SIGTERM
-//! at once and we campaign again with a new session. A dropped connection is not yet a
-//! loss: the session lives on at the server for the session timeout T, counted from the
-//! last thing the server heard from us, and the client only notices a silent connection
-//! after 2/3 T. So a leader keeps CMD running through a short disconnection (a server
-//! restart, a move to another ensemble member) but no longer than T/6 after it noticed
-//! (another candidate may be elected T/3 after the notice; T/6 keeps a margin), then CMD
-//! gets SIGTERM and we start over with a new session. (Curator's LeaderSelector interrupts at SUSPENDED, which ends CMD on
-//! every blip; waiting for LOST, T after the disconnection, lets two CMDs overlap.)
+//! Losing leadership follows the session-health model (`zk::health`, holder grace). When
+//! the session expires (or our node is deleted), CMD gets SIGTERM at once and we campaign
+//! again with a new session. A dropped connection is not yet a loss: the session lives on at
+//! the server for the session timeout T, counted from the last thing the server heard from
+//! us, and the client only notices a silent connection after 2/3 T. So a leader keeps CMD
+//! running through a short disconnection (a server restart, a move to another ensemble
+//! member) but no longer than T/6 after it noticed (another candidate may be elected T/3
+//! after the notice; T/6 keeps a margin), then CMD gets SIGTERM and we start over with a new
+//! session. (Curator's LeaderSelector interrupts at SUSPENDED, which ends CMD on every blip;
+//! waiting for LOST, T after the disconnection, lets two CMDs overlap.) A follower holds
+//! nothing: it rides out a dropped connection for T (the watcher grace) before it campaigns
+//! again. Campaigning itself (a create whose reply was lost) gives up on the same terms, and
+//! on Ctrl-C/SIGTERM.
+//!
+//! `election leader --watch` is an observer: it rides through a lost session (watcher
+//! grace, T), says so on stderr and watches again with a new session.
 //!
 //! CMD exiting by itself ends the candidacy: we resign (the next candidate takes over at
 //! once) and exit with CMD's code. Ctrl-C/SIGTERM: a leader stops CMD first (SIGTERM, then
@@ -25,20 +32,19 @@
 //! zkutil dies, however it dies.
 
 use std::io::{self, Write};
-use std::path::Path;
 use std::process::{ExitCode, ExitStatus};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use crossbeam_channel::{Receiver, RecvError, Select, TryRecvError, bounded, select};
 
 use super::Run;
-use super::child::{Child, exit_code};
+use super::child::{Child, exit_code, margin};
 use super::exit::after_stop;
 use crate::cli::{ElectionCmd, ElectionLeaderArgs, ElectionRunArgs, Global};
 use crate::recipes::election::{self, Election, Wake};
 use crate::util::{escape_data, shutdown, stop_requested};
-use crate::zk::{SessionEvent, ZooKeeper, validate_path};
+use crate::zk::{Halt, Lost, SessionWatch, ZooKeeper, validate_path};
 
 /// The candidates' node name prefix: `PATH/candidate-0000000007`.
 pub const PREFIX: &str = "candidate-";
@@ -48,6 +54,7 @@ impl Run for ElectionCmd {
         match self {
             ElectionCmd::Run(a) => a.run(g),
             ElectionCmd::Leader(a) => a.run(g),
+            ElectionCmd::IsLeader(a) => a.run(g),
         }
     }
 }
@@ -63,23 +70,12 @@ fn id_line(data: &[u8]) -> String {
     escape_data(data).replace('\n', "\\n")
 }
 
-/// Whether `program` can be started (an executable file, found on PATH when it has no '/'),
-/// so that a typo fails before campaigning, not once elected.
-fn runnable(program: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-    if program.contains('/') {
-        return executable(Path::new(program));
+/// A candidate in JSON: `{"leader": ID, "node": NAME}`, nulls when nobody leads.
+fn leader_json(c: Option<&election::Candidate>) -> serde_json::Value {
+    match c {
+        Some(c) => serde_json::json!({ "leader": String::from_utf8_lossy(&c.data), "node": c.name }),
+        None => serde_json::json!({ "leader": null, "node": null }),
     }
-    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
-}
-
-/// How long a leader keeps CMD running once it noticed the connection dropped: a sixth of
-/// the session timeout, as the lock's holders do (see `recipes::lock::Monitor`: the client
-/// notices 2T/3 after the server last heard of it, and the server hands leadership on at
-/// T, so a third would race the next leader).
-fn grace(zk: &ZooKeeper) -> Duration {
-    zk.session_timeout() / 6
 }
 
 /// What one session's candidacy ended with.
@@ -113,7 +109,18 @@ fn stop_or_exit(stop: &Receiver<()>, done: &Receiver<io::Result<ExitStatus>>) ->
 
 /// Connects again after a lost session, trying until it works or the user stops us (None).
 /// The connect runs on its own thread so that Ctrl-C is served at once.
-fn reconnect(g: &Global, what: &str, stop: &Receiver<()>) -> Result<Option<ZooKeeper>> {
+pub(crate) fn reconnect(g: &Global, what: &str, stop: &Receiver<()>) -> Result<Option<ZooKeeper>> {
+    reconnect_until(g, what, stop, None)
+}
+
+/// As [`reconnect`], giving up (None) at `deadline` too.
+pub(crate) fn reconnect_until(
+    g: &Global,
+    what: &str,
+    stop: &Receiver<()>,
+    deadline: Option<std::time::Instant>,
+) -> Result<Option<ZooKeeper>> {
+    let timer = deadline.map_or_else(crossbeam_channel::never, crossbeam_channel::at);
     loop {
         let (tx, rx) = bounded(1);
         let g2 = g.clone();
@@ -127,23 +134,29 @@ fn reconnect(g: &Global, what: &str, stop: &Receiver<()>) -> Result<Option<ZooKe
                 Err(_) => bail!("{what}: reconnecting: the connect thread died"),
             },
             recv(stop) -> _ => return Ok(None),
+            recv(timer) -> _ => return Ok(None),
         }
         // the connect timeout already paced this attempt; a short pause in case it failed fast
         select! {
             recv(stop) -> _ => return Ok(None),
+            recv(timer) -> _ => return Ok(None),
             default(Duration::from_secs(1)) => {}
         }
     }
 }
 
 /// Turns an election error into "campaign again" (the session or our node is gone) or a
-/// failure.
-fn again_or_fail(err: election::Error, zk: &ZooKeeper, what: &str, stopped_cmd: bool) -> Result<Next> {
-    let why = match err {
-        election::Error::Lost if zk.is_dead() => "the session expired".to_string(),
-        election::Error::Lost => "our candidate node was deleted".to_string(),
-        election::Error::Zk(e) if e.is_outcome_unknown() => e.to_string(),
-        election::Error::Zk(e) => return Err(anyhow!(e).context(what.to_string())),
+/// failure. `lost`: the session-health model's verdict, if the session is lost.
+fn again_or_fail(err: election::Error, lost: Option<Lost>, what: &str, stopped_cmd: bool) -> Result<Next> {
+    let why = match (err, lost) {
+        (election::Error::Stopped, _) => return Ok(Next::Exit(after_stop())),
+        (election::Error::Lost, Some(why @ Lost::Silent(_))) if stopped_cmd => {
+            format!("{why} (a sixth of the session timeout): another candidate may lead by now")
+        }
+        (election::Error::Lost, Some(why)) => why.to_string(),
+        (election::Error::Lost, None) => "our candidate node was deleted".to_string(),
+        (election::Error::Zk(e), _) if e.is_outcome_unknown() => e.to_string(),
+        (election::Error::Zk(e), _) => return Err(anyhow!(e).context(what.to_string())),
     };
     Ok(Next::Again { why, stopped_cmd })
 }
@@ -160,29 +173,30 @@ impl ElectionRunArgs {
     /// stops us, or the session (or our node) is lost.
     fn candidacy(&self, zk: &ZooKeeper, id: &str, what: &str, stop: &Receiver<()>) -> Result<Next> {
         let program = &self.command[0];
-        let mut e = match Election::campaign(zk, &self.path, PREFIX, id.as_bytes()) {
+        let mut e = match Election::campaign_until(zk, &self.path, PREFIX, id.as_bytes(), stop) {
             Ok(e) => e,
-            Err(err) => return again_or_fail(err, zk, what, false),
+            Err(err) => {
+                // campaign_until's Lost comes from its health: expired, or silent for T
+                let lost = Some(if zk.is_dead() { Lost::Expired } else { Lost::Silent(zk.session_timeout()) });
+                return again_or_fail(err, lost, what, false);
+            }
         };
         self.note(what, format_args!("campaigning as {id} ({})", e.name()));
         let mut state = match e.state() {
             Ok(s) => s,
             Err(err) => {
+                let lost = e.lost_why();
                 e.abandon();
-                return again_or_fail(err, zk, what, false);
+                return again_or_fail(err, lost, what, false);
             }
         };
         let mut child: Option<Child> = None;
         let mut wake = stop.clone();
-        // When to give up on hearing from ZooKeeper again: set for a leader whose connection
-        // dropped (CMD gets SIGTERM then), and after a read failed on connection loss (a
-        // follower reads again then, to re-arm its watches).
-        let mut deadline: Option<Instant> = None;
         let mut following: Option<String> = None;
         loop {
             if state.is_leader() && child.is_none() {
                 self.note(what, format_args!("elected leader as {id}; running {program}"));
-                let c = match Child::spawn(&self.command) {
+                let c = match Child::spawn(&self.command, margin(zk)) {
                     Ok(c) => c,
                     Err(err) => {
                         let _ = e.resign();
@@ -195,18 +209,10 @@ impl ElectionRunArgs {
                 self.note(what, format_args!("following {}", id_line(&state.leader.data)));
                 following = Some(state.leader.name.clone());
             }
-            let woke = match e.wait(&wake, deadline) {
-                // A read failed on connection loss: the client is reconnecting; wait for it
-                // (the Connecting/Connected events follow) as for a dropped connection.
-                Err(election::Error::Zk(err)) if err.is_outcome_unknown() => {
-                    deadline.get_or_insert_with(|| Instant::now() + grace(zk));
-                    continue;
-                }
-                w => w,
-            };
-            match woke {
+            // A leader keeps CMD through a suspended connection; the election's session
+            // health (holder grace) ends the wait with Lost once it must let go.
+            match e.wait(&wake, None) {
                 Ok(Wake::Changed(s) | Wake::Resumed(s)) => {
-                    deadline = None; // a successful read: connected
                     state = s;
                     if child.is_some() && !state.is_leader() {
                         // cannot happen while our node stands first; never run CMD as a follower
@@ -216,38 +222,7 @@ impl ElectionRunArgs {
                         return Ok(Next::Again { why, stopped_cmd: true });
                     }
                 }
-                Ok(Wake::Suspended) => {
-                    if child.is_some() {
-                        deadline.get_or_insert_with(|| Instant::now() + grace(zk));
-                    }
-                }
-                Ok(Wake::TimedOut) => {
-                    let Some(mut c) = child.take() else {
-                        // a follower: read again (re-arms the watches a failed read lost)
-                        deadline = None;
-                        match e.state() {
-                            Ok(s) => state = s,
-                            Err(election::Error::Zk(err)) if err.is_outcome_unknown() => {
-                                deadline = Some(Instant::now() + grace(zk));
-                            }
-                            Err(err) => {
-                                e.abandon();
-                                return again_or_fail(err, zk, what, false);
-                            }
-                        }
-                        continue;
-                    };
-                    let _ = c.terminate();
-                    e.abandon();
-                    return Ok(Next::Again {
-                        why: format!(
-                            "no connection to ZooKeeper for {} (a sixth of the session timeout): another \
-                             candidate may lead by now",
-                            humantime::format_duration(Duration::from_millis(grace(zk).as_millis() as u64))
-                        ),
-                        stopped_cmd: true,
-                    });
-                }
+                Ok(Wake::Suspended | Wake::TimedOut) => {}
                 Ok(Wake::Stopped) => {
                     if stop_requested() {
                         // CMD first, then the node: the next leader never overlaps with it.
@@ -273,8 +248,9 @@ impl ElectionRunArgs {
                 }
                 Err(err) => {
                     let stopped_cmd = child.take().map(|mut c| c.terminate()).is_some();
+                    let lost = e.lost_why();
                     e.abandon();
-                    return again_or_fail(err, zk, what, stopped_cmd);
+                    return again_or_fail(err, lost, what, stopped_cmd);
                 }
             }
         }
@@ -285,15 +261,14 @@ impl Run for ElectionRunArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let stop = shutdown();
         let what = format!("election {}", self.path);
-        validate_path(&self.path, false).map_err(|e| anyhow!("{what}: {e}"))?;
+        validate_path(&self.path, false).map_err(|e| anyhow::Error::new(e).context(what.clone()))?;
         let id = match &self.id {
-            Some(id) if id.is_empty() => bail!("{what}: --id must not be empty"),
+            Some(id) if id.is_empty() => return Err(super::exit::usage(format!("{what}: --id must not be empty"))),
             Some(id) => id.clone(),
             None => default_id(),
         };
-        if !runnable(&self.command[0]) {
-            bail!("{what}: cannot run {}: no such executable (on PATH)", self.command[0]);
-        }
+        // a typo fails before campaigning (127/126, as a shell), not once elected
+        super::exit::check_runnable(&self.command)?;
         let mut first = Some(g.connect_owned()?);
         loop {
             let zk = match first.take() {
@@ -321,41 +296,20 @@ impl Run for ElectionRunArgs {
     }
 }
 
-/// Waits until `zk` is connected again after a call failed with connection loss. Some(why)
-/// when the session is lost meanwhile; None when connected (or stopped: the caller checks).
-fn await_connection(
-    zk: &ZooKeeper,
-    events: &Receiver<SessionEvent>,
-    lost: &Receiver<()>,
-    stop: &Receiver<()>,
-) -> Option<&'static str> {
-    if zk.state() == Some(SessionEvent::Connected) {
-        // already back (or the loss was never noticed): pause briefly so a flapping
-        // connection does not spin
-        let _ = events.recv_timeout(Duration::from_millis(50));
-        return None;
-    }
-    loop {
-        select! {
-            recv(events) -> ev => match ev {
-                Ok(SessionEvent::Connected | SessionEvent::ConnectedReadOnly) => return None,
-                Ok(SessionEvent::Connecting) => {}
-                Ok(_) | Err(_) => return Some("the session expired"),
-            },
-            recv(lost) -> _ => return Some("no connection to ZooKeeper for longer than the session timeout"),
-            recv(stop) -> _ => return None,
-        }
-    }
-}
-
 impl Run for ElectionLeaderArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let stop = shutdown();
         let what = format!("election {}", self.path);
-        validate_path(&self.path, false).map_err(|e| anyhow!("{what}: {e}"))?;
+        validate_path(&self.path, false).map_err(|e| anyhow::Error::new(e).context(what.clone()))?;
         let zk = g.connect_owned()?;
         if !self.watch {
             return match election::leader(&zk, &self.path, PREFIX) {
+                Ok(Some(c)) if g.json() => {
+                    let mut doc = leader_json(Some(&c));
+                    doc["path"] = self.path.clone().into();
+                    super::output::print_json(&doc)?;
+                    Ok(ExitCode::SUCCESS)
+                }
                 Ok(Some(c)) => {
                     println!("{}", id_line(&c.data));
                     Ok(ExitCode::SUCCESS)
@@ -372,26 +326,27 @@ impl Run for ElectionLeaderArgs {
         // The leader's node name last printed (None: `(none)`), so a change prints one line.
         let mut last: Option<Option<String>> = None;
         loop {
-            let events = zk.session_events();
-            let lost = zk.session_lost();
+            // An observer: watcher grace (T); a lost session is ridden through on a new one.
+            let health = SessionWatch::watcher(&zk);
             let why = loop {
-                if stop_requested() {
-                    return Ok(after_stop());
-                }
-                let (leader, watch) = match election::leader_w(&zk, &self.path, PREFIX) {
+                let read = health.retry(&stop, None, || match election::leader_w(&zk, &self.path, PREFIX) {
+                    Ok(v) => Ok(v),
+                    Err(election::Error::Zk(e)) => Err(e),
+                    Err(_) => Err(health.error()),
+                });
+                let (leader, watch) = match read {
                     Ok(v) => v,
-                    Err(election::Error::Lost) => break "the session expired",
-                    Err(election::Error::Zk(e)) if e.is_outcome_unknown() => {
-                        match await_connection(&zk, &events, &lost, &stop) {
-                            Some(why) => break why,
-                            None => continue,
-                        }
-                    }
+                    Err(Halt::Stopped) => return Ok(after_stop()),
+                    Err(Halt::Zk(e)) if e.is_session_lost() => break health.lost_why().unwrap_or(Lost::Expired),
                     Err(e) => return Err(anyhow!(e).context(format!("{what}: reading the leader"))),
                 };
                 let name = leader.as_ref().map(|c| c.name.clone());
                 if last.as_ref() != Some(&name) {
                     match &leader {
+                        _ if g.json() => {
+                            let ev = super::output::event("leader", &self.path, leader_json(leader.as_ref()));
+                            super::output::write_json(&mut out, &ev)?;
+                        }
                         Some(c) => writeln!(out, "{}", id_line(&c.data))?,
                         None => writeln!(out, "(none)")?,
                     }
@@ -400,11 +355,11 @@ impl Run for ElectionLeaderArgs {
                 }
                 select! {
                     recv(watch) -> _ => {} // fired, or disconnected with the session: read again
-                    recv(lost) -> _ => break "the session was lost (expired, or no connection for longer than the session timeout)",
+                    recv(health.lost()) -> _ => break health.lost_why().unwrap_or(Lost::Expired),
                     recv(stop) -> _ => return Ok(after_stop()),
                 }
             };
-            eprintln!("zkutil: {what}: {why}; watching again with a new session");
+            eprintln!("zkutil: {what}: the session was lost ({why}); watching again with a new session");
             drop(zk);
             zk = match reconnect(g, &what, &stop)? {
                 Some(zk) => zk,

@@ -15,12 +15,14 @@ use anyhow::Result;
 use crossbeam_channel::{Receiver, never, select};
 
 use super::Run;
-use super::child::{Child, exit_code};
+use super::child::{Child, exit_code, margin};
 use super::exit::after_stop;
+use super::output::{Ndjson, data_fields, event, print_json};
 use crate::cli::{Global, GroupCmd, GroupJoinArgs, GroupListArgs};
 use crate::recipes::group::{self, Group, Member};
 use crate::util::{escape_data, shutdown};
-use crate::zk::{SessionEvent, ZooKeeper};
+use crate::zk::{Lost, SessionWatch, ZooKeeper};
+use serde_json::json;
 
 impl Run for GroupCmd {
     fn run(&self, g: &Global) -> Result<ExitCode> {
@@ -35,45 +37,34 @@ impl Run for GroupCmd {
 enum Wake {
     ChildExited(ExitStatus),
     Stopped,
-    SessionLost(&'static str),
+    SessionLost(Lost),
 }
 
 fn child_done(child: &Option<Child>) -> Receiver<io::Result<ExitStatus>> {
     child.as_ref().map_or_else(never, |c| c.done().clone())
 }
 
-/// Waits while the session is healthy. A connection that stays down longer than the
-/// session timeout counts as lost: the server has expired the session by then, and the
-/// client only hears of it once it reaches a server again.
+/// Waits while the session is healthy (the session-health model, watcher grace: a
+/// connection down longer than the session timeout counts as lost; the server has expired
+/// the session by then, and the client only hears of it once it reaches a server again).
+/// None when `wake` fired.
 fn watch_session(
-    zk: &ZooKeeper,
-    session: &Receiver<SessionEvent>,
+    health: &SessionWatch,
     stop: &Receiver<()>,
     child: &mut Option<Child>,
     wake: &Receiver<crate::zk::WatchEvent>,
 ) -> Result<Option<Wake>> {
     let done = child_done(child);
-    let mut lost_at: Option<Instant> = None;
-    loop {
-        let timer = lost_at.map_or_else(never, crossbeam_channel::at);
-        select! {
-            recv(done) -> r => {
-                let status = child.as_mut().map(|c| c.reaped(r)).transpose()?;
-                return Ok(status.map(Wake::ChildExited));
-            }
-            recv(stop) -> _ => return Ok(Some(Wake::Stopped)),
-            recv(wake) -> ev => return Ok(if ev.is_ok() { None } else { Some(Wake::SessionLost("the session expired")) }),
-            recv(session) -> ev => match ev {
-                Ok(SessionEvent::Connecting) => {
-                    lost_at.get_or_insert_with(|| Instant::now() + zk.session_timeout());
-                }
-                Ok(SessionEvent::Connected | SessionEvent::ConnectedReadOnly) => lost_at = None,
-                Ok(_) | Err(_) => return Ok(Some(Wake::SessionLost("the session expired"))),
-            },
-            recv(timer) -> _ => {
-                return Ok(Some(Wake::SessionLost("no connection for longer than the session timeout")));
-            }
+    let lost = || Wake::SessionLost(health.lost_why().unwrap_or(Lost::Expired));
+    select! {
+        recv(done) -> r => {
+            let status = child.as_mut().map(|c| c.reaped(r)).transpose()?;
+            Ok(status.map(Wake::ChildExited))
         }
+        recv(stop) -> _ => Ok(Some(Wake::Stopped)),
+        // a watch disconnects without an event when the session expires
+        recv(wake) -> ev => Ok(if ev.is_ok() { None } else { Some(lost()) }),
+        recv(health.lost()) -> _ => Ok(Some(lost())),
     }
 }
 
@@ -114,6 +105,7 @@ fn reconnect(
 
 impl Run for GroupJoinArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
+        super::exit::check_runnable(&self.cmd)?;
         let stop = shutdown();
         let what = format!("group {}", self.path);
         let mut child: Option<Child> = None;
@@ -121,7 +113,6 @@ impl Run for GroupJoinArgs {
         let mut rejoin = false;
         let mut old_session: Option<i64> = None;
         loop {
-            let session = zk.session_events();
             let group = Group::new(&zk, &self.path)?;
             let member = match group.join(&self.name, self.data.as_bytes()) {
                 // Our old session's node: the server deletes it when it expires that session
@@ -139,14 +130,12 @@ impl Run for GroupJoinArgs {
                 r => r?,
             };
             old_session = Some(zk.session_id());
-            let mut out = io::stdout();
-            writeln!(out, "{} {} as {}", if rejoin { "re-joined" } else { "joined" }, self.path, self.name)?;
-            out.flush()?;
+            crate::status!("{} {} as {}", if rejoin { "re-joined" } else { "joined" }, self.path, self.name);
             if child.is_none() && !self.cmd.is_empty() {
-                child = Some(Child::spawn(&self.cmd)?);
+                child = Some(Child::spawn(&self.cmd, margin(&zk))?);
             }
             let wake = loop {
-                if let Some(w) = watch_session(&zk, &session, &stop, &mut child, &never())? {
+                if let Some(w) = watch_session(group.health(), &stop, &mut child, &never())? {
                     break w;
                 }
             };
@@ -188,6 +177,13 @@ impl Run for GroupJoinArgs {
     }
 }
 
+/// One member in JSON: `{"name", "data", "encoding"}`.
+fn member_json(name: &str, data: &[u8]) -> serde_json::Value {
+    let mut m = data_fields(data);
+    m.insert("name".into(), name.into());
+    serde_json::Value::Object(m)
+}
+
 /// One member as a line: NAME, a tab, DATA (escaped, newlines and tabs included).
 fn member_line(name: &str, data: &[u8]) -> String {
     let data = escape_data(data).replace('\n', "\\n").replace('\t', "\\t");
@@ -200,24 +196,30 @@ impl Run for GroupListArgs {
         let zk = g.connect_owned()?;
         let mut out = io::stdout().lock();
         if !self.watch {
-            for Member { name, data, .. } in Group::new(&zk, &self.path)?.members()? {
+            let members = Group::new(&zk, &self.path)?.members()?;
+            if g.json() {
+                let list: Vec<_> = members.iter().map(|m| member_json(&m.name, &m.data)).collect();
+                print_json(&json!({ "path": self.path, "members": list }))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            for Member { name, data, .. } in members {
                 writeln!(out, "{}", member_line(&name, &data))?;
             }
             return Ok(ExitCode::SUCCESS);
         }
+        let mut events = Ndjson::stdout();
         let what = format!("group {}", self.path);
         // name -> (data, czxid): a re-join under the same name is a leave and a join
         let mut known: BTreeMap<String, (Vec<u8>, i64)> = BTreeMap::new();
         let mut zk = zk;
         let mut none = None;
         loop {
-            let session = zk.session_events();
             let group = Group::new(&zk, &self.path)?;
             let why = loop {
                 let (members, watch) = match group.members_w() {
                     Ok(r) => r,
-                    Err(group::Error::Zk(e)) if e.code().is_some_and(|c| c.is_session_lost()) => {
-                        break "the session expired";
+                    Err(group::Error::Zk(e)) if e.is_session_lost() => {
+                        break group.health().lost_why().unwrap_or(Lost::Expired);
                     }
                     Err(e) => return Err(e.into()),
                 };
@@ -225,17 +227,25 @@ impl Run for GroupListArgs {
                     members.into_iter().map(|m| (m.name, (m.data, m.created))).collect();
                 for (name, was) in &known {
                     if now.get(name) != Some(was) {
-                        writeln!(out, "-{name}")?;
+                        if g.json() {
+                            events.emit(&event("leave", &self.path, json!({ "name": name })))?;
+                        } else {
+                            writeln!(out, "-{name}")?;
+                        }
                     }
                 }
                 for (name, is) in &now {
                     if known.get(name) != Some(is) {
-                        writeln!(out, "+{}", member_line(name, &is.0))?;
+                        if g.json() {
+                            events.emit(&event("join", &self.path, member_json(name, &is.0)))?;
+                        } else {
+                            writeln!(out, "+{}", member_line(name, &is.0))?;
+                        }
                     }
                 }
                 out.flush()?;
                 known = now;
-                match watch_session(&zk, &session, &stop, &mut none, &watch)? {
+                match watch_session(group.health(), &stop, &mut none, &watch)? {
                     None => continue, // a join or a leave: list again
                     Some(Wake::SessionLost(why)) => break why,
                     Some(_) => return Ok(after_stop()),

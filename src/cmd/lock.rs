@@ -9,7 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use crossbeam_channel::select;
 
 use super::Run;
-use super::child::{Child, exit_code};
+use super::child::{Child, exit_code, margin};
 use super::exit::after_stop;
 use crate::cli::{Global, LockArgs, MutexArgs};
 use crate::recipes::lock::{Contender, Held, Lock, LockError, Mode};
@@ -51,6 +51,13 @@ fn random_between(min: Duration, max: Duration) -> Duration {
 
 impl Run for MutexArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
+        if self.min_work > self.max_work {
+            return Err(super::exit::usage(format!(
+                "--min-work {} is above --max-work {}",
+                humantime::format_duration(self.min_work),
+                humantime::format_duration(self.max_work)
+            )));
+        }
         let stop = shutdown();
         let zk = g.connect()?;
         let lock = Lock::new(&zk, &self.path, Mode::Exclusive)?;
@@ -105,23 +112,29 @@ impl Run for MutexArgs {
 
 impl Run for LockArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
+        super::exit::check_runnable(&self.command)?;
         let stop = shutdown();
         let zk = g.connect()?;
         let mode = if self.shared { Mode::Shared } else { Mode::Exclusive };
         let lock = Lock::new(&zk, &self.path, mode)?;
-        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let deadline = self.timeout.map(crate::util::deadline_after);
         let held = match lock.acquire(deadline, &stop, |_| {}) {
             Ok(h) => h,
             Err(LockError::Cancelled) => return Ok(after_stop()),
-            Err(LockError::TimedOut) => bail!(
-                "lock {}: not acquired within {}; gave up",
-                self.path,
-                humantime::format_duration(self.timeout.unwrap_or_default())
-            ),
+            Err(LockError::TimedOut) => {
+                return Err(super::exit::gave_up(
+                    self.conflict_exit_code,
+                    format_args!(
+                        "lock {}: not acquired within {}; gave up",
+                        self.path,
+                        humantime::format_duration(self.timeout.unwrap_or_default())
+                    ),
+                ));
+            }
             Err(e) => return Err(anyhow!(e).context(format!("taking the lock {}", self.path))),
         };
         let program = &self.command[0];
-        let mut child = Child::spawn(&self.command)?; // on error the guard releases the lock
+        let mut child = Child::spawn(&self.command, margin(&zk))?; // on error the guard releases the lock
         let status = loop {
             select! {
                 recv(child.done()) -> r => break child.reaped(r)?,

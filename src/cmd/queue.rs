@@ -2,17 +2,20 @@
 
 use std::io::{self, BufWriter, Read, Write};
 use std::process::{ExitCode, ExitStatus};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use crossbeam_channel::{Receiver, select};
 
 use super::Run;
-use super::child::Child;
+use super::child::{self, Child};
 use super::exit::after_stop;
+use super::output::{data_fields, event, print_json};
 use crate::cli::{Global, PathArg, QueueCmd, QueueConsumeArgs, QueuePeekArgs, QueueProduceArgs};
 use crate::recipes::queue::{self, Claimed, Claimer, End, Item, Queue, Sink};
 use crate::util::{shutdown, stop_requested};
 use crate::zk::ZooKeeper;
+use serde_json::json;
 
 impl Run for QueueCmd {
     fn run(&self, g: &Global) -> Result<ExitCode> {
@@ -49,14 +52,23 @@ impl Run for QueueProduceArgs {
         let zk = g.connect()?;
         let q = Queue::new(&zk, &self.path)?;
         let n = q.produce(&items, self.priority).with_context(|| format!("producing to {}", self.path))?;
-        println!("queued {n} item{} to {}", if n == 1 { "" } else { "s" }, self.path);
+        if g.json() {
+            print_json(&json!({ "path": self.path, "queued": n }))?;
+        } else {
+            println!("queued {n} item{} to {}", if n == 1 { "" } else { "s" }, self.path);
+        }
         Ok(ExitCode::SUCCESS)
     }
 }
 
 fn len(g: &Global, a: &PathArg) -> Result<ExitCode> {
     let zk = g.connect()?;
-    println!("{}", Queue::new(&zk, &a.path)?.len()?);
+    let n = Queue::new(&zk, &a.path)?.len()?;
+    if g.json() {
+        print_json(&json!({ "path": a.path, "length": n }))?;
+    } else {
+        println!("{n}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -64,6 +76,11 @@ impl Run for QueuePeekArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let zk = g.connect()?;
         let items = Queue::new(&zk, &self.path)?.peek(self.count)?;
+        if g.json() {
+            let list: Vec<_> = items.iter().map(item_json).collect();
+            print_json(&json!({ "path": self.path, "items": list }))?;
+            return Ok(ExitCode::SUCCESS);
+        }
         let mut out = BufWriter::new(io::stdout().lock());
         for item in items {
             out.write_all(&item.data)?;
@@ -74,34 +91,100 @@ impl Run for QueuePeekArgs {
     }
 }
 
-/// Items to stdout, raw, newline-terminated. Stdout is line-buffered, so a write error
-/// (a reader that went away) shows up on the item that was not delivered, and the recipe
-/// puts it back in the queue.
-struct Lines<W: Write>(W);
+/// An item in JSON: `{"node", "data", "encoding"}`.
+fn item_json(item: &Item) -> serde_json::Value {
+    let mut m = data_fields(&item.data);
+    m.insert("node".into(), item.path.clone().into());
+    serde_json::Value::Object(m)
+}
+
+/// Items to stdout, raw, newline-terminated (or, `json`, one NDJSON event each). Stdout is
+/// line-buffered, so a write error (a reader that went away) shows up on the item that was
+/// not delivered, and the recipe puts it back in the queue. Counts what it delivered.
+struct Lines<W: Write> {
+    out: W,
+    json: Option<String>,
+    delivered: u64,
+    recovered: u64,
+}
 
 impl<W: Write> Sink for Lines<W> {
     fn item(&mut self, item: &Item) -> io::Result<()> {
-        self.0.write_all(&item.data)?;
-        self.0.write_all(b"\n")
+        if let Some(queue) = &self.json {
+            let ev = event("item", queue, item_json(item));
+            serde_json::to_writer(&mut self.out, &ev)?;
+            self.out.write_all(b"\n")?;
+        } else {
+            self.out.write_all(&item.data)?;
+            self.out.write_all(b"\n")?;
+        }
+        self.delivered += 1;
+        Ok(())
+    }
+
+    fn recovered(&mut self, item: &Item) -> io::Result<()> {
+        self.item(item)?;
+        self.recovered += 1;
+        Ok(())
     }
 
     fn idle(&mut self) -> io::Result<()> {
-        self.0.flush()
+        self.out.flush()
     }
+}
+
+/// True when `e` means the session is gone (a new one can go on).
+fn session_lost(e: &queue::Error) -> bool {
+    matches!(e, queue::Error::SessionLost { .. } | queue::Error::InDoubt { .. })
 }
 
 impl Run for QueueConsumeArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
+        super::exit::check_runnable(&self.cmd)?;
         let stop = shutdown();
-        let zk = g.connect()?;
-        let q = Queue::new(&zk, &self.path)?;
         if !self.cmd.is_empty() {
-            return self.run_cmd(&zk, &q, &stop);
+            return self.run_cmd(g, &stop);
         }
-        let opts = queue::Options { max: self.count, follow: self.follow, idle: self.timeout };
-        let mut sink = Lines(io::stdout().lock());
-        let end = q.consume(&opts, &stop, &mut sink);
-        let flushed = sink.0.flush();
+        let what = format!("consuming from {}", self.path);
+        let mut zk = g.connect_owned()?;
+        let mut sink =
+            Lines { out: io::stdout().lock(), json: g.json().then(|| self.path.clone()), delivered: 0, recovered: 0 };
+        let mut in_doubt = Vec::new();
+        let mut noted = false;
+        let end = loop {
+            let q = Queue::new(&zk, &self.path)?;
+            if self.follow && !noted && matches!(q.len(), Err(queue::Error::NoQueue { .. })) {
+                eprintln!("zkutil: {what}: the queue does not exist yet; waiting for it");
+            }
+            noted = true;
+            let end = q.settle(std::mem::take(&mut in_doubt), &mut sink).and_then(|_| {
+                let max = self.count.map(|n| n.saturating_sub(sink.delivered));
+                q.consume(&queue::Options { max, follow: self.follow, idle: self.timeout }, &stop, &mut sink)
+            });
+            match end {
+                // Ride it out with a new session: items whose delete was in flight are
+                // decided on it (their data is at hand).
+                Err(e) if session_lost(&e) && !stop_requested() => {
+                    if let queue::Error::InDoubt { items, .. } = e {
+                        in_doubt = items;
+                    }
+                    eprintln!("zkutil: {what}: the ZooKeeper session was lost; continuing with a new session");
+                    drop(q);
+                    zk = g.connect_owned().with_context(|| format!("{what}: reconnecting"))?;
+                }
+                end => break end,
+            }
+        };
+        let flushed = sink.out.flush();
+        if sink.recovered > 0 {
+            eprintln!(
+                "zkutil: {what}: note: {} item{} taken across a lost connection {} delivered; each is a duplicate \
+                 only if another consumer took it at the same moment",
+                sink.recovered,
+                if sink.recovered == 1 { "" } else { "s" },
+                if sink.recovered == 1 { "was" } else { "were" },
+            );
+        }
         match end {
             Err(queue::Error::Sink { error, lost, requeued }) => {
                 if requeued > 0 {
@@ -112,8 +195,13 @@ impl Run for QueueConsumeArgs {
                 }
                 Err(error.into())
             }
-            Err(e) => Err(anyhow::Error::new(e).context(format!("consuming from {}", self.path))),
+            Err(e) => Err(anyhow::Error::new(e).context(what)),
             Ok(End::Stopped) => Ok(after_stop()),
+            Ok(End::NoQueue) => {
+                flushed?;
+                eprintln!("zkutil: {what}: the queue does not exist; nothing to consume");
+                Ok(ExitCode::SUCCESS)
+            }
             Ok(_) => {
                 flushed?;
                 Ok(ExitCode::SUCCESS)
@@ -123,11 +211,40 @@ impl Run for QueueConsumeArgs {
 }
 
 impl QueueConsumeArgs {
-    /// At least once: claim an item, run CMD on it, complete it only when CMD exits 0.
-    fn run_cmd(&self, _zk: &ZooKeeper, q: &Queue<'_>, stop: &Receiver<()>) -> Result<ExitCode> {
-        let mut claimer = Claimer::new(q);
+    /// At least once: claim an item, run CMD on it, complete it only when CMD exits 0. A
+    /// lost session is ridden out with a new one (a claim lost with it leaves its item in
+    /// the queue, to be run again).
+    fn run_cmd(&self, g: &Global, stop: &Receiver<()>) -> Result<ExitCode> {
+        let what = format!("consuming from {}", self.path);
         let mut done = 0u64;
-        while self.count.is_none_or(|n| done < n) {
+        let mut noted = false;
+        loop {
+            let zk = g.connect_owned()?;
+            let q = Queue::new(&zk, &self.path)?;
+            if !noted && matches!(q.len(), Err(queue::Error::NoQueue { .. })) {
+                if self.follow {
+                    eprintln!("zkutil: {what}: the queue does not exist yet; waiting for it");
+                } else {
+                    eprintln!("zkutil: {what}: the queue does not exist; nothing to consume");
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            noted = true;
+            match self.claim_loop(&zk, &q, stop, &mut done) {
+                Err(e) if e.downcast_ref::<queue::Error>().is_some_and(session_lost) && !stop_requested() => {
+                    eprintln!("zkutil: {what}: the ZooKeeper session was lost; continuing with a new session");
+                }
+                Err(e) if zk.is_dead() && self.follow && !stop_requested() => {
+                    eprintln!("zkutil: {what}: {e:#}; continuing with a new session");
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn claim_loop(&self, zk: &ZooKeeper, q: &Queue<'_>, stop: &Receiver<()>, done: &mut u64) -> Result<ExitCode> {
+        let mut claimer = Claimer::new(q);
+        while self.count.is_none_or(|n| *done < n) {
             let claim = match claimer.next(self.follow, self.timeout, stop) {
                 Ok(Claimed::Item(c)) => c,
                 Ok(Claimed::Empty | Claimed::Idle) => break,
@@ -135,11 +252,11 @@ impl QueueConsumeArgs {
                 Err(e) => return Err(anyhow::Error::new(e).context(format!("consuming from {}", self.path))),
             };
             let path = claim.item().path.clone();
-            let status = run_on(&self.cmd, &claim.item().data, stop);
+            let status = run_on(&self.cmd, &claim.item().data, child::margin(zk), stop);
             match status {
                 Ok(s) if s.success() => {
                     claim.complete().with_context(|| format!("completing {path}"))?;
-                    done += 1;
+                    *done += 1;
                 }
                 Ok(s) => {
                     claim.release().with_context(|| format!("releasing {path}"))?;
@@ -173,8 +290,8 @@ fn describe(s: ExitStatus) -> String {
 /// Runs CMD with `data` on its stdin; CMD's stdout and stderr are ours. Ctrl-C/SIGTERM
 /// while it runs is passed on to CMD (SIGKILL after a grace period), whose failure then
 /// leaves the item in the queue.
-fn run_on(cmd: &[String], data: &[u8], stop: &Receiver<()>) -> Result<ExitStatus> {
-    let mut child = Child::spawn_fed(cmd, data.to_vec())?;
+fn run_on(cmd: &[String], data: &[u8], margin: Duration, stop: &Receiver<()>) -> Result<ExitStatus> {
+    let mut child = Child::spawn_fed(cmd, data.to_vec(), margin)?;
     select! {
         recv(child.done()) -> r => child.reaped(r),
         recv(stop) -> _ => child.forward_stop(),

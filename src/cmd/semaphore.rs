@@ -9,13 +9,12 @@
 
 use std::num::NonZeroU32;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use crossbeam_channel::select;
 
 use super::Run;
-use super::child::{Child, exit_code};
+use super::child::{Child, exit_code, margin};
 use super::exit::after_stop;
 use crate::cli::{Global, SemaphoreArgs};
 use crate::recipes::semaphore::{Semaphore, SemaphoreError};
@@ -23,22 +22,28 @@ use crate::util::shutdown;
 
 impl Run for SemaphoreArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
+        super::exit::check_runnable(&self.command)?;
         let stop = shutdown();
         let what = format!("semaphore {}", self.path);
         let max = NonZeroU32::new(self.leases).ok_or_else(|| anyhow!("{what}: --leases must be at least 1"))?;
         let zk = g.connect()?;
         let sem = Semaphore::new(&zk, &self.path, max)?;
-        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let deadline = self.timeout.map(crate::util::deadline_after);
         let lease = match sem.acquire(deadline, &stop, |_| {}) {
             Ok(l) => l,
             Err(SemaphoreError::Cancelled) => return Ok(after_stop()),
-            Err(SemaphoreError::TimedOut) => bail!(
-                "{what}: no free lease (of {max}) within {}; gave up",
-                humantime::format_duration(self.timeout.unwrap_or_default())
-            ),
+            Err(SemaphoreError::TimedOut) => {
+                return Err(super::exit::gave_up(
+                    self.conflict_exit_code,
+                    format_args!(
+                        "{what}: no free lease (of {max}) within {}; gave up",
+                        humantime::format_duration(self.timeout.unwrap_or_default())
+                    ),
+                ));
+            }
             Err(e) => return Err(anyhow!(e).context(format!("taking a lease of the {what}"))),
         };
-        let mut child = Child::spawn(&self.command)?; // on error the lease guard deletes the lease
+        let mut child = Child::spawn(&self.command, margin(&zk))?; // on error the lease guard deletes the lease
         let status = select! {
             recv(child.done()) -> r => child.reaped(r)?,
             recv(lease.lost()) -> _ => {

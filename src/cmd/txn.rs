@@ -16,8 +16,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 
 use super::Run;
+use super::output::{print_json, stat_json};
 use crate::cli::{Global, TxnArgs};
 use crate::zk::{self, Code, CreateMode, Op, OpResult};
+use serde_json::json;
 
 /// A parse error, with its 1-based line number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +140,21 @@ fn describe(op: &Op) -> String {
     }
 }
 
+/// An operation in JSON: `{"op": "create", "path": ...}` (plus `version` when it has one).
+fn op_json(op: &Op) -> serde_json::Value {
+    let (name, version) = match op {
+        Op::Create { .. } => ("create", None),
+        Op::Set { version, .. } => ("set", *version),
+        Op::Delete { version, .. } => ("delete", *version),
+        Op::Check { version, .. } => ("check", Some(*version)),
+    };
+    let mut v = json!({ "op": name, "path": op.path() });
+    if let Some(version) = version {
+        v["version"] = version.into();
+    }
+    v
+}
+
 impl Run for TxnArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let ops = parse(io::stdin().lock()).context("txn")?;
@@ -145,6 +162,10 @@ impl Run for TxnArgs {
             bail!("txn: no operations on stdin (one per line: create, set, delete, check)");
         }
         let mut out = io::stdout().lock();
+        if self.dry_run && g.json() {
+            print_json(&json!({ "dry_run": true, "ops": ops.iter().map(op_json).collect::<Vec<_>>() }))?;
+            return Ok(ExitCode::SUCCESS);
+        }
         if self.dry_run {
             for op in &ops {
                 writeln!(out, "{}", describe(op))?;
@@ -153,6 +174,24 @@ impl Run for TxnArgs {
         }
         let zk = g.connect()?;
         match zk.multi(&ops) {
+            Ok(results) if g.json() => {
+                let list: Vec<_> = ops
+                    .iter()
+                    .zip(results)
+                    .map(|(op, r)| {
+                        let mut v = op_json(op);
+                        v["result"] = "ok".into();
+                        match r {
+                            OpResult::Created(p) => v["created"] = p.into(),
+                            OpResult::Set(st) => v["stat"] = stat_json(&st),
+                            OpResult::Deleted | OpResult::Checked => {}
+                        }
+                        v
+                    })
+                    .collect();
+                print_json(&json!({ "committed": true, "results": list }))?;
+                Ok(ExitCode::SUCCESS)
+            }
             Ok(results) => {
                 for (op, r) in ops.iter().zip(results) {
                     match (op, r) {
@@ -167,13 +206,24 @@ impl Run for TxnArgs {
             }
             Err(e @ zk::Error::Multi { .. }) => {
                 let zk::Error::Multi { results, .. } = &e else { unreachable!() };
+                let mut list = Vec::new();
                 for (i, (op, code)) in ops.iter().zip(results).enumerate() {
                     let what = match code {
                         Code::Ok => "ok, rolled back".to_string(),
                         Code::RuntimeInconsistency => "not applied".to_string(),
                         c => c.to_string(),
                     };
-                    writeln!(out, "{} {}: {what}", i + 1, describe(op))?;
+                    if g.json() {
+                        let mut v = op_json(op);
+                        v["result"] = what.into();
+                        list.push(v);
+                    } else {
+                        writeln!(out, "{} {}: {what}", i + 1, describe(op))?;
+                    }
+                }
+                if g.json() {
+                    drop(out);
+                    print_json(&json!({ "committed": false, "results": list }))?;
                 }
                 Err(e.into())
             }

@@ -2,7 +2,8 @@
 //! barrier (Curator's DistributedDoubleBarrier: enter when N participants are present,
 //! leave together). Never prints; the `barrier` command decides the words.
 //!
-//! Double barrier layout under PATH (persistent): one ephemeral node per participant (named
+//! Double barrier layout under PATH (a container: the server removes it once the last
+//! participant left): one ephemeral node per participant (named
 //! by its id) and `ready`, an ephemeral node created by whoever completes the count and
 //! deleted, in one multi with the last participant's node, when the last one leaves. Entering
 //! watches `ready` (no herd on the children list); leaving follows the ZooKeeper recipe: the
@@ -16,8 +17,8 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, never, select};
 
-use super::support::{Taken, create_ephemeral, ensure_node, ensure_parents, retrying, session_expired};
-use crate::zk::{self, Code, CreateMode, EventKind, Op, ZooKeeper, join, validate_path};
+use super::support::{Taken, create_containers, create_ephemeral, ensure_node, ensure_parents, retrying};
+use crate::zk::{self, Code, CreateMode, EventKind, Lost, Op, SessionWatch, ZooKeeper, join, validate_path};
 
 /// The name of the node that opens a double barrier.
 pub const READY: &str = "ready";
@@ -76,7 +77,7 @@ fn deadline_channel(deadline: Option<Instant>) -> Receiver<Instant> {
 }
 
 /// How [`wait_watch`] ended: the watch fired, or stop, or the deadline. A lost session is an
-/// Err (SessionExpired).
+/// Err (`zk::Error::SessionLost`).
 enum Woken {
     Fired(EventKind),
     Stopped,
@@ -85,19 +86,18 @@ enum Woken {
 
 fn wait_watch(
     watch: &Receiver<zk::WatchEvent>,
-    lost: &Receiver<()>,
+    health: &SessionWatch,
     stop: &Receiver<()>,
     deadline: &Receiver<Instant>,
-    path: &str,
 ) -> zk::Result<Woken> {
     // A reconnect keeps armed watches; only a lost session (expired, or no connection for
     // longer than the session timeout: a dead ZooKeeper) ends the wait.
     select! {
         recv(watch) -> ev => match ev {
             Ok(ev) => Ok(Woken::Fired(ev.kind)),
-            Err(_) => Err(session_expired(path)),
+            Err(_) => Err(zk::Error::SessionLost(health.lost_why().unwrap_or(Lost::Expired))),
         },
-        recv(lost) -> _ => Err(session_expired(path)),
+        recv(health.lost()) -> _ => Err(health.error()),
         recv(stop) -> _ => Ok(Woken::Stopped),
         recv(deadline) -> _ => Ok(Woken::TimedOut),
     }
@@ -107,6 +107,7 @@ fn wait_watch(
 pub struct Barrier<'zk> {
     zk: &'zk ZooKeeper,
     path: String,
+    health: SessionWatch, // watcher grace
 }
 
 impl<'zk> Barrier<'zk> {
@@ -116,20 +117,20 @@ impl<'zk> Barrier<'zk> {
         if path == "/" {
             return Err(Error::Invalid("the root cannot be a barrier".into()));
         }
-        Ok(Barrier { zk, path: path.to_string() })
+        Ok(Barrier { zk, path: path.to_string(), health: SessionWatch::watcher(zk) })
     }
 
     /// Raises the barrier: creates the node (persistent, parents too) so that it outlives
     /// this process. True when this call created it, false when it was already up.
     pub fn hold(&self) -> Result<bool> {
-        ensure_parents(self.zk, &self.path)?;
-        Ok(ensure_node(self.zk, &self.path, b"")?)
+        ensure_parents(self.zk, &self.health, &self.path)?;
+        Ok(ensure_node(self.zk, &self.health, &self.path, b"")?)
     }
 
     /// Lowers the barrier: deletes the node. True when this call deleted it, false when it
     /// was not up.
     pub fn release(&self) -> Result<bool> {
-        match retrying(self.zk, || self.zk.delete(&self.path, None)) {
+        match retrying(self.zk, &self.health, || self.zk.delete(&self.path, None)) {
             Ok(()) => Ok(true),
             Err(e) if e.code() == Some(Code::NoNode) => Ok(false),
             Err(e) => Err(e.into()),
@@ -138,14 +139,13 @@ impl<'zk> Barrier<'zk> {
 
     /// Blocks while the node exists (a watch on it, no polling).
     pub fn wait(&self, deadline: Option<Instant>, stop: &Receiver<()>) -> Result<Outcome> {
-        let lost = self.zk.session_lost();
         let deadline = deadline_channel(deadline);
         loop {
-            let (stat, watch) = retrying(self.zk, || self.zk.exists_w(&self.path))?;
+            let (stat, watch) = retrying(self.zk, &self.health, || self.zk.exists_w(&self.path))?;
             if stat.is_none() {
                 return Ok(Outcome::Done);
             }
-            match wait_watch(&watch, &lost, stop, &deadline, &self.path)? {
+            match wait_watch(&watch, &self.health, stop, &deadline)? {
                 Woken::Fired(EventKind::Deleted) => return Ok(Outcome::Done),
                 Woken::Fired(_) => {} // data changed: still up, watch again
                 Woken::Stopped => return Ok(Outcome::Stopped),
@@ -167,6 +167,7 @@ pub struct DoubleBarrier<'zk> {
     joined: bool,
     /// The czxid of our round's `ready` node (known once entered, unless it was gone by then).
     round: Option<i64>,
+    health: SessionWatch, // watcher grace
 }
 
 /// Where a double barrier stands, for reporting.
@@ -197,6 +198,7 @@ impl<'zk> DoubleBarrier<'zk> {
             node,
             joined: false,
             round: None,
+            health: SessionWatch::watcher(zk),
         })
     }
 
@@ -207,7 +209,7 @@ impl<'zk> DoubleBarrier<'zk> {
 
     /// The participants present now, sorted (the `ready` node left out).
     pub fn present(&self) -> Result<Present> {
-        let mut ids = retrying(self.zk, || self.zk.children(&self.path))?;
+        let mut ids = retrying(self.zk, &self.health, || self.zk.children(&self.path))?;
         ids.retain(|c| c != READY);
         ids.sort();
         Ok(Present { ids })
@@ -217,41 +219,48 @@ impl<'zk> DoubleBarrier<'zk> {
     /// exists). On timeout or stop our node is deleted before returning.
     pub fn enter(&mut self, deadline: Option<Instant>, stop: &Receiver<()>) -> Result<Outcome> {
         let zk = self.zk;
-        let lost = zk.session_lost();
         let deadline = deadline_channel(deadline);
-        ensure_parents(zk, &self.path)?;
-        ensure_node(zk, &self.path, b"")?;
-        // Arm the watch on `ready` before our node appears (Curator's order), so the
-        // participant that completes the count and creates `ready` always wakes us.
-        let (mut ready, mut watch) = retrying(zk, || zk.exists_w(&self.ready))?;
-        match create_ephemeral(zk, &self.node, b"") {
-            Ok(()) => self.joined = true,
-            Err(Taken::By(owner)) => return Err(Error::IdTaken { node: self.node.clone(), owner }),
-            Err(Taken::Zk(e)) => return Err(e.into()),
-        }
+        let mut tries = 0;
+        let (mut ready, mut watch) = loop {
+            retrying(zk, &self.health, || create_containers(zk, &self.path))?;
+            // Arm the watch on `ready` before our node appears (Curator's order), so the
+            // participant that completes the count and creates `ready` always wakes us.
+            let (ready, watch) = retrying(zk, &self.health, || zk.exists_w(&self.ready))?;
+            match create_ephemeral(zk, &self.health, &self.node, b"") {
+                Ok(()) => self.joined = true,
+                Err(Taken::By(owner)) => return Err(Error::IdTaken { node: self.node.clone(), owner }),
+                // the server removed the empty container meanwhile: create it again
+                Err(Taken::Zk(e)) if e.code() == Some(Code::NoNode) && tries < 10 => {
+                    tries += 1;
+                    continue;
+                }
+                Err(Taken::Zk(e)) => return Err(e.into()),
+            }
+            break (ready, watch);
+        };
         loop {
             if ready.is_some() {
                 return self.entered();
             }
             let present = self.present()?;
             if !present.ids.contains(&self.id) {
-                return Err(session_expired(&self.node).into());
+                return Err(zk::Error::SessionLost(self.health.lost_why().unwrap_or(Lost::Expired)).into());
             }
             if present.ids.len() >= self.count {
                 // Ephemeral: should every participant die inside the barrier, `ready` goes
                 // with its creator's session instead of opening the next round at once.
-                match retrying(zk, || zk.create(&self.ready, b"", CreateMode::Ephemeral)) {
+                match retrying(zk, &self.health, || zk.create(&self.ready, b"", CreateMode::Ephemeral)) {
                     Ok(_) => {}
                     Err(e) if e.code() == Some(Code::NodeExists) => {}
                     Err(e) => return Err(e.into()),
                 }
                 return self.entered();
             }
-            match wait_watch(&watch, &lost, stop, &deadline, &self.ready)? {
+            match wait_watch(&watch, &self.health, stop, &deadline)? {
                 // `ready` cannot go away while our node is there (see leave), so a creation
                 // means everyone is in.
                 Woken::Fired(EventKind::Created) => return self.entered(),
-                Woken::Fired(_) => (ready, watch) = retrying(zk, || zk.exists_w(&self.ready))?,
+                Woken::Fired(_) => (ready, watch) = retrying(zk, &self.health, || zk.exists_w(&self.ready))?,
                 Woken::Stopped => return self.abandon(Outcome::Stopped),
                 Woken::TimedOut => return self.abandon(Outcome::TimedOut),
             }
@@ -262,7 +271,6 @@ impl<'zk> DoubleBarrier<'zk> {
     /// stop our node is deleted before returning (the others may then leave without us).
     pub fn leave(&mut self, deadline: Option<Instant>, stop: &Receiver<()>) -> Result<Outcome> {
         let zk = self.zk;
-        let lost = zk.session_lost();
         let deadline = deadline_channel(deadline);
         let mut ours_exists = self.joined;
         loop {
@@ -270,7 +278,7 @@ impl<'zk> DoubleBarrier<'zk> {
             let ours = ids.iter().position(|id| *id == self.id);
             if ours_exists && ours.is_none() {
                 self.joined = false;
-                return Err(session_expired(&self.node).into());
+                return Err(zk::Error::SessionLost(self.health.lost_why().unwrap_or(Lost::Expired)).into());
             }
             if !ours_exists && self.round_over()? {
                 // the last one out took `ready` with it: whoever is here now is the next round
@@ -293,12 +301,12 @@ impl<'zk> DoubleBarrier<'zk> {
             };
             let Some(target) = target.map(|t| join(&self.path, t)) else { break };
             // get_w, not exists_w: on a node already gone it arms nothing and we re-read
-            let watch = match retrying(zk, || zk.get_w(&target)) {
+            let watch = match retrying(zk, &self.health, || zk.get_w(&target)) {
                 Ok((_, _, w)) => w,
                 Err(e) if e.code() == Some(Code::NoNode) => continue,
                 Err(e) => return Err(e.into()),
             };
-            match wait_watch(&watch, &lost, stop, &deadline, &target)? {
+            match wait_watch(&watch, &self.health, stop, &deadline)? {
                 Woken::Fired(_) => {}
                 Woken::Stopped => return self.abandon(Outcome::Stopped),
                 Woken::TimedOut => return self.abandon(Outcome::TimedOut),
@@ -307,10 +315,10 @@ impl<'zk> DoubleBarrier<'zk> {
         // Everyone is out, yet our round's `ready` may still be up (the last one out died
         // inside): take it down so that the path can serve another round.
         if let Some(round) = self.round
-            && let Some(st) = retrying(zk, || zk.exists(&self.ready))?
+            && let Some(st) = retrying(zk, &self.health, || zk.exists(&self.ready))?
             && st.czxid == round
         {
-            match retrying(zk, || zk.delete(&self.ready, Some(st.version))) {
+            match retrying(zk, &self.health, || zk.delete(&self.ready, Some(st.version))) {
                 Ok(()) => {}
                 Err(e) if matches!(e.code(), Some(Code::NoNode | Code::BadVersion)) => {}
                 Err(e) => return Err(e.into()),
@@ -321,14 +329,14 @@ impl<'zk> DoubleBarrier<'zk> {
 
     /// Entered: remember which `ready` opened our round.
     fn entered(&mut self) -> Result<Outcome> {
-        self.round = retrying(self.zk, || self.zk.exists(&self.ready))?.map(|st| st.czxid);
+        self.round = retrying(self.zk, &self.health, || self.zk.exists(&self.ready))?.map(|st| st.czxid);
         Ok(Outcome::Done)
     }
 
     /// True once our round's `ready` is gone (unknown round: false).
     fn round_over(&self) -> Result<bool> {
         let Some(round) = self.round else { return Ok(false) };
-        Ok(retrying(self.zk, || self.zk.exists(&self.ready))?.is_none_or(|st| st.czxid != round))
+        Ok(retrying(self.zk, &self.health, || self.zk.exists(&self.ready))?.is_none_or(|st| st.czxid != round))
     }
 
     /// The last one out deletes its node and `ready` in one multi: nobody can see an empty
@@ -341,7 +349,7 @@ impl<'zk> DoubleBarrier<'zk> {
             Op::Delete { path: self.node.clone(), version: None },
             Op::Delete { path: self.ready.clone(), version: None },
         ];
-        match retrying(self.zk, || self.zk.multi(&ops)) {
+        match retrying(self.zk, &self.health, || self.zk.multi(&ops)) {
             Ok(_) => {}
             // our node already gone: a first attempt whose reply was lost went through
             Err(zk::Error::Multi { index: 0, code: Code::NoNode, .. }) => {}
@@ -357,7 +365,7 @@ impl<'zk> DoubleBarrier<'zk> {
         if !self.joined {
             return Ok(());
         }
-        match retrying(self.zk, || self.zk.delete(&self.node, None)) {
+        match retrying(self.zk, &self.health, || self.zk.delete(&self.node, None)) {
             Ok(()) => {}
             Err(e) if e.code() == Some(Code::NoNode) => {}
             Err(e) => return Err(e.into()),
@@ -379,7 +387,7 @@ impl Drop for DoubleBarrier<'_> {
             && let Err(e) = self.zk.delete(&self.node, None)
             && e.code() != Some(Code::NoNode)
             && !e.is_outcome_unknown()
-            && !e.code().is_some_and(|c| c.is_session_lost())
+            && !e.is_session_lost()
         {
             log::warn!("leaving {}: {e}", self.node);
         }

@@ -1,17 +1,63 @@
 //! The contender node shared by the lock and the semaphore: an ephemeral-sequential node
 //! `DIR/_c_<uuid>-<tag><seq>` (Curator's protected names), created never twice (after a
-//! connection loss the uuid finds it), deleted through connection loss, and the retry/pause
-//! around the calls, bounded by a deadline and a cancel receiver.
+//! connection loss the uuid finds it, on a server that `sync` brought up to date), deleted
+//! through connection loss; every retry goes through the session-health model
+//! ([`SessionWatch::retry`]), bounded by a deadline, a cancel receiver and the session.
 //!
-//! Errors come as [`LockError`] (only `TimedOut`, `Cancelled` and `Zk`); the semaphore
-//! converts them to its own variant of the same name.
+//! Errors come as [`LockError`] (the lock's error; the semaphore converts it to its own).
 
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, select};
+use std::fmt;
 
-use super::lock::{LockError, create_containers};
-use crate::zk::{self, Acl, Code, CreateMode, SessionEvent, Stat, ZooKeeper};
+use crossbeam_channel::Receiver;
+
+use super::support::create_containers;
+use crate::zk::{self, Acl, Code, CreateMode, Halt, SessionWatch, Stat, ZooKeeper};
+
+/// Why a lock (or the lock inside a semaphore) was not obtained or kept.
+#[derive(Debug)]
+#[allow(missing_docs)] // fields are named for what they hold; each variant says what failed
+pub enum LockError {
+    /// The deadline passed first; our contender node is deleted.
+    TimedOut,
+    /// The cancel receiver fired; our contender node is deleted (or dies with the session).
+    Cancelled,
+    /// Our contender node disappeared, or belongs to another session: someone deleted it,
+    /// or the session ended.
+    Vanished { node: String },
+    /// ZooKeeper refused, or the session is lost (`zk::Error::SessionLost`).
+    Zk(zk::Error),
+}
+
+impl fmt::Display for LockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::TimedOut => f.write_str("timed out waiting for the lock"),
+            LockError::Cancelled => f.write_str("cancelled while waiting for the lock"),
+            LockError::Vanished { node } => write!(f, "our contender node {node} vanished (session ended?)"),
+            LockError::Zk(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for LockError {}
+
+impl From<zk::Error> for LockError {
+    fn from(e: zk::Error) -> LockError {
+        LockError::Zk(e)
+    }
+}
+
+impl From<Halt> for LockError {
+    fn from(h: Halt) -> LockError {
+        match h {
+            Halt::Zk(e) => LockError::Zk(e),
+            Halt::Stopped => LockError::Cancelled,
+            Halt::TimedOut => LockError::TimedOut,
+        }
+    }
+}
 
 /// The protection prefix of attempt `id`: `_c_<uuid>-`.
 pub(crate) fn protection(id: &str) -> String {
@@ -23,20 +69,13 @@ pub(crate) fn node_path(dir: &str, id: &str, tag: &str) -> String {
     zk::join(dir, &format!("{}{tag}", protection(id)))
 }
 
-/// The error of an ended session.
-pub(crate) fn session_gone() -> LockError {
-    LockError::Zk(zk::Error::Zk { code: Code::SessionExpired, path: None })
-}
-
 /// Where contender nodes live, and what ends a wait there besides deadline and cancel.
 pub(crate) struct Site<'a> {
     pub(crate) zk: &'a ZooKeeper,
     /// The directory of the contender nodes (created as containers when missing).
     pub(crate) dir: &'a str,
-    /// The owner's session events (one subscription for its lifetime).
-    pub(crate) events: &'a Receiver<SessionEvent>,
-    /// Disconnects when the session is lost, if the owner watches for it.
-    pub(crate) lost: Option<&'a Receiver<()>>,
+    /// The owner's session health (holder grace): ends every wait and retry when lost.
+    pub(crate) health: &'a SessionWatch,
 }
 
 impl Site<'_> {
@@ -67,7 +106,7 @@ impl Site<'_> {
                     self.retrying(|| create_containers(self.zk, self.dir), deadline, cancel)?;
                 }
                 Err(e) if e.is_outcome_unknown() => {
-                    self.pause(deadline, cancel)?;
+                    self.health.recover(cancel, deadline)?;
                     if let Some(r) = self.retrying(|| self.find_ours(&prefix), deadline, cancel)? {
                         return Ok(r);
                     }
@@ -77,8 +116,13 @@ impl Site<'_> {
         }
     }
 
-    /// Our node (by its protection prefix) and its Stat, if the create landed.
+    /// Our node (by its protection prefix) and its Stat, if the create landed. Syncs first:
+    /// after a reconnect to another server, that server may not have applied our create yet.
     pub(crate) fn find_ours(&self, prefix: &str) -> zk::Result<Option<(String, Stat)>> {
+        match self.zk.sync(self.dir) {
+            Err(e) if e.code() == Some(Code::NoNode) => return Ok(None),
+            r => r?,
+        }
         let kids = match self.zk.children(self.dir) {
             Ok(k) => k,
             Err(e) if e.code() == Some(Code::NoNode) => return Ok(None),
@@ -116,41 +160,14 @@ impl Site<'_> {
         )
     }
 
-    /// Runs an idempotent call, again after each connection loss.
+    /// Runs an idempotent call, again after each connection loss (the health model's
+    /// retry: a pause, then the reconnection, within the deadline, cancel and session).
     pub(crate) fn retrying<T>(
         &self,
-        mut f: impl FnMut() -> zk::Result<T>,
+        f: impl FnMut() -> zk::Result<T>,
         deadline: Option<Instant>,
         cancel: &Receiver<()>,
     ) -> Result<T, LockError> {
-        loop {
-            match f() {
-                Err(e) if e.is_outcome_unknown() => self.pause(deadline, cancel)?,
-                r => return r.map_err(LockError::from),
-            }
-        }
-    }
-
-    /// Waits a little after a connection loss (less if the session reconnects), unless
-    /// the deadline passes, `cancel` fires or the session ends (or is lost).
-    pub(crate) fn pause(&self, deadline: Option<Instant>, cancel: &Receiver<()>) -> Result<(), LockError> {
-        let mut wait = Duration::from_millis(100);
-        if let Some(d) = deadline {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(LockError::TimedOut);
-            }
-            wait = wait.min(left);
-        }
-        let never = crossbeam_channel::never();
-        select! {
-            recv(self.events) -> ev => match ev {
-                Ok(ev) if ev.is_terminal() => Err(session_gone()),
-                _ => Ok(()),
-            },
-            recv(self.lost.unwrap_or(&never)) -> _ => Err(session_gone()),
-            recv(cancel) -> _ => Err(LockError::Cancelled),
-            default(wait) => Ok(()),
-        }
+        Ok(self.health.retry(cancel, deadline, f)?)
     }
 }

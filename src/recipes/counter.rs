@@ -1,11 +1,13 @@
 //! A shared integer in one znode, as decimal text (Curator's DistributedAtomicLong, without
 //! its lock fallback): every update is a versioned compare-and-set, retried on BADVERSION,
-//! so concurrent updaters never lose an increment. Never prints.
+//! so concurrent updaters never lose an increment. After a connection loss during a write,
+//! the check of whether it landed syncs first (a server that has not applied it would make
+//! us count twice). Never prints.
 
 use std::fmt;
 
 use super::support::{ensure_parents, retrying};
-use crate::zk::{self, Code, CreateMode, ZooKeeper, validate_path};
+use crate::zk::{self, Code, CreateMode, SessionWatch, ZooKeeper, validate_path};
 
 /// What a counter can fail with.
 #[derive(Debug)]
@@ -65,13 +67,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Counter<'zk> {
     zk: &'zk ZooKeeper,
     path: String,
+    health: SessionWatch,
 }
 
 impl<'zk> Counter<'zk> {
     /// The counter at `path`.
     pub fn new(zk: &'zk ZooKeeper, path: &str) -> Result<Counter<'zk>> {
         validate_path(path, false)?;
-        Ok(Counter { zk, path: path.to_string() })
+        Ok(Counter { zk, path: path.to_string(), health: SessionWatch::watcher(zk) })
     }
 
     fn parse(&self, data: &[u8]) -> Result<i64> {
@@ -84,7 +87,7 @@ impl<'zk> Counter<'zk> {
 
     /// The current value (0 when the node does not exist; nothing is created).
     pub fn get(&self) -> Result<i64> {
-        match retrying(self.zk, || self.zk.get(&self.path)) {
+        match retrying(self.zk, &self.health, || self.zk.get(&self.path)) {
             Ok((data, _)) => self.parse(&data),
             Err(e) if e.code() == Some(Code::NoNode) => Ok(0),
             Err(e) => Err(e.into()),
@@ -110,9 +113,9 @@ impl<'zk> Counter<'zk> {
     /// The compare-and-set loop: read value and version, write the new value only if the
     /// version is unchanged, else read again.
     fn update(&self, mut f: impl FnMut(i64) -> Result<i64, i64>) -> Result<i64> {
-        let zk = self.zk;
+        let (zk, health) = (self.zk, &self.health);
         loop {
-            let (old, version) = match retrying(zk, || zk.get(&self.path)) {
+            let (old, version) = match retrying(zk, health, || zk.get(&self.path)) {
                 Ok((data, stat)) => (self.parse(&data)?, Some(stat.version)),
                 Err(e) if e.code() == Some(Code::NoNode) => (0, None),
                 Err(e) => return Err(e.into()),
@@ -122,8 +125,8 @@ impl<'zk> Counter<'zk> {
             let Some(version) = version else {
                 // Missing: create it holding 0 (safe to repeat after a lost connection, unlike
                 // creating it with our value), then compare-and-set as usual.
-                ensure_parents(zk, &self.path)?;
-                match retrying(zk, || zk.create(&self.path, b"0", CreateMode::Persistent)) {
+                ensure_parents(zk, health, &self.path)?;
+                match retrying(zk, health, || zk.create(&self.path, b"0", CreateMode::Persistent)) {
                     Ok(_) => continue,
                     Err(e) if e.code() == Some(Code::NodeExists) => continue,
                     Err(e) => return Err(e.into()),
@@ -133,8 +136,13 @@ impl<'zk> Counter<'zk> {
                 Ok(_) => return Ok(new),
                 Err(e) if matches!(e.code(), Some(Code::BadVersion | Code::NoNode)) => continue,
                 Err(e) if e.is_outcome_unknown() => {
-                    // Did our write land? If the version is still ours, it certainly did not.
-                    match retrying(zk, || zk.get(&self.path)) {
+                    // Did our write land? If the version is still ours, it certainly did not,
+                    // on a server brought up to date (sync): a lagging one would say "not
+                    // yet" for a write that landed, and we would count twice.
+                    match retrying(zk, health, || {
+                        zk.sync(&self.path)?;
+                        zk.get(&self.path)
+                    }) {
                         Ok((_, st)) if st.version == version => continue,
                         Ok((data, _)) => {
                             return Err(Error::OutcomeUnknown { path: self.path.clone(), now: self.parse(&data)? });

@@ -2,17 +2,29 @@
 //!
 //! Every candidate creates an EPHEMERAL_SEQUENTIAL node `<dir>/<prefix>NNNNNNNNNN` holding
 //! its data (an address, a name). The smallest sequence number leads. A candidate watches
-//! only its predecessor (no herd: when a middle node goes, only its successor wakes), and
-//! followers also watch the leader's node with `get_w`, so every candidate learns each new
-//! leader through a watch. The leader watches its own node, so it learns when someone
-//! deletes it. When the session ends, every watch disconnects and the candidate is told it
-//! lost ([`Error::Lost`]): it must stop acting as leader at once and campaign again with a
-//! new session.
+//! only its predecessor, with `get_w` (no herd: when any node goes, only its successor wakes;
+//! a new leader wakes nobody but itself). So a follower's [`State::leader`] is as of its last
+//! read: it learns of a new leader when its own predecessor goes, or when it calls
+//! [`Election::state`] again. Who must follow every change of leader without campaigning is
+//! an observer: [`leader_w`]; a candidate that must (a follower forwarding writes to the
+//! leader) opts in with [`Election::follow_leader`], and pays with a wake-up per change.
+//! The leader watches its own node, so it learns when someone deletes it. The directory is
+//! a container (the server removes it once empty).
+//!
+//! Session health is the session-health model's: [`Wake::Suspended`] when the connection
+//! drops (a leader must stop acting as one until [`Wake::Resumed`]), and [`Error::Lost`] when
+//! the session expired, or when the connection stayed down for the grace of the candidate's
+//! role: a leader holds leadership, so it lets go a sixth of the session timeout after the
+//! client noticed ([`SessionWatch::holder`]'s grace); a follower holds nothing yet and rides
+//! out a whole session timeout ([`SessionWatch::watcher`]). Either must then campaign again
+//! with a new session.
 //!
 //! A sequential create that fails with connection loss may still have created the node.
 //! Rather than a GUID in the name (Curator's "protected" mode), the candidate looks for an
-//! ephemeral node in `dir` owned by its own session: names keep the plain
-//! `<prefix>NNNNNNNNNN` form, and a session campaigns at most once per dir.
+//! ephemeral node in `dir` owned by its own session, on a server brought up to date with
+//! `sync` first: names keep the plain `<prefix>NNNNNNNNNN` form, and a session campaigns at
+//! most once per dir. That search is retried within the session's health and a stop signal
+//! ([`Election::campaign_until`]), never forever.
 //!
 //! ```no_run
 //! # use zkutil::recipes::election::{Election, Wake};
@@ -35,7 +47,8 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, never, select};
 
-use crate::zk::{self, Code, CreateMode, SessionEvent, WatchEvent, ZooKeeper, join, sequence_of};
+use super::support::create_containers;
+use crate::zk::{self, Code, CreateMode, Halt, Health, SessionWatch, WatchEvent, ZooKeeper, join, sequence_of};
 
 /// Why an election call failed.
 #[derive(Debug)]
@@ -45,6 +58,8 @@ pub enum Error {
     /// The candidacy is over: the session expired or was closed, or our node was deleted.
     /// The caller is no longer leader (if it was) and must campaign again.
     Lost,
+    /// The stop receiver of [`Election::campaign_until`] fired before the candidacy stood.
+    Stopped,
 }
 
 impl fmt::Display for Error {
@@ -52,6 +67,7 @@ impl fmt::Display for Error {
         match self {
             Error::Zk(e) => e.fmt(f),
             Error::Lost => f.write_str("the candidacy was lost (session ended or node deleted)"),
+            Error::Stopped => f.write_str("stopped while campaigning"),
         }
     }
 }
@@ -60,16 +76,23 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Zk(e) => Some(e),
-            Error::Lost => None,
+            Error::Lost | Error::Stopped => None,
         }
     }
 }
 
 impl From<zk::Error> for Error {
     fn from(e: zk::Error) -> Error {
-        match e.code() {
-            Some(c) if c.is_session_lost() => Error::Lost,
-            _ => Error::Zk(e),
+        if e.is_session_lost() { Error::Lost } else { Error::Zk(e) }
+    }
+}
+
+impl From<Halt> for Error {
+    fn from(h: Halt) -> Error {
+        match h {
+            Halt::Zk(e) => e.into(),
+            Halt::Stopped => Error::Stopped,
+            Halt::TimedOut => Error::Lost,
         }
     }
 }
@@ -129,14 +152,21 @@ pub struct Election<'zk> {
     prefix: String,
     name: String,
     seq: u32,
-    session: Receiver<SessionEvent>,
-    /// Disconnects once the session is lost, including a disconnection longer than the
-    /// session timeout that the server never reports as an expiry (a replaced ZooKeeper).
-    lost: Receiver<()>,
-    /// Armed watches: (path, receiver). Kept while the watched path stays the same, so a
-    /// re-check does not pile up watches on one node.
+    /// The session's health for a candidate (watcher grace, T); a leader lets go sooner,
+    /// `holder_grace` after the client noticed a dropped connection.
+    health: SessionWatch,
+    holder_grace: std::time::Duration,
+    /// Set when a leader let go for a connection down past `holder_grace`.
+    let_go: Option<zk::Lost>,
+    /// One subscription to its changes, for `wait`.
+    changes: Receiver<Health>,
+    /// The one armed watch: (path, receiver), on our predecessor, or on our own node when we
+    /// lead. Kept while the watched path stays the same, so a re-check does not pile up
+    /// watches on one node.
+    watch: Option<(String, Receiver<WatchEvent>)>,
+    /// With [`follow_leader`](Election::follow_leader): a follower's watch on the leader.
     leader_watch: Option<(String, Receiver<WatchEvent>)>,
-    pred_watch: Option<(String, Receiver<WatchEvent>)>,
+    follow_leader: bool,
     last: Option<State>,
     resigned: bool,
 }
@@ -148,19 +178,38 @@ impl std::fmt::Debug for Election<'_> {
 }
 
 impl<'zk> Election<'zk> {
-    /// Registers as a candidate: creates `dir` (and its parents) when missing, then the
-    /// EPHEMERAL_SEQUENTIAL node `<dir>/<prefix>NNNNNNNNNN` holding `data`.
+    /// Registers as a candidate: creates `dir` (and its parents) as containers when missing,
+    /// then the EPHEMERAL_SEQUENTIAL node `<dir>/<prefix>NNNNNNNNNN` holding `data`.
     pub fn campaign(zk: &'zk ZooKeeper, dir: &str, prefix: &str, data: &[u8]) -> Result<Election<'zk>> {
-        let session = zk.session_events();
-        let lost = zk.session_lost();
-        ensure_path(zk, dir)?;
+        Election::campaign_until(zk, dir, prefix, data, &never())
+    }
+
+    /// As [`campaign`](Self::campaign), giving up with [`Error::Stopped`] when `stop` fires
+    /// (a message or a disconnect) while waiting for a lost connection, and with
+    /// [`Error::Lost`] when the session is lost meanwhile (holder grace).
+    pub fn campaign_until(
+        zk: &'zk ZooKeeper,
+        dir: &str,
+        prefix: &str,
+        data: &[u8],
+        stop: &Receiver<()>,
+    ) -> Result<Election<'zk>> {
+        let health = SessionWatch::watcher(zk);
+        let changes = health.changes();
         let path = join(dir, prefix);
+        let mut tries = 0;
+        health.retry(stop, None, || create_containers(zk, dir))?;
         let created = loop {
             match zk.create(&path, data, CreateMode::EphemeralSequential) {
                 Ok(p) => break p,
-                Err(e) if e.code() == Some(Code::NoNode) => ensure_path(zk, dir)?, // dir deleted meanwhile
+                // the server removed the empty container meanwhile
+                Err(e) if e.code() == Some(Code::NoNode) && tries < 10 => {
+                    tries += 1;
+                    health.retry(stop, None, || create_containers(zk, dir))?;
+                }
                 Err(e) if e.is_outcome_unknown() => {
-                    if let Some(p) = find_own(zk, dir, prefix)? {
+                    health.recover(stop, None)?;
+                    if let Some(p) = health.retry(stop, None, || find_own(zk, dir, prefix))? {
                         break p;
                     }
                 }
@@ -177,13 +226,40 @@ impl<'zk> Election<'zk> {
             prefix: prefix.to_string(),
             name,
             seq,
-            session,
-            lost,
+            health,
+            holder_grace: zk.session_timeout() / 6,
+            let_go: None,
+            changes,
+            watch: None,
             leader_watch: None,
-            pred_watch: None,
+            follow_leader: false,
             last: None,
             resigned: false,
         })
+    }
+
+    /// Off by default (no herd: a follower learns of a new leader when its predecessor goes
+    /// or when it calls [`state`](Self::state)). On: a follower also watches the leader's
+    /// node, so `wait` reports every change of leader, at the price of waking every such
+    /// follower at each change. For followers that must act on the leader at once (e.g.
+    /// forward writes to it) and cannot learn it lazily (when a forward fails).
+    pub fn follow_leader(&mut self, on: bool) {
+        self.follow_leader = on;
+        if !on {
+            self.leader_watch = None;
+        }
+    }
+
+    /// The session's health as this candidacy sees it (watcher grace, T; a leader lets go
+    /// after T/6, see [`lost_why`](Self::lost_why)).
+    pub fn health(&self) -> &SessionWatch {
+        &self.health
+    }
+
+    /// Why the candidacy is lost, once `wait` said so for the session's sake: expired, or
+    /// the connection down past the role's grace (None: our node was deleted).
+    pub fn lost_why(&self) -> Option<zk::Lost> {
+        self.let_go.or(self.health.lost_why())
     }
 
     /// Our node's name (`<prefix>NNNNNNNNNN`).
@@ -211,42 +287,54 @@ impl<'zk> Election<'zk> {
         self.zk
     }
 
-    /// Reads who leads now and (re)arms the watches that [`wait`](Self::wait) waits on.
+    /// Reads who leads now and (re)arms the one watch that [`wait`](Self::wait) waits on:
+    /// on our predecessor (a follower), or on our own node (the leader).
     pub fn state(&mut self) -> Result<State> {
+        if !self.health.may_act() || self.let_go.is_some() {
+            return Err(Error::Lost);
+        }
         loop {
             let all = list(self.zk, &self.dir, &self.prefix)?;
             let Some(pos) = all.iter().position(|(n, _)| *n == self.name) else {
                 return Err(Error::Lost); // our node is gone
             };
-            let (leader_name, _) = &all[0];
-            let leader_path = join(&self.dir, leader_name);
-            // Follower: the predecessor (when it is not the leader itself) and the leader.
-            // Leader: its own node (to notice a deletion).
-            let pred = (pos > 1).then(|| join(&self.dir, &all[pos - 1].0));
-            if !keep(&self.pred_watch, pred.as_deref()) {
-                self.pred_watch = None;
-                if let Some(p) = pred {
-                    match self.zk.get_w(&p) {
-                        Ok((_, _, rx)) => self.pred_watch = Some((p, rx)),
-                        Err(e) if e.code() == Some(Code::NoNode) => continue, // gone meanwhile: re-read
-                        Err(e) => return Err(e.into()),
+            let (leader_name, leader_seq) = all[0].clone();
+            let leader_path = join(&self.dir, &leader_name);
+            let target = join(&self.dir, &all[pos.saturating_sub(1)].0);
+            let mut data = None;
+            if !keep(&self.watch, Some(&target)) {
+                self.watch = None;
+                match self.zk.get_w(&target) {
+                    Ok((d, _, rx)) => {
+                        self.watch = Some((target.clone(), rx));
+                        if pos <= 1 {
+                            data = Some(d); // the leader's node (ours or our predecessor's)
+                        }
                     }
-                }
-            }
-            // The leader's data comes from the same get_w that arms the watch on it.
-            let data = if keep(&self.leader_watch, Some(&leader_path)) {
-                match self.zk.get(&leader_path) {
-                    Ok((d, _)) => d,
-                    Err(e) if e.code() == Some(Code::NoNode) => continue,
+                    Err(e) if e.code() == Some(Code::NoNode) => {
+                        if pos == 0 {
+                            return Err(Error::Lost);
+                        }
+                        continue; // gone meanwhile: re-read
+                    }
                     Err(e) => return Err(e.into()),
                 }
-            } else {
+            }
+            if self.follow_leader && pos >= 2 && !keep(&self.leader_watch, Some(&leader_path)) {
                 self.leader_watch = None;
                 match self.zk.get_w(&leader_path) {
                     Ok((d, _, rx)) => {
                         self.leader_watch = Some((leader_path.clone(), rx));
-                        d
+                        data = Some(d);
                     }
+                    Err(e) if e.code() == Some(Code::NoNode) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let data = match data {
+                Some(d) => d,
+                None => match self.zk.get(&leader_path) {
+                    Ok((d, _)) => d,
                     Err(e) if e.code() == Some(Code::NoNode) => {
                         if pos == 0 {
                             return Err(Error::Lost);
@@ -254,48 +342,73 @@ impl<'zk> Election<'zk> {
                         continue;
                     }
                     Err(e) => return Err(e.into()),
-                }
+                },
             };
-            let leader = Candidate { name: leader_name.clone(), path: leader_path, seq: all[0].1, data };
+            let leader = Candidate { name: leader_name, path: leader_path, seq: leader_seq, data };
             let s = State { leader, me: self.name.clone() };
             self.last = Some(s.clone());
             return Ok(s);
         }
     }
 
-    /// Blocks until the leader changes, the connection is suspended or resumed, `stop`
-    /// delivers (or disconnects), or `deadline` passes. `Err(Lost)` when the session ended,
-    /// the connection stayed down longer than the session timeout, or our node was deleted.
+    /// Blocks until the leader changes as this candidate sees it (for a follower: its
+    /// predecessor went), the connection is suspended or resumed, `stop` delivers (or
+    /// disconnects), or `deadline` passes. `Err(Lost)` when the session ended, the
+    /// connection stayed down for the holder grace (T/6), or our node was deleted.
     pub fn wait<T>(&mut self, stop: &Receiver<T>, deadline: Option<Instant>) -> Result<Wake> {
         if self.last.is_none() {
             let s = self.state()?;
             return Ok(Wake::Changed(s));
         }
+        let timeout = deadline.map(crossbeam_channel::at).unwrap_or_else(never);
+        // Set after a read failed on connection loss: read again soon (the watch may be lost).
+        let mut stale = false;
         loop {
+            let w = self.watch.as_ref().map(|(_, r)| r.clone()).unwrap_or_else(never);
             let lw = self.leader_watch.as_ref().map(|(_, r)| r.clone()).unwrap_or_else(never);
-            let pw = self.pred_watch.as_ref().map(|(_, r)| r.clone()).unwrap_or_else(never);
-            let timeout = deadline.map(crossbeam_channel::at).unwrap_or_else(never);
+            // A leader cut off lets go at the holder grace (a follower rides on for T).
+            let leading = self.last.as_ref().is_some_and(State::is_leader);
+            let let_go = match self.health.health() {
+                Health::Suspended { since } if leading => {
+                    since.checked_add(self.holder_grace).map_or_else(never, crossbeam_channel::at)
+                }
+                _ => never(),
+            };
+            let again = if stale { crossbeam_channel::after(zk::health::RETRY_PAUSE * 2) } else { never() };
             let fired = select! {
+                recv(w) -> ev => { self.watch = None; ev.is_ok() }
                 recv(lw) -> ev => { self.leader_watch = None; ev.is_ok() }
-                recv(pw) -> ev => { self.pred_watch = None; ev.is_ok() }
-                recv(self.session) -> ev => match ev {
-                    Ok(SessionEvent::Connecting) => return Ok(Wake::Suspended),
-                    Ok(SessionEvent::Connected | SessionEvent::ConnectedReadOnly) => {
-                        let s = self.state()?;
-                        return Ok(Wake::Resumed(s));
-                    }
-                    Ok(SessionEvent::Expired | SessionEvent::AuthFailed) | Err(_) => return Err(Error::Lost),
+                recv(again) -> _ => true,
+                recv(self.changes) -> h => match h {
+                    Ok(Health::Suspended { .. }) => return Ok(Wake::Suspended),
+                    Ok(Health::Connected) => match self.state() {
+                        Ok(s) => return Ok(Wake::Resumed(s)),
+                        Err(Error::Zk(e)) if e.is_outcome_unknown() => { stale = true; continue }
+                        Err(e) => return Err(e),
+                    },
+                    Ok(Health::Lost(_)) | Err(_) => return Err(Error::Lost),
                 },
-                recv(self.lost) -> _ => return Err(Error::Lost),
+                recv(let_go) -> _ => {
+                    self.let_go = Some(zk::Lost::Silent(self.holder_grace));
+                    return Err(Error::Lost);
+                }
                 recv(stop) -> _ => return Ok(Wake::Stopped),
                 recv(timeout) -> _ => return Ok(Wake::TimedOut),
             };
             // A watch receiver that disconnects without an event: the session closed.
-            if !fired && self.zk.is_dead() {
+            if !fired && (self.zk.is_dead() || !self.health.may_act()) {
                 return Err(Error::Lost);
             }
             let before = self.last.as_ref().map(|s| s.leader.clone());
-            let s = self.state()?;
+            let s = match self.state() {
+                Ok(s) => s,
+                Err(Error::Zk(e)) if e.is_outcome_unknown() => {
+                    stale = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            stale = false;
             if before.as_ref() != Some(&s.leader) {
                 return Ok(Wake::Changed(s));
             }
@@ -324,7 +437,7 @@ impl Election<'_> {
 
 impl Drop for Election<'_> {
     fn drop(&mut self) {
-        if !self.resigned && !self.zk.is_dead() {
+        if !self.resigned && self.health.may_act() && self.let_go.is_none() {
             let _ = self.zk.delete(&self.path(), None); // best effort; the session's end removes it anyway
         }
     }
@@ -422,27 +535,21 @@ pub fn leader_w(zk: &ZooKeeper, dir: &str, prefix: &str) -> Result<(Option<Candi
     }
 }
 
-/// Finds an ephemeral node in `dir` owned by our session (a create whose reply was lost).
-fn find_own(zk: &ZooKeeper, dir: &str, prefix: &str) -> Result<Option<String>> {
+/// Finds an ephemeral node in `dir` owned by our session (a create whose reply was lost),
+/// on a server brought up to date first (`sync`): one that has not applied our create yet
+/// would say "none", and we would create a second node. One pass; the caller retries.
+fn find_own(zk: &ZooKeeper, dir: &str, prefix: &str) -> zk::Result<Option<String>> {
     let me = zk.session_id();
-    loop {
-        let r = (|| -> zk::Result<Option<String>> {
-            for (name, _) in list_raw(zk, dir, prefix)? {
-                let p = join(dir, &name);
-                if let Some(st) = zk.exists(&p)?
-                    && st.ephemeral_owner == me
-                {
-                    return Ok(Some(p));
-                }
-            }
-            Ok(None)
-        })();
-        match r {
-            Ok(v) => return Ok(v),
-            Err(e) if e.is_outcome_unknown() => continue, // reconnecting: the C client retries within the session
-            Err(e) => return Err(e.into()),
+    zk.sync(dir)?;
+    for (name, _) in list_raw(zk, dir, prefix)? {
+        let p = join(dir, &name);
+        if let Some(st) = zk.exists(&p)?
+            && st.ephemeral_owner == me
+        {
+            return Ok(Some(p));
         }
     }
+    Ok(None)
 }
 
 fn list_raw(zk: &ZooKeeper, dir: &str, prefix: &str) -> zk::Result<Vec<(String, u32)>> {
@@ -452,22 +559,4 @@ fn list_raw(zk: &ZooKeeper, dir: &str, prefix: &str) -> zk::Result<Vec<(String, 
         .filter(|n| n.starts_with(prefix))
         .filter_map(|n| sequence_of(&n).map(|s| (n, s)))
         .collect())
-}
-
-/// Creates `path` and its missing parents as persistent nodes.
-fn ensure_path(zk: &ZooKeeper, path: &str) -> Result<()> {
-    if path == "/" || zk.exists(path)?.is_some() {
-        return Ok(());
-    }
-    let mut cur = String::new();
-    for part in path.split('/').filter(|p| !p.is_empty()) {
-        cur.push('/');
-        cur.push_str(part);
-        match zk.create(&cur, b"", CreateMode::Persistent) {
-            Ok(_) => {}
-            Err(e) if e.code() == Some(Code::NodeExists) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, select};
 
-use super::support::{Taken, create_ephemeral, ensure_node, ensure_parents, retrying};
-use crate::zk::{self, Code, WatchEvent, ZooKeeper, join, validate_path};
+use super::support::{Taken, create_containers, create_ephemeral, retrying};
+use crate::zk::{self, Code, SessionWatch, WatchEvent, ZooKeeper, join, validate_path};
 
 /// What group membership can fail with.
 #[derive(Debug)]
@@ -67,6 +67,9 @@ pub struct Member {
 pub struct Group<'zk> {
     zk: &'zk ZooKeeper,
     path: String,
+    /// The session's health for a member or a watcher of the list (watcher grace, T): a
+    /// member is not a holder; it re-joins on a new session when this says lost.
+    health: SessionWatch,
 }
 
 /// Our membership: the ephemeral node. Dropping it deletes the node (best effort); the
@@ -89,14 +92,6 @@ impl Membership<'_> {
     pub fn node(&self) -> &str {
         &self.node
     }
-
-    /// True while our node is there and ours (false once the session expired).
-    pub fn is_alive(&self) -> zk::Result<bool> {
-        if self.zk.is_dead() {
-            return Ok(false);
-        }
-        Ok(retrying(self.zk, || self.zk.exists(&self.node))?.is_some_and(|s| s.ephemeral_owner == self.zk.session_id()))
-    }
 }
 
 impl Drop for Membership<'_> {
@@ -116,23 +111,35 @@ impl<'zk> Group<'zk> {
     /// The group at `path`.
     pub fn new(zk: &'zk ZooKeeper, path: &str) -> Result<Group<'zk>> {
         validate_path(path, false)?;
-        Ok(Group { zk, path: path.to_string() })
+        Ok(Group { zk, path: path.to_string(), health: SessionWatch::watcher(zk) })
     }
 
-    /// Joins as `name` with `data`. The group node (and its parents) is created persistent
-    /// when missing.
+    /// The session's health as this group's members and watchers see it (watcher grace).
+    pub fn health(&self) -> &SessionWatch {
+        &self.health
+    }
+
+    /// Joins as `name` with `data`. The group node (and its missing parents) is created as
+    /// a container (the server removes it once the last member left).
     pub fn join(&self, name: &str, data: &[u8]) -> Result<Membership<'zk>> {
         if name.is_empty() || name.contains('/') || name == "." || name == ".." {
             return Err(Error::BadName(name.to_string()));
         }
         let node = join(&self.path, name);
         validate_path(&node, false)?;
-        ensure_parents(self.zk, &self.path)?;
-        ensure_node(self.zk, &self.path, b"")?;
-        match create_ephemeral(self.zk, &node, data) {
-            Ok(()) => Ok(Membership { zk: self.zk, node, owned: true }),
-            Err(Taken::By(owner)) => Err(Error::NameTaken { node, owner }),
-            Err(Taken::Zk(e)) => Err(e.into()),
+        let mut tries = 0;
+        loop {
+            retrying(self.zk, &self.health, || create_containers(self.zk, &self.path))?;
+            return match create_ephemeral(self.zk, &self.health, &node, data) {
+                Ok(()) => Ok(Membership { zk: self.zk, node, owned: true }),
+                Err(Taken::By(owner)) => Err(Error::NameTaken { node, owner }),
+                // the server removed the empty container meanwhile: create it again
+                Err(Taken::Zk(e)) if e.code() == Some(Code::NoNode) && tries < 10 => {
+                    tries += 1;
+                    continue;
+                }
+                Err(Taken::Zk(e)) => Err(e.into()),
+            };
         }
     }
 
@@ -142,7 +149,7 @@ impl<'zk> Group<'zk> {
         let node = join(&self.path, name);
         let timer = crossbeam_channel::at(deadline);
         loop {
-            let (stat, watch) = retrying(self.zk, || self.zk.exists_w(&node))?;
+            let (stat, watch) = retrying(self.zk, &self.health, || self.zk.exists_w(&node))?;
             if stat.is_none() {
                 return Ok(true);
             }
@@ -158,7 +165,7 @@ impl<'zk> Group<'zk> {
 
     /// The members now, sorted by name (none when the group node does not exist).
     pub fn members(&self) -> Result<Vec<Member>> {
-        match retrying(self.zk, || self.zk.children(&self.path)) {
+        match retrying(self.zk, &self.health, || self.zk.children(&self.path)) {
             Ok(names) => self.read(names),
             Err(e) if e.code() == Some(Code::NoNode) => Ok(Vec::new()),
             Err(e) => Err(e.into()),
@@ -169,10 +176,10 @@ impl<'zk> Group<'zk> {
     /// node is missing, at its creation).
     pub fn members_w(&self) -> Result<(Vec<Member>, Receiver<WatchEvent>)> {
         loop {
-            match retrying(self.zk, || self.zk.children_w(&self.path)) {
+            match retrying(self.zk, &self.health, || self.zk.children_w(&self.path)) {
                 Ok((names, _, watch)) => return Ok((self.read(names)?, watch)),
                 Err(e) if e.code() == Some(Code::NoNode) => {
-                    let (stat, watch) = retrying(self.zk, || self.zk.exists_w(&self.path))?;
+                    let (stat, watch) = retrying(self.zk, &self.health, || self.zk.exists_w(&self.path))?;
                     if stat.is_none() {
                         return Ok((Vec::new(), watch));
                     } // created between the two calls: list it
@@ -186,7 +193,7 @@ impl<'zk> Group<'zk> {
         names.sort();
         let mut out = Vec::with_capacity(names.len());
         for name in names {
-            match retrying(self.zk, || self.zk.get(&join(&self.path, &name))) {
+            match retrying(self.zk, &self.health, || self.zk.get(&join(&self.path, &name))) {
                 Ok((data, st)) => out.push(Member { name, data, created: st.czxid }),
                 Err(e) if e.code() == Some(Code::NoNode) => {} // left meanwhile
                 Err(e) => return Err(e.into()),

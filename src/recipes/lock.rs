@@ -20,19 +20,20 @@
 //! - a contender that gives up (deadline, cancel) deletes its node;
 //! - the guard deletes its node on Drop; `Held::lost` tells the holder to let go when the
 //!   session ended, or when the connection has been down for a sixth of the session timeout
-//!   (see [`Monitor`]: waiting for the full timeout, as Curator's LOST does, lets a holder
-//!   cut off from ZooKeeper run on after the server expired it and handed the lock on).
+//!   (the session-health model's holder grace, [`SessionWatch::holder`]: waiting for the full
+//!   timeout, as Curator's LOST does, lets a holder cut off from ZooKeeper run on after the
+//!   server expired it and handed the lock on).
 //!
 //! This module never prints: it returns typed results and lets the command choose words.
 
-use std::fmt;
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crossbeam_channel::{Receiver, RecvError, Sender, bounded, never, select, unbounded};
+use crossbeam_channel::{Receiver, RecvError, never, select};
 
-use super::contender::{self, Site, session_gone};
-use crate::zk::{self, Code, CreateMode, EventKind, Op, OpResult, SessionEvent, Stat, ZooKeeper};
+pub use super::contender::LockError;
+use super::contender::{self, Site};
+pub use super::support::create_containers;
+use crate::zk::{self, Code, CreateMode, EventKind, Op, OpResult, SessionWatch, Stat, ZooKeeper};
 
 /// How a contender takes the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,40 +54,6 @@ impl Mode {
     }
 }
 
-/// Why `acquire` did not return the lock.
-#[derive(Debug)]
-#[allow(missing_docs)] // fields are named for what they hold; each variant says what failed
-pub enum LockError {
-    /// The deadline passed first; our contender node is deleted.
-    TimedOut,
-    /// The cancel receiver fired; our contender node is deleted (or dies with the session).
-    Cancelled,
-    /// Our contender node disappeared, or belongs to another session: someone deleted it,
-    /// or the session ended.
-    Vanished { node: String },
-    /// ZooKeeper refused or the session is gone.
-    Zk(zk::Error),
-}
-
-impl fmt::Display for LockError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LockError::TimedOut => f.write_str("timed out waiting for the lock"),
-            LockError::Cancelled => f.write_str("cancelled while waiting for the lock"),
-            LockError::Vanished { node } => write!(f, "our contender node {node} vanished (session ended?)"),
-            LockError::Zk(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for LockError {}
-
-impl From<zk::Error> for LockError {
-    fn from(e: zk::Error) -> LockError {
-        LockError::Zk(e)
-    }
-}
-
 /// A contender node: its name (without the directory) and sequence number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contender {
@@ -102,23 +69,21 @@ pub struct Lock<'z> {
     zk: &'z ZooKeeper,
     dir: String,
     mode: Mode,
-    /// One subscription for the lock's lifetime (a subscription per attempt would pile up
-    /// senders in the client until the next session event).
-    events: Receiver<SessionEvent>,
-    /// Tells each hold when to let go.
-    monitor: Monitor,
+    /// The session's health for a holder (T/6 grace): one thread for the lock's lifetime,
+    /// whatever the number of attempts and holds.
+    health: SessionWatch,
 }
 
 impl<'z> Lock<'z> {
     /// A lock at `dir` (created as containers on first use) in `mode`.
     pub fn new(zk: &'z ZooKeeper, dir: &str, mode: Mode) -> zk::Result<Lock<'z>> {
         zk::validate_path(dir, false)?;
-        Ok(Lock { zk, dir: dir.to_string(), mode, events: zk.session_events(), monitor: Monitor::new(zk) })
+        Ok(Lock { zk, dir: dir.to_string(), mode, health: SessionWatch::holder(zk) })
     }
 
-    /// The monitor that tells this lock's holds when to let go.
-    pub fn monitor(&self) -> &Monitor {
-        &self.monitor
+    /// The session's health as this lock's holders see it (T/6 grace).
+    pub fn health(&self) -> &SessionWatch {
+        &self.health
     }
 
     /// The lock's directory.
@@ -135,8 +100,8 @@ impl<'z> Lock<'z> {
         cancel: &Receiver<()>,
         on_wait: impl FnOnce(&Contender),
     ) -> Result<Held<'_, 'z>, LockError> {
-        if self.zk.is_dead() {
-            return Err(LockError::Zk(zk::Error::Zk { code: Code::SessionExpired, path: None }));
+        if !self.health.may_act() {
+            return Err(LockError::Zk(self.health.error()));
         }
         let id = uuid::Uuid::new_v4().to_string();
         let created = self.create_node(&id, deadline, cancel);
@@ -164,16 +129,8 @@ impl<'z> Lock<'z> {
         let seq = zk::sequence_of(&node).ok_or_else(|| LockError::Vanished { node: node.clone() })?;
         let me = Contender { node, seq };
         match self.wait(&me, owner, deadline, cancel, on_wait) {
-            Ok(()) => {
-                // Stale events of the wait (a reconnect) say nothing about the hold; an
-                // ended session does.
-                while let Ok(ev) = self.events.try_recv() {
-                    if ev.is_terminal() {
-                        return Err(LockError::Vanished { node: me.node });
-                    }
-                }
-                Ok(Held { lock: self, me, watch: self.monitor.watch(), released: false })
-            }
+            Ok(()) if !self.health.may_act() => Err(LockError::Zk(self.health.error())),
+            Ok(()) => Ok(Held { lock: self, me, released: false }),
             Err(e) => {
                 if !matches!(e, LockError::Vanished { .. }) {
                     let _ = self.site().delete_node(&me.node, cancel);
@@ -190,7 +147,7 @@ impl<'z> Lock<'z> {
 
     /// Where our nodes live: creating, finding, deleting them, retrying through connection loss.
     fn site(&self) -> Site<'_> {
-        Site { zk: self.zk, dir: &self.dir, events: &self.events, lost: None }
+        Site { zk: self.zk, dir: &self.dir, health: &self.health }
     }
 
     /// Creates our node, never two: after an unknown outcome, looks for our uuid first.
@@ -247,7 +204,7 @@ impl<'z> Lock<'z> {
                     continue;
                 }
                 Err(e) if e.is_outcome_unknown() => {
-                    self.site().pause(deadline, cancel)?;
+                    self.health.recover(cancel, deadline)?;
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -257,8 +214,9 @@ impl<'z> Lock<'z> {
                     Ok(ev) if ev.kind == EventKind::Deleted && only => return Ok(()),
                     Ok(_) => continue,
                     // Watches disconnect when the session ends.
-                    Err(_) => return Err(session_gone()),
+                    Err(_) => return Err(LockError::Zk(zk::Error::SessionLost(zk::Lost::Expired))),
                 },
+                recv(self.health.lost()) -> _ => return Err(LockError::Zk(self.health.error())),
                 recv(cancel) -> _ => return Err(LockError::Cancelled),
                 recv(timer) -> _ => return Err(LockError::TimedOut),
             }
@@ -280,122 +238,11 @@ pub fn is_reader(name: &str) -> bool {
     head.ends_with("__READ__") || head.ends_with("__rlock__")
 }
 
-/// Tells holders when to let go of what they hold (a lock, a lease). One thread and one
-/// session-event subscription per monitor, whatever the number of holds.
-///
-/// A hold is lost when the session ends, or when the connection has been down for a sixth
-/// of the session timeout T. The server expires a silent session T after it last heard
-/// from us; an idle client pings once T/3 passed without a request, and the C client
-/// notices a silent connection 2T/3 after it last heard from the server (the answer to
-/// that ping). So when the client notices, the server may hand the lock on in T/3 already:
-/// letting go T/6 after the notice keeps a margin of T/6 (at T/3 the two would race; at T,
-/// Curator's LOST, the old holder runs on for 2T/3 beside the new one). A connection that
-/// drops at once (a server restart, a move to another member) usually comes back well
-/// within T/6 and costs nothing.
-pub struct Monitor {
-    register: Sender<(Weak<()>, Sender<()>)>,
-    grace: Duration,
-}
-
-/// One hold's view of its [`Monitor`]: `lost` disconnects when the hold must be given up.
-pub struct Watch {
-    lost: Receiver<()>,
-    _alive: Arc<()>,
-}
-
-impl Watch {
-    /// Disconnects when the hold must be given up.
-    pub fn lost(&self) -> &Receiver<()> {
-        &self.lost
-    }
-}
-
-impl Monitor {
-    /// A monitor of `zk`'s session.
-    pub fn new(zk: &ZooKeeper) -> Monitor {
-        let grace = zk.session_timeout() / 6;
-        let (register, requests) = unbounded::<(Weak<()>, Sender<()>)>();
-        let events = zk.session_events();
-        let dead = zk.is_dead();
-        let mut since = matches!(zk.state(), Some(SessionEvent::Connecting)).then(Instant::now);
-        let spawned = std::thread::Builder::new().name("zk-hold-monitor".into()).spawn(move || {
-            if dead {
-                return; // `requests` drops: every hold is lost from the start
-            }
-            // Live holds (each with a token that its Watch keeps alive); dropping a sender
-            // tells that hold to let go.
-            let mut holds: Vec<(Weak<()>, Sender<()>)> = Vec::new();
-            loop {
-                let overdue = since.is_some_and(|t| t.elapsed() >= grace);
-                if overdue {
-                    holds.clear();
-                }
-                let timer = match since {
-                    Some(t) if !overdue => crossbeam_channel::at(t + grace),
-                    _ => never(),
-                };
-                select! {
-                    recv(events) -> ev => match ev {
-                        Ok(SessionEvent::Connecting) => {
-                            since.get_or_insert_with(Instant::now);
-                        }
-                        Ok(SessionEvent::Connected | SessionEvent::ConnectedReadOnly) => since = None,
-                        Ok(SessionEvent::Expired | SessionEvent::AuthFailed) | Err(_) => return,
-                    },
-                    recv(requests) -> r => match r {
-                        Ok(hold) if since.is_none_or(|t| t.elapsed() < grace) => {
-                            holds.retain(|(alive, _)| alive.strong_count() > 0);
-                            holds.push(hold);
-                        }
-                        Ok(_) => {} // dropped: lost at once
-                        Err(_) => return, // the monitor is gone
-                    },
-                    recv(timer) -> _ => {}
-                }
-            }
-        });
-        if let Err(e) = spawned {
-            // Without the thread every hold counts as lost at once: safe, if useless.
-            log::warn!("starting the hold monitor: {e}");
-        }
-        Monitor { register, grace }
-    }
-
-    /// A watch for a hold that starts now.
-    pub fn watch(&self) -> Watch {
-        let (tx, lost) = bounded::<()>(0);
-        let alive = Arc::new(());
-        // When the thread is gone (the session ended) the sender comes back in the error
-        // and drops here: lost at once.
-        let _ = self.register.send((Arc::downgrade(&alive), tx));
-        Watch { lost, _alive: alive }
-    }
-
-    /// Why a watch fired, in words.
-    pub fn why_lost(&self, zk: &ZooKeeper) -> String {
-        if zk.is_dead() {
-            "session expired".to_string()
-        } else {
-            format!(
-                "no connection to ZooKeeper for {}, a sixth of the session timeout",
-                humantime::format_duration(Duration::from_millis(self.grace.as_millis() as u64))
-            )
-        }
-    }
-}
-
-/// Creates `dir` and its missing ancestors as containers (the server removes them once
-/// they had children and have none left), as Curator's creatingParentContainersIfNeeded.
-pub fn create_containers(zk: &ZooKeeper, dir: &str) -> zk::Result<()> {
-    zk.ensure_path(dir, CreateMode::Container)
-}
-
 /// The lock, held. Dropping it releases the lock (deletes our node).
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct Held<'l, 'z> {
     lock: &'l Lock<'z>,
     me: Contender,
-    watch: Watch,
     released: bool,
 }
 
@@ -406,11 +253,12 @@ impl<'l, 'z> Held<'l, 'z> {
     }
 
     /// Select on it while holding and ask `is_lost`: it fires when the session ended, or
-    /// when the client has been cut off for a sixth of the session timeout ([`Monitor`]).
+    /// when the client has been cut off for a sixth of the session timeout (the holder grace
+    /// of [`SessionWatch::holder`]).
     /// Either way the holder must stop acting as one: someone else may hold the lock now,
     /// or will soon.
     pub fn lost(&self) -> &Receiver<()> {
-        &self.watch.lost
+        self.lock.health.lost()
     }
 
     /// True when what `lost()` delivered means the lock is gone (it only ever disconnects).
@@ -420,7 +268,12 @@ impl<'l, 'z> Held<'l, 'z> {
 
     /// Why `lost()` fired, in words: the session expired, or the connection is down.
     pub fn why_lost(&self) -> String {
-        self.lock.monitor.why_lost(self.lock.zk)
+        let why = self.lock.health.lost_why().unwrap_or(zk::Lost::Closed);
+        match why {
+            zk::Lost::Silent(_) => format!("{why}, a sixth of the session timeout"),
+            zk::Lost::Expired => "session expired".to_string(),
+            _ => why.to_string(),
+        }
     }
 
     /// Releases the lock and queues for it again, as `acquire` does, in one round trip: a
@@ -487,7 +340,7 @@ impl<'l, 'z> Held<'l, 'z> {
 impl Drop for Held<'_, '_> {
     fn drop(&mut self) {
         if !self.released
-            && !self.lock.zk.is_dead()
+            && self.lock.health.may_act()
             && let Err(e) = self.lock.site().delete_node(&self.me.node, &never())
         {
             log::warn!("releasing {}: {e}; it goes when the session ends", self.me.node);

@@ -22,9 +22,9 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Select, TryRecvError};
+use crossbeam_channel::{Receiver, Select, TryRecvError, never};
 
-use crate::zk::{self, Code, CreateMode, MAX_PACKET, Op, Reply, SessionEvent, ZooKeeper};
+use crate::zk::{self, Code, CreateMode, Halt, MAX_PACKET, Op, Reply, SessionWatch, ZooKeeper};
 
 /// kazoo's element prefix.
 pub const PREFIX: &str = "entry-";
@@ -58,6 +58,9 @@ pub enum Error {
     ClaimLost { item: String, cause: zk::Error },
     /// The session expired or was closed.
     SessionLost { cause: zk::Error },
+    /// The session ended while deletes of these taken items were in flight: their data is
+    /// here, and [`Queue::settle`] on a new session decides which were taken.
+    InDoubt { cause: zk::Error, items: Vec<Item> },
     /// The item sink (the caller's callback) failed; `lost` taken items could not be handed
     /// over.
     Sink { error: std::io::Error, lost: usize, requeued: usize },
@@ -90,6 +93,9 @@ impl fmt::Display for Error {
                 write!(f, "lost the claim on {item} ({cause}); the item stays in the queue")
             }
             Error::SessionLost { cause } => write!(f, "ZooKeeper session lost: {cause}"),
+            Error::InDoubt { cause, items } => {
+                write!(f, "ZooKeeper session lost ({cause}) with {} taken items in doubt", items.len())
+            }
             Error::Sink { error, lost, requeued } => {
                 write!(f, "writing items: {error}")?;
                 if *requeued > 0 {
@@ -128,7 +134,16 @@ impl std::error::Error for Error {
 
 impl From<zk::Error> for Error {
     fn from(e: zk::Error) -> Error {
-        if e.code().is_some_and(Code::is_session_lost) { Error::SessionLost { cause: e } } else { Error::Zk(e) }
+        if e.is_session_lost() { Error::SessionLost { cause: e } } else { Error::Zk(e) }
+    }
+}
+
+/// Why a wait of the session-health model gave up, as a queue error (without a stop or a
+/// deadline only the session can end it).
+fn halted(h: Halt) -> Error {
+    match h {
+        Halt::Zk(e) => e.into(),
+        Halt::Stopped | Halt::TimedOut => Error::Zk(zk::Error::Zk { code: Code::OperationTimeout, path: None }),
     }
 }
 
@@ -176,6 +191,8 @@ pub enum End {
     Idle,
     /// The stop channel disconnected.
     Stopped,
+    /// The queue node does not exist (without `follow`, which waits for it).
+    NoQueue,
 }
 
 /// Consume options.
@@ -193,6 +210,11 @@ pub struct Options {
 pub trait Sink {
     /// One taken item; an error stops the consumer.
     fn item(&mut self, item: &Item) -> std::io::Result<()>;
+    /// A taken item whose delete's reply a lost connection hid, found deleted afterwards:
+    /// taken by us, or by another consumer at the same moment (then it is a duplicate).
+    fn recovered(&mut self, item: &Item) -> std::io::Result<()> {
+        self.item(item)
+    }
     /// Called when the consumer has nothing more at hand (before it waits or lists again).
     fn idle(&mut self) -> std::io::Result<()> {
         Ok(())
@@ -204,6 +226,9 @@ pub trait Sink {
 pub struct Queue<'zk> {
     zk: &'zk ZooKeeper,
     path: String,
+    /// The session's health, with a watcher's grace (T after the client noticed silence):
+    /// a consumer holds nothing that another could take meanwhile.
+    health: SessionWatch,
 }
 
 fn stopped(stop: &Receiver<()>) -> bool {
@@ -214,7 +239,7 @@ impl<'zk> Queue<'zk> {
     /// A queue at `path` (which need not exist yet).
     pub fn new(zk: &'zk ZooKeeper, path: &str) -> Result<Queue<'zk>> {
         zk::validate_path(path, false)?;
-        Ok(Queue { zk, path: path.to_string() })
+        Ok(Queue { zk, path: path.to_string(), health: SessionWatch::watcher(zk) })
     }
 
     /// The queue node's path.
@@ -341,7 +366,10 @@ impl<'zk> Queue<'zk> {
     }
 
     /// Takes items (delete-as-claim) and hands them to `sink` in queue order, until the queue
-    /// is empty (or, with `follow`, until `max` items, the idle timeout, or `stop`).
+    /// is empty (or, with `follow`, until `max` items, the idle timeout, or `stop`). A
+    /// missing queue is [`End::NoQueue`]; with `follow` it is waited for. Items claimed by
+    /// CMD consumers ([`Claimer`]) are left alone, and a follower watches their claims: a
+    /// released claim (CMD failed) wakes it.
     pub fn consume(&self, opts: &Options, stop: &Receiver<()>, sink: &mut dyn Sink) -> Result<End> {
         let mut taken: u64 = 0;
         let mut last_item = Instant::now();
@@ -352,16 +380,27 @@ impl<'zk> Queue<'zk> {
             if stopped(stop) {
                 return Ok(End::Stopped);
             }
-            let (mut names, mut watch) = self.list_retrying(false)?;
+            let idle = |last_item: Instant| opts.idle.map(|d| last_item + d);
+            let (mut names, mut watch) = match self.list_retrying(false) {
+                Err(Error::NoQueue { .. }) if opts.follow => match self.await_queue(idle(last_item), stop)? {
+                    Woke::Changed => continue,
+                    Woke::Idle => return Ok(End::Idle),
+                    Woke::Stopped => return Ok(End::Stopped),
+                },
+                Err(Error::NoQueue { .. }) => return Ok(End::NoQueue),
+                r => r?,
+            };
             if names.is_empty() && opts.follow {
                 // list again with a watch: whatever arrives after this listing fires it
-                (names, watch) = self.list_retrying(true)?;
+                (names, watch) = match self.list_retrying(true) {
+                    Err(Error::NoQueue { .. }) => continue, // deleted meanwhile: wait for it again
+                    r => r?,
+                };
             }
             if names.is_empty() {
                 sink.idle().map_err(|error| Error::Sink { error, lost: 0, requeued: 0 })?;
                 let Some(watch) = watch else { return Ok(End::Empty) };
-                let idle = opts.idle.map(|d| last_item + d);
-                match self.wait(&[watch], idle, stop)? {
+                match self.wait(&[watch], idle(last_item), stop)? {
                     Woke::Changed => continue,
                     Woke::Idle => return Ok(End::Idle),
                     Woke::Stopped => return Ok(End::Stopped),
@@ -374,14 +413,14 @@ impl<'zk> Queue<'zk> {
             }
             taken += n;
             sink.idle().map_err(|error| Error::Sink { error, lost: 0, requeued: 0 })?;
-            if n == 0 && busy == names.len() {
-                // every item is claimed by a CMD consumer: nothing for us until new ones come
+            if n == 0 && !busy.is_empty() && busy.len() == names.len() {
+                // every item is claimed by a CMD consumer: nothing for us until a new one
+                // comes or a claim is released (its CMD failed, or its consumer died)
                 if !opts.follow {
                     return Ok(End::Empty);
                 }
-                let (_, watch) = self.list_retrying(true)?;
-                let idle = opts.idle.map(|d| last_item + d);
-                match self.wait(&watch.into_iter().collect::<Vec<_>>(), idle, stop)? {
+                let Some(watches) = self.watch_busy(&busy)? else { continue };
+                match self.wait(&watches, idle(last_item), stop)? {
                     Woke::Changed => {}
                     Woke::Idle => return Ok(End::Idle),
                     Woke::Stopped => return Ok(End::Stopped),
@@ -390,86 +429,143 @@ impl<'zk> Queue<'zk> {
         }
     }
 
-    /// Works through one sorted listing: get+delete pairs, pipelined. Returns the items taken
-    /// and how many were claimed by CMD consumers.
+    /// Watches for a change that could free an item while every listed one is claimed: the
+    /// queue's children and the claims (up to [`WATCHED_CLAIMS`]). None when something
+    /// changed already (a new item, a released claim): list again.
+    fn watch_busy(&self, busy: &[String]) -> Result<Option<Vec<Receiver<zk::WatchEvent>>>> {
+        let (names, watch) = match self.list_retrying(true) {
+            Err(Error::NoQueue { .. }) => return Ok(None),
+            r => r?,
+        };
+        if names.iter().any(|n| !busy.contains(n)) {
+            return Ok(None);
+        }
+        let mut watches: Vec<_> = watch.into_iter().collect();
+        for name in busy.iter().take(WATCHED_CLAIMS) {
+            let claim = zk::join(&zk::join(&self.path, name), CLAIM);
+            let (stat, w) = self.retry(|| Ok(self.zk.exists_w(&claim)?))?;
+            if stat.is_none() {
+                return Ok(None); // released since we tried
+            }
+            watches.push(w);
+        }
+        Ok(Some(watches))
+    }
+
+    /// Waits for the queue node to be created (a consumer may start before any producer).
+    fn await_queue(&self, idle: Option<Instant>, stop: &Receiver<()>) -> Result<Woke> {
+        let (stat, w) = self.retry(|| Ok(self.zk.exists_w(&self.path)?))?;
+        if stat.is_some() {
+            return Ok(Woke::Changed);
+        }
+        self.wait(&[w], idle, stop)
+    }
+
+    /// Works through one sorted listing, pipelined: gets go out back to back, and an item's
+    /// delete goes out only once its get returned, so every delete whose outcome a lost
+    /// connection hides has its data at hand (a get and delete lost together could remove an
+    /// item nobody read). Returns the items taken and the names claimed by CMD consumers.
     fn take_batch(
         &self,
         names: &[String],
         max: Option<u64>,
         stop: &Receiver<()>,
         sink: &mut dyn Sink,
-    ) -> Result<(u64, usize)> {
+    ) -> Result<(u64, Vec<String>)> {
         let mut p = self.zk.pipeline();
-        let mut next = 0usize; // next name to submit
-        let mut pairs = 0u64; // pairs in flight
+        let mut next = 0usize; // next name to read
+        let mut outstanding = 0u64; // gets and deletes in flight (each may become an item)
         let mut taken = 0u64;
-        let mut data: HashMap<usize, Vec<u8>> = HashMap::new();
+        let mut data: HashMap<usize, Vec<u8>> = HashMap::new(); // read, delete in flight
         let mut unknown: Vec<Item> = Vec::new(); // read, delete outcome unknown
         let mut failure: Option<Error> = None;
         let mut unwritten: Vec<Item> = Vec::new(); // taken after the sink failed
         let mut halt = false;
-        let mut busy = 0usize;
+        let mut busy = Vec::new();
+        let item_at = |idx: usize, data: Vec<u8>| Item { path: zk::join(&self.path, &names[idx]), data };
         loop {
             while !halt
                 && failure.is_none()
                 && next < names.len()
-                && (pairs as usize) < WINDOW / 2
-                && max.is_none_or(|m| taken + pairs < m)
+                && (outstanding as usize) < WINDOW
+                && max.is_none_or(|m| taken + outstanding < m)
             {
                 if stopped(stop) {
                     halt = true;
                     break;
                 }
-                let path = zk::join(&self.path, &names[next]);
-                let tag = next as u64 * 2;
-                if let Err(e) = p.get(tag, &path).and_then(|_| p.delete(tag + 1, &path, None)) {
-                    failure = Some(e.into());
+                if let Err(e) = p.get(next as u64 * 2, &zk::join(&self.path, &names[next])) {
+                    halt = true; // not sent: the item is untouched
+                    if !e.is_outcome_unknown() {
+                        failure = Some(e.into());
+                    }
                     break;
                 }
-                pairs += 1;
+                outstanding += 1;
                 next += 1;
             }
             let Some((tag, r)) = p.recv_reply() else { break };
             let idx = (tag / 2) as usize;
             if tag % 2 == 0 {
-                if let Ok(Reply::Data(d)) = r {
-                    data.insert(idx, d);
+                match r {
+                    Ok(Reply::Data(d)) if !halt && failure.is_none() => {
+                        if let Err(e) = p.delete(tag + 1, &zk::join(&self.path, &names[idx]), None) {
+                            outstanding -= 1; // not sent: the item is untouched
+                            halt = true;
+                            if !e.is_outcome_unknown() {
+                                failure = Some(e.into());
+                            }
+                        } else {
+                            data.insert(idx, d);
+                        }
+                    }
+                    Ok(_) => outstanding -= 1, // halting: the item stays
+                    Err(e) => {
+                        outstanding -= 1;
+                        match e.code() {
+                            Some(Code::NoNode) => {}                    // another consumer won it
+                            _ if e.is_outcome_unknown() => halt = true, // a get changes nothing
+                            _ => {
+                                halt = true;
+                                failure.get_or_insert(e.into());
+                            }
+                        }
+                    }
                 }
                 continue;
             }
-            pairs -= 1;
-            let got = data.remove(&idx);
+            outstanding -= 1;
+            let got = data.remove(&idx).unwrap_or_default();
             match r {
                 Ok(_) => {
-                    let item = Item { path: zk::join(&self.path, &names[idx]), data: got.unwrap_or_default() };
+                    let item = item_at(idx, got);
                     taken += 1;
                     if failure.is_none() {
                         if let Err(error) = sink.item(&item) {
                             failure = Some(Error::Sink { error, lost: 0, requeued: 0 });
                             unwritten.push(item);
                         }
-                    } else if matches!(failure, Some(Error::Sink { .. })) {
-                        unwritten.push(item);
                     } else {
-                        log::warn!("{}: taken after a failure; putting it back", item.path);
+                        if !matches!(failure, Some(Error::Sink { .. })) {
+                            log::warn!("{}: taken after a failure; putting it back", item.path);
+                        }
                         unwritten.push(item);
                     }
                 }
                 // another consumer won it
                 Err(e) if e.code() == Some(Code::NoNode) => {}
                 // a CMD consumer holds it (its claim is a child of the item)
-                Err(e) if e.code() == Some(Code::NotEmpty) => busy += 1,
+                Err(e) if e.code() == Some(Code::NotEmpty) => busy.push(names[idx].clone()),
                 Err(e) if e.is_outcome_unknown() => {
-                    if let Some(d) = got {
-                        unknown.push(Item { path: zk::join(&self.path, &names[idx]), data: d });
-                    }
+                    unknown.push(item_at(idx, got));
                     halt = true; // every later request fails the same way; re-list after reconnecting
                 }
                 Err(e) => {
                     halt = true;
-                    if failure.is_none() {
-                        failure = Some(e.into());
+                    if e.code().is_some_and(Code::is_session_lost) {
+                        unknown.push(item_at(idx, got)); // sent, then the session ended: in doubt
                     }
+                    failure.get_or_insert(e.into());
                 }
             }
         }
@@ -481,26 +577,44 @@ impl<'zk> Queue<'zk> {
             let requeued = if n > 0 { self.requeue(&unwritten) } else { 0 };
             return Err(match f {
                 Error::Sink { error, .. } => Error::Sink { error, lost: n - requeued, requeued },
+                Error::SessionLost { cause } if !unknown.is_empty() => Error::InDoubt { cause, items: unknown },
                 f => f,
             });
         }
         if !unknown.is_empty() || (halt && !stopped(stop)) {
-            self.await_connected()?;
-            // An item we read whose delete outcome is unknown: still there means our delete
-            // did not happen (it will be listed again); gone means we (or a rival) took it.
-            // Deliver it: at least once rather than lose it.
-            for item in unknown {
-                if self.retry(|| Ok(self.zk.exists(&item.path)?))?.is_none() {
-                    log::warn!("{}: taken while the connection was lost; may be a duplicate", item.path);
-                    taken += 1;
-                    if let Err(error) = sink.item(&item) {
-                        let requeued = self.requeue(std::slice::from_ref(&item));
-                        return Err(Error::Sink { error, lost: 1 - requeued, requeued });
-                    }
+            if let Err(e) = self.await_connected() {
+                return Err(match e {
+                    Error::SessionLost { cause } if !unknown.is_empty() => Error::InDoubt { cause, items: unknown },
+                    e => e,
+                });
+            }
+            taken += self.settle(unknown, sink)?;
+        }
+        Ok((taken, busy))
+    }
+
+    /// Decides items whose delete was sent but whose outcome a lost connection (or session)
+    /// hid: after a `sync` (so the server we read has applied whatever reached the leader), an
+    /// item still there was not deleted (it is listed again); a gone one was taken, by us or
+    /// by another consumer at the same moment, and is handed to [`Sink::recovered`]: at
+    /// least once rather than lost. Returns how many were handed over. Call it on the session
+    /// that lost them or on a new one (after [`Error::InDoubt`]).
+    pub fn settle(&self, items: Vec<Item>, sink: &mut dyn Sink) -> Result<u64> {
+        if items.is_empty() {
+            return Ok(0);
+        }
+        self.retry(|| Ok(self.zk.sync(&self.path)?))?;
+        let mut handed = 0;
+        for item in items {
+            if self.retry(|| Ok(self.zk.exists(&item.path)?))?.is_none() {
+                handed += 1;
+                if let Err(error) = sink.recovered(&item) {
+                    let requeued = self.requeue(std::slice::from_ref(&item));
+                    return Err(Error::Sink { error, lost: 1 - requeued, requeued });
                 }
             }
         }
-        Ok((taken, busy))
+        Ok(handed)
     }
 
     /// Produces taken items again, each with its old priority; returns how many went back.
@@ -517,34 +631,26 @@ impl<'zk> Queue<'zk> {
         back
     }
 
-    /// Runs `f`, retrying after the connection comes back when its outcome is unknown.
-    /// Only for idempotent calls.
+    /// Runs `f`, retrying after the connection comes back when its outcome is unknown
+    /// (the session-health model's pause and wait). Only for idempotent calls.
     fn retry<T>(&self, mut f: impl FnMut() -> Result<T>) -> Result<T> {
         loop {
+            if let Some(why) = self.health.lost_why() {
+                return Err(zk::Error::SessionLost(why).into());
+            }
             match f() {
-                Err(Error::Zk(e)) if e.is_outcome_unknown() => self.await_connected()?,
+                Err(Error::Zk(e)) if e.is_outcome_unknown() => {
+                    self.health.recover(&never::<()>(), None).map_err(halted)?
+                }
                 other => return other,
             }
         }
     }
 
     /// Waits until the client has a connection again (the C client reconnects by itself
-    /// within the session timeout), or fails once the session is gone.
+    /// while the session lives), or fails once the session-health model calls it lost.
     fn await_connected(&self) -> Result<()> {
-        let events = self.zk.session_events();
-        let deadline = Instant::now() + self.zk.session_timeout().max(Duration::from_secs(1)) * 2;
-        loop {
-            match self.zk.state() {
-                Some(SessionEvent::Connected | SessionEvent::ConnectedReadOnly) => return Ok(()),
-                Some(SessionEvent::Expired | SessionEvent::AuthFailed) => {
-                    return Err(Error::SessionLost { cause: zk::Error::Zk { code: Code::SessionExpired, path: None } });
-                }
-                _ => {}
-            }
-            if events.recv_deadline(deadline).is_err() {
-                return Err(Error::SessionLost { cause: zk::Error::Zk { code: Code::ConnectionLoss, path: None } });
-            }
-        }
+        self.health.wait_connected(&never::<()>(), None).map_err(halted)
     }
 
     /// Waits for any of `watches`, the idle deadline, or `stop`.
@@ -623,7 +729,15 @@ impl<'q, 'zk> Claimer<'q, 'zk> {
                     return Ok(Claimed::Item(c));
                 }
             }
-            let (names, watch) = q.list_retrying(follow)?;
+            let (names, watch) = match q.list_retrying(follow) {
+                Err(Error::NoQueue { .. }) if follow => match q.await_queue(idle.map(|d| self.last_item + d), stop)? {
+                    Woke::Changed => continue,
+                    Woke::Idle => return Ok(Claimed::Idle),
+                    Woke::Stopped => return Ok(Claimed::Stopped),
+                },
+                Err(Error::NoQueue { .. }) => return Ok(Claimed::Empty),
+                r => r?,
+            };
             let mut busy = Vec::new();
             let mut names = names.into_iter();
             while let Some(name) = names.next() {
@@ -732,8 +846,13 @@ impl Claim<'_, '_> {
                 Ok(_) => return Ok(()),
                 Err(e) if e.is_outcome_unknown() => {
                     q.await_connected().map_err(|e| self.lost(e))?;
-                    // a retry finding the item gone: our multi went through
-                    if q.zk.exists(&self.item.path).map_err(|e| self.lost(e.into()))?.is_none() {
+                    // a retry finding the item gone: our multi went through (after a sync,
+                    // so the server we read has applied it if the leader did)
+                    let gone = q.retry(|| {
+                        q.zk.sync(&q.path)?;
+                        Ok(q.zk.exists(&self.item.path)?.is_none())
+                    });
+                    if gone.map_err(|e| self.lost(e))? {
                         return Ok(());
                     }
                 }

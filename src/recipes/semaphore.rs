@@ -23,7 +23,7 @@
 //! connection loss during the create (never two); the lease must belong to this session;
 //! a contender that gives up (deadline, cancel) deletes its lease; the guard deletes it on
 //! Drop; `Lease::lost` fires when the session ended, or the connection has been down for a
-//! sixth of the session timeout (`lock::Monitor`: the server may have handed the lease on).
+//! sixth of the session timeout (the holder grace of the session-health model: the server may have handed the lease on).
 //!
 //! This module never prints: it returns typed results and lets the command choose words.
 
@@ -35,7 +35,7 @@ use crossbeam_channel::{Receiver, never, select};
 
 use super::contender::Site;
 use super::lock::{self, Lock, LockError, Mode};
-use crate::zk::{self, Code, SessionEvent, ZooKeeper};
+use crate::zk::{self, Code, ZooKeeper};
 
 /// The name of a lease node, after the protection prefix `_c_<uuid>-` (Curator's).
 pub const LEASE_NAME: &str = "lease-";
@@ -85,10 +85,6 @@ impl From<LockError> for SemaphoreError {
     }
 }
 
-fn session_gone() -> SemaphoreError {
-    SemaphoreError::Zk(zk::Error::Zk { code: Code::SessionExpired, path: None })
-}
-
 /// A semaphore at one node, used through one session. Make one per session and call
 /// `acquire` as often as needed (each attempt creates a fresh lease).
 pub struct Semaphore<'z> {
@@ -96,11 +92,8 @@ pub struct Semaphore<'z> {
     path: String,
     leases_dir: String,
     max: NonZeroU32,
+    /// The lock on `PATH/locks`; its session health (holder grace) serves the leases too.
     lock: Lock<'z>,
-    /// One subscription for the semaphore's lifetime (as the lock does).
-    events: Receiver<SessionEvent>,
-    /// Disconnects once the session is lost (one watcher thread per semaphore): ends waits.
-    lost: Receiver<()>,
 }
 
 impl<'z> Semaphore<'z> {
@@ -109,15 +102,7 @@ impl<'z> Semaphore<'z> {
     pub fn new(zk: &'z ZooKeeper, path: &str, max: NonZeroU32) -> zk::Result<Semaphore<'z>> {
         zk::validate_path(path, false)?;
         let lock = Lock::new(zk, &zk::join(path, "locks"), Mode::Exclusive)?;
-        Ok(Semaphore {
-            zk,
-            path: path.to_string(),
-            leases_dir: zk::join(path, "leases"),
-            max,
-            lock,
-            events: zk.session_events(),
-            lost: zk.session_lost(),
-        })
+        Ok(Semaphore { zk, path: path.to_string(), leases_dir: zk::join(path, "leases"), max, lock })
     }
 
     /// The semaphore's node.
@@ -144,8 +129,8 @@ impl<'z> Semaphore<'z> {
         cancel: &Receiver<()>,
         on_wait: impl FnOnce(usize),
     ) -> Result<Lease<'_, 'z>, SemaphoreError> {
-        if self.zk.is_dead() {
-            return Err(session_gone());
+        if !self.lock.health().may_act() {
+            return Err(SemaphoreError::Zk(self.lock.health().error()));
         }
         let held = self.lock.acquire(deadline, cancel, |_| {})?;
         let id = uuid::Uuid::new_v4().to_string();
@@ -163,19 +148,14 @@ impl<'z> Semaphore<'z> {
             Some(_) if stat.ephemeral_owner == self.zk.session_id() => self.wait_turn(&node, deadline, cancel, on_wait),
             _ => Err(SemaphoreError::Vanished { node: node.clone() }),
         };
-        let watch = self.lock.monitor().watch();
-        let lease = Lease { sem: self, node, seq: seq.unwrap_or_default(), watch, released: false };
+        let lease = Lease { sem: self, node, seq: seq.unwrap_or_default(), released: false };
         match waited {
             Ok(()) => {
                 // Ours now: let the next contender in. A failed release means the session
                 // is in trouble; the lease guard then deletes the lease on the way out.
                 held.release()?;
-                // Stale events of the wait (a reconnect) say nothing about the hold; an
-                // ended session does.
-                while let Ok(ev) = self.events.try_recv() {
-                    if ev.is_terminal() {
-                        return Err(SemaphoreError::Vanished { node: lease.node.clone() });
-                    }
+                if !self.lock.health().may_act() {
+                    return Err(SemaphoreError::Zk(self.lock.health().error()));
                 }
                 Ok(lease)
             }
@@ -198,7 +178,7 @@ impl<'z> Semaphore<'z> {
 
     /// Where our leases live: creating, finding, deleting them, retrying through connection loss.
     fn site(&self) -> Site<'_> {
-        Site { zk: self.zk, dir: &self.leases_dir, events: &self.events, lost: Some(&self.lost) }
+        Site { zk: self.zk, dir: &self.leases_dir, health: self.lock.health() }
     }
 
     /// Deletes a node, retrying through connection loss for at most a session timeout.
@@ -234,9 +214,9 @@ impl<'z> Semaphore<'z> {
                 recv(watch) -> ev => match ev {
                     Ok(_) => continue, // a lease came or went: look again
                     // Watches disconnect when the session ends.
-                    Err(_) => return Err(session_gone()),
+                    Err(_) => return Err(SemaphoreError::Zk(zk::Error::SessionLost(zk::Lost::Expired))),
                 },
-                recv(self.lost) -> _ => return Err(session_gone()),
+                recv(self.lock.health().lost()) -> _ => return Err(SemaphoreError::Zk(self.lock.health().error())),
                 recv(cancel) -> _ => return Err(SemaphoreError::Cancelled),
                 recv(timer) -> _ => return Err(SemaphoreError::TimedOut),
             }
@@ -250,7 +230,6 @@ pub struct Lease<'s, 'z> {
     sem: &'s Semaphore<'z>,
     node: String,
     seq: u32,
-    watch: lock::Watch,
     released: bool,
 }
 
@@ -266,15 +245,20 @@ impl Lease<'_, '_> {
     }
 
     /// Disconnects when the lease must be given up (the session ended, or the connection
-    /// has been down for a sixth of the session timeout: `lock::Monitor`): another
+    /// has been down for a sixth of the session timeout: the holder grace): another
     /// contender may hold it now, or soon. Select on it while holding.
     pub fn lost(&self) -> &Receiver<()> {
-        self.watch.lost()
+        self.sem.lock.health().lost()
     }
 
     /// Why `lost()` fired, in words.
     pub fn why_lost(&self) -> String {
-        self.sem.lock.monitor().why_lost(self.sem.zk)
+        let why = self.sem.lock.health().lost_why().unwrap_or(zk::Lost::Closed);
+        match why {
+            zk::Lost::Silent(_) => format!("{why}, a sixth of the session timeout"),
+            zk::Lost::Expired => "session expired".to_string(),
+            _ => why.to_string(),
+        }
     }
 
     /// Gives the lease up without deleting its node, after `lost()` fired: the connection
@@ -294,7 +278,7 @@ impl Lease<'_, '_> {
 impl Drop for Lease<'_, '_> {
     fn drop(&mut self) {
         if !self.released
-            && !self.sem.zk.is_dead()
+            && self.sem.lock.health().may_act()
             && let Err(e) = self.sem.delete_node(&self.node, &never())
         {
             log::warn!("releasing {}: {e}; it goes when the session ends", self.node);

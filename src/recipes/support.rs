@@ -1,57 +1,43 @@
-//! Retrying a call whose outcome is unknown (ZCONNECTIONLOSS / ZOPERATIONTIMEOUT) once the
-//! C client has reconnected. Only for calls that are safe to repeat: reads, creates whose
-//! NodeExists the caller resolves, deletes whose NoNode the caller accepts, unconditional sets.
+//! What the recipes share: the retry of a call whose outcome is unknown (through the
+//! session-health model), the error of a lost session, and creating parents and nodes.
+//! Retries are only for calls that are safe to repeat: reads, creates whose NodeExists the
+//! caller resolves, deletes whose NoNode the caller accepts, unconditional sets.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::zk::{Code, CreateMode, Error, Result, SessionEvent, ZooKeeper};
+use crossbeam_channel::never;
 
-/// Runs `f`, repeating it while its outcome is unknown and the session can still come back
-/// (the C client reconnects by itself within the session timeout). Waits for the
-/// reconnection on the session events, never spins. Gives up after twice the session timeout.
-pub(crate) fn retrying<T>(zk: &ZooKeeper, mut f: impl FnMut() -> Result<T>) -> Result<T> {
-    let events = zk.session_events();
-    let deadline = Instant::now() + (zk.session_timeout() * 2).max(Duration::from_secs(2));
-    loop {
-        match f() {
-            Err(e) if e.is_outcome_unknown() && !zk.is_dead() && Instant::now() < deadline => {
-                if zk.state() == Some(SessionEvent::Connected) {
-                    // Already reconnected (or never noticed the loss): pause briefly on the
-                    // event channel so a flapping connection does not spin.
-                    let _ = events.recv_timeout(Duration::from_millis(50));
-                    continue;
-                }
-                loop {
-                    match events.recv_deadline(deadline) {
-                        Ok(SessionEvent::Connected | SessionEvent::ConnectedReadOnly) => break,
-                        Ok(SessionEvent::Connecting) => continue,
-                        Ok(ev) if ev.is_terminal() => return Err(Error::Zk { code: Code::SessionExpired, path: None }),
-                        Ok(_) => continue,
-                        Err(_) => return Err(e), // deadline or closed: report the original error
-                    }
-                }
-            }
-            r => return r,
-        }
-    }
+use crate::zk::{Code, CreateMode, Error, Halt, Result, SessionWatch, ZooKeeper};
+
+/// Runs `f`, repeating it while its outcome is unknown and the session is not lost (per
+/// `health`'s grace), for at most twice the session timeout: [`SessionWatch::retry`] with no
+/// stop signal. A lost session comes back as `Error::SessionLost`.
+pub(crate) fn retrying<T>(zk: &ZooKeeper, health: &SessionWatch, f: impl FnMut() -> Result<T>) -> Result<T> {
+    let deadline = Instant::now() + (zk.session_timeout() * 2).max(std::time::Duration::from_secs(2));
+    health.retry(&never::<()>(), Some(deadline), f).map_err(|h| match h {
+        Halt::Zk(e) => e,
+        Halt::Stopped | Halt::TimedOut => Error::Zk { code: Code::ConnectionLoss, path: None },
+    })
 }
 
-/// The error a recipe reports when its session is gone (its ephemeral nodes with it).
-pub(crate) fn session_expired(path: &str) -> Error {
-    Error::Zk { code: Code::SessionExpired, path: Some(path.to_string()) }
+/// Creates `dir` and its missing ancestors as containers (the server removes them once
+/// they had children and have none left), as Curator's creatingParentContainersIfNeeded.
+/// Every recipe's parent node is one: lock, semaphore, election, group, barrier.
+pub fn create_containers(zk: &ZooKeeper, dir: &str) -> Result<()> {
+    zk.ensure_path(dir, CreateMode::Container)
 }
 
 /// Creates every missing ancestor of `path` as a persistent node (races are fine).
-pub(crate) fn ensure_parents(zk: &ZooKeeper, path: &str) -> Result<()> {
+pub(crate) fn ensure_parents(zk: &ZooKeeper, health: &SessionWatch, path: &str) -> Result<()> {
     match crate::zk::parent(path) {
-        Some(parent) => retrying(zk, || zk.ensure_path(parent, CreateMode::Persistent)),
+        Some(parent) => retrying(zk, health, || zk.ensure_path(parent, CreateMode::Persistent)),
         None => Ok(()),
     }
 }
 
 /// Creates a persistent node unless it exists; true when this call created it.
-pub(crate) fn ensure_node(zk: &ZooKeeper, path: &str, data: &[u8]) -> Result<bool> {
-    match retrying(zk, || zk.create(path, data, CreateMode::Persistent)) {
+pub(crate) fn ensure_node(zk: &ZooKeeper, health: &SessionWatch, path: &str, data: &[u8]) -> Result<bool> {
+    match retrying(zk, health, || zk.create(path, data, CreateMode::Persistent)) {
         Ok(_) => Ok(true),
         Err(e) if e.code() == Some(Code::NodeExists) => Ok(false),
         Err(e) => Err(e),
@@ -61,13 +47,17 @@ pub(crate) fn ensure_node(zk: &ZooKeeper, path: &str, data: &[u8]) -> Result<boo
 /// Creates an ephemeral node owned by this session. A NodeExists after a lost connection is
 /// resolved by its owner: ours means our first attempt went through. Another session's node
 /// is returned as `NodeExists` (with the owner's session id).
-pub(crate) fn create_ephemeral(zk: &ZooKeeper, path: &str, data: &[u8]) -> Result<(), Taken> {
-    match retrying(zk, || zk.create(path, data, CreateMode::Ephemeral)) {
+/// The check syncs first, so a server that has not applied our create cannot mislead it.
+pub(crate) fn create_ephemeral(zk: &ZooKeeper, health: &SessionWatch, path: &str, data: &[u8]) -> Result<(), Taken> {
+    match retrying(zk, health, || zk.create(path, data, CreateMode::Ephemeral)) {
         Ok(_) => Ok(()),
-        Err(e) if e.code() == Some(Code::NodeExists) => match retrying(zk, || zk.exists(path)) {
+        Err(e) if e.code() == Some(Code::NodeExists) => match retrying(zk, health, || {
+            zk.sync(path)?;
+            zk.exists(path)
+        }) {
             Ok(Some(st)) if st.ephemeral_owner == zk.session_id() => Ok(()),
             Ok(Some(st)) => Err(Taken::By(st.ephemeral_owner)),
-            Ok(None) => create_ephemeral(zk, path, data), // it just went away: try again
+            Ok(None) => create_ephemeral(zk, health, path, data), // it just went away: try again
             Err(e) => Err(Taken::Zk(e)),
         },
         Err(e) => Err(Taken::Zk(e)),

@@ -11,12 +11,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, never};
 use xxhash_rust::xxh3::xxh3_128;
 
-use crate::zk::{self, Code, CreateMode, Error, Op, ZooKeeper};
+use crate::zk::{self, Code, CreateMode, Error, Op, SessionWatch, ZooKeeper};
 
 /// Where every crawl lives.
 pub const CRAWLER_ROOT: &str = "/crawler";
@@ -349,7 +348,7 @@ impl ClaimLoop {
     }
 
     /// One multi creating the claims of `chunk`.
-    fn multi(&mut self, zk: &ZooKeeper, chunk: &[(u64, usize)]) -> Batch {
+    fn multi(&mut self, zk: &ZooKeeper, health: &SessionWatch, chunk: &[(u64, usize)]) -> Batch {
         let ops: Vec<Op> = chunk
             .iter()
             .filter_map(|(id, i)| self.jobs.get(id).map(|j| &j.urls[*i]))
@@ -375,7 +374,7 @@ impl ClaimLoop {
                 self.decide(id, i, Claim::AlreadyClaimed);
                 Batch::Rest(chunk.iter().enumerate().filter(|(k, _)| *k != index).map(|(_, c)| *c).collect())
             }
-            Err(e) if e.code().is_some_and(|c| c.is_session_lost()) || zk.is_dead() => Batch::SessionLost,
+            Err(e) if e.is_session_lost() || !health.may_act() => Batch::SessionLost,
             Err(e) if e.is_outcome_unknown() => {
                 for &(id, i) in chunk {
                     if let Some(j) = self.jobs.get_mut(&id) {
@@ -427,11 +426,12 @@ impl ClaimLoop {
         }
         let mut closed = false;
         // While creates fail with ZCONNECTIONLOSS the C client is reconnecting by itself; we
-        // resend after a pause that grows to 500 ms. Disconnected for longer than the session
-        // timeout means the session is as good as gone (a server that is down never says
-        // "expired"): try a new one, which fails after the connect timeout. Never a hang.
-        let mut lost_since: Option<Instant> = None;
-        let mut pause = Duration::from_millis(10);
+        // resend once the session-health model says connected again (after a short pause).
+        // Lost (expired, or disconnected for longer than the session timeout: a server that
+        // is down never says "expired") means a new session, whose connect fails after the
+        // connect timeout. Never a hang.
+        let health = SessionWatch::watcher(zk);
+        let mut unknown = false;
         loop {
             // take new requests: block only when nothing is in flight or waiting
             loop {
@@ -467,15 +467,15 @@ impl ClaimLoop {
             // as many requests; waiting requests pile up meanwhile: group commit). A multi
             // that hits a claimed URL applies nothing; that URL is decided, the rest of its
             // batch goes the pipelined way below.
-            if lost_since.is_none() && p.in_flight() == 0 && todo.len() > 1 {
+            if !unknown && p.in_flight() == 0 && todo.len() > 1 {
                 let (fresh, mut rest): (Vec<_>, Vec<_>) =
                     todo.drain(..).partition(|(id, i)| self.jobs.get(id).is_some_and(|j| j.retried[*i] == 0));
                 for chunk in fresh.chunks(MULTI_BATCH) {
-                    match self.multi(zk, chunk) {
+                    match self.multi(zk, &health, chunk) {
                         Batch::Done => {}
                         Batch::Rest(r) => rest.extend(r),
                         Batch::Lost(r) => {
-                            lost_since.get_or_insert_with(Instant::now);
+                            unknown = true;
                             rest.extend(r);
                         }
                         Batch::SessionLost => return Ended::SessionLost,
@@ -483,14 +483,8 @@ impl ClaimLoop {
                 }
                 todo = rest;
             }
-            if let Some(t) = lost_since
-                && !todo.is_empty()
-            {
-                if t.elapsed() > zk.session_timeout() {
-                    return Ended::SessionLost;
-                }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(500));
+            if unknown && !todo.is_empty() && health.recover(&never::<()>(), None).is_err() {
+                return Ended::SessionLost;
             }
             for (id, i) in todo.drain(..) {
                 let Some(job) = self.jobs.get(&id) else { continue };
@@ -502,7 +496,7 @@ impl ClaimLoop {
                     Ok(()) => {
                         tags.insert(tag, (id, i));
                     }
-                    Err(e) if e.code().is_some_and(|c| c.is_session_lost()) || zk.is_dead() => {
+                    Err(e) if e.is_session_lost() || !health.may_act() => {
                         return Ended::SessionLost;
                     }
                     Err(e) => {
@@ -525,8 +519,7 @@ impl ClaimLoop {
                     continue;
                 }
                 if r.is_ok() || r.as_ref().is_err_and(|e| e.code() == Some(Code::NodeExists)) {
-                    lost_since = None;
-                    pause = Duration::from_millis(10);
+                    unknown = false;
                 }
                 let outcome = match r {
                     Ok(_) => Some(Claim::Claimed),
@@ -535,12 +528,12 @@ impl ClaimLoop {
                     Err(e) if e.code() == Some(Code::NodeExists) => {
                         Some(if job.retried[i] > 0 { Claim::Claimed } else { Claim::AlreadyClaimed })
                     }
-                    Err(e) if e.code().is_some_and(|c| c.is_session_lost()) || zk.is_dead() => {
+                    Err(e) if e.is_session_lost() || !health.may_act() => {
                         return Ended::SessionLost;
                     }
                     Err(e) if e.is_outcome_unknown() => {
                         job.retried[i] += 1;
-                        lost_since.get_or_insert_with(Instant::now);
+                        unknown = true;
                         todo.push((id, i));
                         None
                     }

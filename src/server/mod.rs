@@ -382,6 +382,7 @@ impl Ensemble {
     /// started with `die_with_parent` stays in our process group.) Members not running are
     /// left out of the state.
     pub fn detach(mut self) -> State {
+        let temporary = self.tmp.is_some();
         if let Some(t) = self.tmp.take() {
             let _ = t.keep();
         }
@@ -395,7 +396,7 @@ impl Ensemble {
                 Some(MemberState { pid: r.detach(), client_port: m.client_port, dir: m.dir })
             })
             .collect();
-        State { base_dir: self.base_dir.clone(), members }
+        State { base_dir: self.base_dir.clone(), temporary, members }
     }
 }
 

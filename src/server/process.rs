@@ -194,7 +194,7 @@ impl Running {
     pub(crate) fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
         if self.is_alive() {
             // The pid cannot have been reused: the JVM is our child and not yet reaped.
-            if let Err(e) = send_signal(self.pid(), "TERM") {
+            if let Err(e) = crate::util::send_signal(self.pid(), nix::sys::signal::Signal::SIGTERM) {
                 log::warn!("SIGTERM to ZooKeeper pid {}: {e}; killing it", self.pid());
                 return self.kill();
             }
@@ -247,18 +247,6 @@ pub(crate) fn is_our_process(pid: u32, needles: &[&str]) -> bool {
     };
     let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
     needles.iter().all(|n| cmdline.contains(n))
-}
-
-/// Sends `signal` (e.g. "TERM", "KILL") to `pid`. std has no kill(2) without unsafe, so
-/// this runs the shell's `kill` builtin (no dependency on procps).
-pub(crate) fn send_signal(pid: u32, signal: &str) -> io::Result<()> {
-    let status = Command::new("/bin/sh")
-        .args(["-c", "kill -s \"$1\" \"$2\"", "zkutil-kill", signal])
-        .arg(pid.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()?;
-    if status.success() { Ok(()) } else { Err(io::Error::other(format!("kill -{signal} {pid}: {status}"))) }
 }
 
 /// The main class's name, to recognise our JVMs in `/proc/<pid>/cmdline`.

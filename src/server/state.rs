@@ -3,6 +3,7 @@
 //! Format: `key=value` lines, `#` comments, e.g.
 //! ```text
 //! base_dir=/tmp/.tmpAbc123
+//! temporary=true
 //! member.0.pid=4242
 //! member.0.client_port=2181
 //! member.0.dir=/tmp/.tmpAbc123/zk0
@@ -22,6 +23,9 @@ use super::process::{self, is_our_process};
 pub struct State {
     /// The directory holding every member's directory.
     pub base_dir: PathBuf,
+    /// `base_dir` is a temporary directory the launcher made: `server stop` removes it
+    /// (false for a `--data-dir` the user gave, and for state files written before this key).
+    pub temporary: bool,
     /// One entry per member, in member order.
     pub members: Vec<MemberState>,
 }
@@ -72,6 +76,7 @@ impl State {
     pub fn to_text(&self) -> String {
         let mut s = String::from("# zkutil server state\n");
         s.push_str(&format!("base_dir={}\n", self.base_dir.display()));
+        s.push_str(&format!("temporary={}\n", self.temporary));
         for (i, m) in self.members.iter().enumerate() {
             s.push_str(&format!("member.{i}.pid={}\n", m.pid));
             s.push_str(&format!("member.{i}.client_port={}\n", m.client_port));
@@ -84,6 +89,7 @@ impl State {
     pub fn from_text(text: &str, path: &Path) -> Result<State, Error> {
         let bad = |why: String| Error::State { path: path.to_path_buf(), why };
         let mut base_dir = None;
+        let mut temporary = false;
         // Per member index: (pid, client_port, dir) as far as seen.
         type Partial = (Option<u32>, Option<u16>, Option<PathBuf>);
         let mut members: BTreeMap<usize, Partial> = BTreeMap::new();
@@ -96,6 +102,10 @@ impl State {
                 line.split_once('=').ok_or_else(|| bad(format!("line {}: expected key=value", n + 1)))?;
             if key == "base_dir" {
                 base_dir = Some(PathBuf::from(value));
+                continue;
+            }
+            if key == "temporary" {
+                temporary = value == "true";
                 continue;
             }
             let mut parts = key.splitn(3, '.');
@@ -126,13 +136,13 @@ impl State {
         if out.is_empty() {
             return Err(bad("no members".into()));
         }
-        Ok(State { base_dir, members: out })
+        Ok(State { base_dir, temporary, members: out })
     }
 
     /// Writes the state file (creating its directory), atomically via a rename.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
         let text = self.to_text();
-        if text.lines().count() != 2 + 3 * self.members.len() {
+        if text.lines().count() != 3 + 3 * self.members.len() {
             return Err(Error::State { path: path.to_path_buf(), why: "a path contains a newline".into() });
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -178,14 +188,14 @@ pub fn stop_detached(state: &State, grace: Duration) -> Result<(), Error> {
     let alive: Vec<&MemberState> = state.members.iter().filter(|m| member_alive(m)).collect();
     for m in &alive {
         // Already gone between the check and now is fine.
-        let _ = process::send_signal(m.pid, "TERM");
+        let _ = crate::util::send_signal(m.pid, nix::sys::signal::Signal::SIGTERM);
     }
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline && alive.iter().any(|m| member_alive(m)) {
         std::thread::sleep(Duration::from_millis(20));
     }
     for m in alive.iter().filter(|m| member_alive(m)) {
-        let _ = process::send_signal(m.pid, "KILL");
+        let _ = crate::util::send_signal(m.pid, nix::sys::signal::Signal::SIGKILL);
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline && alive.iter().any(|m| member_alive(m)) {

@@ -208,6 +208,7 @@ fn bad_node_count_is_an_error() {
 fn state_text_round_trip_and_errors() {
     let s = State {
         base_dir: PathBuf::from("/tmp/a b"),
+        temporary: true,
         members: vec![
             MemberState { pid: 1, client_port: 2181, dir: PathBuf::from("/tmp/a b/zk0") },
             MemberState { pid: 2, client_port: 2182, dir: PathBuf::from("/tmp/a b/zk1") },

@@ -93,7 +93,7 @@ impl Shared {
 /// A panic must never unwind into C. The caller is the C completion thread, so there is no
 /// one to resume the panic on: log it and drop the event (its Sender drops with it, so the
 /// receiver sees a disconnect instead of hanging).
-fn guard(what: &'static str, f: impl FnOnce()) {
+pub(super) fn guard(what: &'static str, f: impl FnOnce()) {
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
         log::error!(target: "zookeeper", "panic in {what} callback; event dropped");
     }

@@ -51,8 +51,8 @@ impl ConnectOptions {
 /// A ZooKeeper session. Share it across threads behind an `Arc` (or by reference).
 pub struct ZooKeeper {
     zh: NonNull<sys::zhandle_t>,
-    shared: Arc<Shared>, // what the C callbacks see; must outlive `zh` (see Drop)
-    acl: Vec<Acl>,       // default ACL of the nodes this client creates
+    pub(super) shared: Arc<Shared>, // what the C callbacks see; must outlive `zh` (see Drop)
+    pub(super) acl: Vec<Acl>,       // default ACL of the nodes this client creates
     options: ConnectOptions,
 }
 
@@ -103,11 +103,11 @@ fn init_c_logging() {
     });
 }
 
-fn cstr(path: &str) -> Result<CString> {
+pub(super) fn cstr(path: &str) -> Result<CString> {
     CString::new(path).map_err(|_| Error::InvalidPath { path: path.into(), reason: "contains a NUL character" })
 }
 
-fn raw_mode(mode: CreateMode) -> c_int {
+pub(super) fn raw_mode(mode: CreateMode) -> c_int {
     // SAFETY: the ZOO_* create-mode statics are initialised constants of the C library.
     unsafe {
         match mode {
@@ -122,7 +122,7 @@ fn raw_mode(mode: CreateMode) -> c_int {
     }
 }
 
-fn stat_from(s: &sys::Stat) -> Stat {
+pub(super) fn stat_from(s: &sys::Stat) -> Stat {
     Stat {
         czxid: s.czxid,
         mzxid: s.mzxid,
@@ -138,7 +138,7 @@ fn stat_from(s: &sys::Stat) -> Stat {
     }
 }
 
-fn zero_stat() -> sys::Stat {
+pub(super) fn zero_stat() -> sys::Stat {
     sys::Stat {
         czxid: 0,
         mzxid: 0,
@@ -156,13 +156,13 @@ fn zero_stat() -> sys::Stat {
 
 /// An ACL list laid out for C. The strings and entries live on the heap, so the
 /// `ACL_vector` stays valid when this value moves.
-struct CAcl {
+pub(super) struct CAcl {
     _strings: Vec<CString>,
     entries: Vec<sys::ACL>,
 }
 
 impl CAcl {
-    fn new(acl: &[Acl]) -> Result<CAcl> {
+    pub(super) fn new(acl: &[Acl]) -> Result<CAcl> {
         let bad = |_| Error::Zk { code: Code::InvalidAcl, path: None };
         let mut strings = Vec::with_capacity(acl.len() * 2);
         let mut entries = Vec::with_capacity(acl.len());
@@ -180,7 +180,7 @@ impl CAcl {
         Ok(CAcl { _strings: strings, entries })
     }
 
-    fn vector(&mut self) -> sys::ACL_vector {
+    pub(super) fn vector(&mut self) -> sys::ACL_vector {
         sys::ACL_vector { count: self.entries.len() as i32, data: self.entries.as_mut_ptr() }
     }
 }
@@ -326,7 +326,7 @@ impl ZooKeeper {
         &self.options
     }
 
-    fn zh(&self) -> *mut sys::zhandle_t {
+    pub(super) fn zh(&self) -> *mut sys::zhandle_t {
         self.zh.as_ptr()
     }
 
@@ -363,48 +363,6 @@ impl ZooKeeper {
     pub fn session_events(&self) -> Receiver<SessionEvent> {
         let (tx, rx) = unbounded();
         self.shared.subscribe(tx);
-        rx
-    }
-
-    /// A receiver that disconnects once the session is lost: expired, authentication
-    /// failed, or disconnected for longer than the session timeout (by then the server has
-    /// expired it, or will, and ephemeral nodes are gone or going; Curator calls this LOST).
-    /// Long waits `select!` on it so they never hang on a dead ZooKeeper.
-    pub fn session_lost(&self) -> Receiver<()> {
-        let (tx, rx) = bounded::<()>(0);
-        let events = self.session_events();
-        if self.is_dead() {
-            return rx; // `tx` drops here: already lost
-        }
-        let timeout = self.session_timeout();
-        let mut disconnected_since = match self.state() {
-            Some(SessionEvent::Connecting) => Some(Instant::now()),
-            _ => None,
-        };
-        std::thread::Builder::new()
-            .name("zk-session-lost".into())
-            .spawn(move || {
-                let _tx = tx; // dropped when this thread ends: that is the signal
-                loop {
-                    let ev = match disconnected_since {
-                        Some(t) => match events.recv_deadline(t + timeout) {
-                            Ok(ev) => ev,
-                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => return,
-                            Err(_) => return, // client dropped
-                        },
-                        None => match events.recv() {
-                            Ok(ev) => ev,
-                            Err(_) => return,
-                        },
-                    };
-                    match ev {
-                        SessionEvent::Connecting => disconnected_since = disconnected_since.or(Some(Instant::now())),
-                        SessionEvent::Connected | SessionEvent::ConnectedReadOnly => disconnected_since = None,
-                        SessionEvent::Expired | SessionEvent::AuthFailed => return,
-                    }
-                }
-            })
-            .expect("spawn session watcher");
         rx
     }
 
@@ -472,54 +430,13 @@ impl ZooKeeper {
         Ok(())
     }
 
-    /// Deletes `path` and its subtree. Every node is first simply deleted (pipelined, a batch
-    /// at a time); only the ones that turn out to have children are listed, their children
+    /// Deletes `path` and its subtree, pipelined ([`super::traverse::delete_tree`]). Every
+    /// node is first simply deleted; only the ones that turn out to have children are listed, their children
     /// cleared the same way, and they are deleted again. Leaves, most of any big tree, thus
     /// cost one pipelined delete and no listing. Nodes deleted by someone else meanwhile are
     /// fine; a node that keeps getting new children fails after 10 rounds.
     pub fn delete_tree(&self, path: &str) -> Result<()> {
-        validate_path(path, false)?;
-        if path == "/" {
-            return Err(Error::InvalidPath { path: "/".into(), reason: "refusing to delete the root" });
-        }
-        // Batches still to delete, each with how often its nodes were found non-empty. Last in,
-        // first out: a batch's children are gone before the batch is tried again.
-        let mut todo: Vec<(Vec<String>, u32)> = vec![(vec![path.to_string()], 0)];
-        while let Some((batch, rounds)) = todo.pop() {
-            let mut full = Vec::new();
-            for (r, p) in self.delete_many(batch.iter().map(String::as_str), 1000).into_iter().zip(batch) {
-                match r {
-                    Ok(()) => {}
-                    Err(e) if e.code() == Some(Code::NoNode) => {}
-                    Err(e) if e.code() == Some(Code::NotEmpty) => full.push(p),
-                    Err(e) => {
-                        return Err(match e {
-                            Error::Zk { code, .. } => Error::Zk { code, path: Some(p) },
-                            e => e,
-                        });
-                    }
-                }
-            }
-            if full.is_empty() {
-                continue;
-            }
-            if rounds >= 10 {
-                return Err(Error::Zk { code: Code::NotEmpty, path: Some(full.swap_remove(0)) });
-            }
-            let mut kids = Vec::new();
-            for p in &full {
-                match self.children(p) {
-                    Ok(k) => kids.extend(k.iter().map(|k| super::types::join(p, k))),
-                    Err(e) if e.code() == Some(Code::NoNode) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            todo.push((full, rounds + 1));
-            if !kids.is_empty() {
-                todo.push((kids, 0));
-            }
-        }
-        Ok(())
+        super::traverse::delete_tree(self, path, super::traverse::DEFAULT_WINDOW).map(|_| ())
     }
 
     /// Reads a node's data and Stat.

@@ -25,6 +25,9 @@ pub enum Error {
     InvalidPath { path: String, reason: &'static str },
     /// The request would exceed ZooKeeper's packet limit (jute.maxbuffer); nothing was sent.
     TooLarge { path: String, size: usize, limit: usize },
+    /// The session is lost, as the session-health model decided (`zk::health`): expired,
+    /// or silent past the caller's grace. The one error every recipe reports for it.
+    SessionLost(super::health::Lost),
 }
 
 /// Shorthand used by the whole zk layer.
@@ -42,6 +45,12 @@ impl Error {
     /// True when the outcome of the call is unknown: it may or may not have been applied.
     pub fn is_outcome_unknown(&self) -> bool {
         matches!(self.code(), Some(c) if c.is_outcome_unknown())
+    }
+
+    /// True when the session is gone (or must be given up): expired, closed, authentication
+    /// failed, or lost per the session-health model. A new session is needed.
+    pub fn is_session_lost(&self) -> bool {
+        matches!(self, Error::SessionLost(_)) || self.code().is_some_and(Code::is_session_lost)
     }
 
     pub(crate) fn zk(rc: c_int, path: &str) -> Error {
@@ -64,6 +73,7 @@ impl fmt::Display for Error {
             ),
             Error::BadHosts { hosts, why } => write!(f, "bad connect string {hosts:?}: {why}"),
             Error::InvalidPath { path, reason } => write!(f, "invalid path {path:?}: {reason}"),
+            Error::SessionLost(why) => write!(f, "{why}"),
             Error::TooLarge { path, size, limit } => write!(
                 f,
                 "{path}: {size} bytes of data exceed ZooKeeper's limit of {limit} bytes for \

@@ -9,11 +9,16 @@
 mod callbacks;
 mod client;
 mod error;
+pub mod health;
+mod pipeline;
 mod sys;
+pub mod traverse;
 mod types;
 mod watch;
 
 pub use client::{ConnectOptions, Op, OpResult, Pipeline, Reply, ZooKeeper};
 pub use error::{Code, Error, Result};
+pub use health::{Halt, Health, Lost, SessionWatch};
+pub use pipeline::{Answer, Requests};
 pub use types::{Acl, CreateMode, MAX_PACKET, Stat, join, parent, perms, sequence_of, validate_path};
 pub use watch::{EventKind, SessionEvent, WatchEvent};

@@ -295,7 +295,8 @@ fn session_expiry_is_detected_and_reported() {
 fn a_dead_server_fails_calls_fast_and_loses_the_session() {
     let mut server = t!(zkutil::server::Ensemble::standalone());
     let zk = t!(ZooKeeper::connect(&server.connect_string(), Duration::from_secs(2)));
-    let lost = zk.session_lost();
+    let health = zkutil::zk::SessionWatch::watcher(&zk);
+    let lost = health.lost();
     t!(server.kill(0));
     // outcome-unknown errors, at once, not a hang
     let err = zk.get("/").unwrap_err();

@@ -21,7 +21,7 @@ fn script(log: &Path, id: &str) -> String {
     let log = log.display();
     format!(
         "echo start {id} >> {log}; trap 'echo term {id} >> {log}; exit 0' TERM; \
-         while kill -0 $PPID 2>/dev/null; do sleep 0.05; done"
+         while kill -0 $PPID; do sleep 0.05; done 2>/dev/null"
     )
 }
 
@@ -256,17 +256,18 @@ fn bad_input() {
     // no CMD, no PATH: usage errors
     assert_eq!(run(&["election", "run", &path]).status.code(), Some(2));
     assert_eq!(run(&["election", "leader"]).status.code(), Some(2));
-    let e = fails(&["election", "run", "no-slash", "--", "true"]);
-    assert!(e.contains("election no-slash"), "{e}");
-    let e = fails(&["election", "run", "--id", "", &path, "--", "true"]);
+    let e = usage_fails(&["election", "run", "no-slash", "--", "true"]);
+    assert!(e.contains("\"no-slash\""), "{e}");
+    let e = usage_fails(&["election", "run", "--id", "", &path, "--", "true"]);
     assert!(e.contains("--id"), "{e}");
     let e = fails(&["election", "leader", &format!("{root}/missing")]);
     assert!(e.contains("no such election"), "{e}");
-    let e = fails(&["election", "leader", "bad//path"]);
-    assert!(e.starts_with("zkutil: election bad//path"), "{e}");
-    // a CMD that cannot start: exit 1, and the candidacy is withdrawn
-    let e = fails(&["election", "run", &path, "--", "/nonexistent/cmd"]);
-    assert!(e.contains("/nonexistent/cmd"), "{e}");
+    let e = usage_fails(&["election", "leader", "bad//path"]);
+    assert!(e.contains("\"bad//path\""), "{e}");
+    // a CMD that cannot start: exit 127 before campaigning
+    let o = run(&["election", "run", &path, "--", "/nonexistent/cmd"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/nonexistent/cmd"), "{}", stderr(&o));
     assert_eq!(n_candidates(&connect(), &path), 0);
     // a dead ZooKeeper: a clear error within the connect timeout, no hang
     let o = zkutil(&["--connect-timeout", "1s", "election", "run", &path, "--", "true"])

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::never;
@@ -196,8 +195,9 @@ fn lock_passes_the_exit_code_and_the_streams() {
     assert_eq!(ok(&["lock", "--read", &path, "--", "echo", "hi"]), "hi\n");
     let o = run(&["lock", &path, "--", "sh", "-c", "kill -TERM $$"]);
     assert_eq!(o.status.code(), Some(128 + 15));
-    let err = fails(&["lock", &path, "--", "/no/such/command"]);
-    assert!(err.contains("/no/such/command"), "{err}");
+    let o = run(&["lock", &path, "--", "/no/such/command"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/no/such/command"), "{}", stderr(&o));
     assert!(children_of(&connect(), &path).is_empty());
 }
 
@@ -208,7 +208,7 @@ fn lock_timeout_gives_up_and_leaves_no_node() {
     let zk = connect();
     let lock = t!(Lock::new(&zk, &path, Mode::Exclusive));
     let held = t!(lock.acquire(None, &never(), |_| {}));
-    let err = fails(&["lock", "--timeout", "300ms", &path, "--", "echo", "never"]);
+    let err = conflict_fails(&["lock", "--timeout", "300ms", &path, "--", "echo", "never"]);
     assert!(err.contains("not acquired within 300ms"), "{err}");
     assert_eq!(children_of(&zk, &path), [held.contender().node.rsplit('/').next().unwrap()]);
     drop(held);
@@ -340,14 +340,14 @@ fn foreign_contenders_count_by_their_sequence() {
     t!(zkutil::recipes::lock::create_containers(&zk, &path));
     // kazoo's Lock names its nodes `<uuid>__lock__<seq>`: a writer to zkutil
     let kazoo = t!(zk.create(&format!("{path}/0a1b2c3d__lock__"), b"", zkutil::zk::CreateMode::EphemeralSequential));
-    let err = fails(&["lock", "--timeout", "300ms", "--read", &path, "--", "true"]);
+    let err = conflict_fails(&["lock", "--timeout", "300ms", "--read", &path, "--", "true"]);
     assert!(err.contains("not acquired"), "{err}");
     t!(zk.delete(&kazoo, None));
     // a foreign reader (Curator's read lock) does not block a zkutil reader, but blocks a writer
     let curator_reader =
         t!(zk.create(&format!("{path}/_c_x-__READ__"), b"", zkutil::zk::CreateMode::EphemeralSequential));
     assert_eq!(ok(&["lock", "--timeout", "10s", "--read", &path, "--", "echo", "shared"]), "shared\n");
-    fails(&["lock", "--timeout", "300ms", &path, "--", "true"]);
+    conflict_fails(&["lock", "--timeout", "300ms", &path, "--", "true"]);
     t!(zk.delete(&curator_reader, None));
     assert_eq!(ok(&["lock", "--timeout", "10s", &path, "--", "echo", "alone"]), "alone\n");
     assert!(children_of(&zk, &path).is_empty());
@@ -371,51 +371,6 @@ fn a_holder_cut_off_from_zookeeper_gives_the_lock_up() {
     assert!(err.contains("lost the lock"), "{err}");
 }
 
-/// A TCP proxy to a server that can cut the line without closing it: after `cut`, bytes
-/// in both directions are swallowed and new connections go nowhere, as in a network
-/// partition (the client only notices by its receive timeout, 2/3 of the session timeout).
-pub struct Proxy {
-    pub addr: String,
-    cut: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Proxy {
-    pub fn to(upstream: &str) -> Proxy {
-        use std::net::{TcpListener, TcpStream};
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let listener = t!(TcpListener::bind("127.0.0.1:0"));
-        let addr = t!(listener.local_addr()).to_string();
-        let cut = Arc::new(AtomicBool::new(false));
-        let upstream = upstream.split(',').next().unwrap().to_string();
-        let c = cut.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming().map_while(Result::ok) {
-                let Ok(server) = TcpStream::connect(&upstream) else { continue };
-                let pipe = |mut from: TcpStream, mut to: TcpStream, cut: Arc<AtomicBool>| {
-                    std::thread::spawn(move || {
-                        use std::io::Read;
-                        let mut buf = [0u8; 16384];
-                        while let Ok(n @ 1..) = from.read(&mut buf) {
-                            if !cut.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                        // keep `to` open: a partition closes nothing
-                        std::mem::forget(to);
-                    });
-                };
-                pipe(t!(client.try_clone()), t!(server.try_clone()), c.clone());
-                pipe(server, client, c.clone());
-            }
-        });
-        Proxy { addr, cut }
-    }
-
-    pub fn cut(&self) {
-        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn a_holder_cut_off_from_zookeeper_stops_before_the_next_holder_starts() {
     // A partition: the holder hears nothing; the server expires its session T after it last
@@ -428,7 +383,7 @@ fn a_holder_cut_off_from_zookeeper_stops_before_the_next_holder_starts() {
     let log_s = log.display().to_string();
     let proxy = Proxy::to(&hosts());
     let a_script = format!(
-        "trap 'echo a-term >> {log_s}; exit 0' TERM; echo a-start >> {log_s}; echo started; while :; do sleep 0.05; done"
+        "trap 'echo a-term >> {log_s}; exit 0' TERM; echo a-start >> {log_s}; echo started; while :; do sleep 0.05; done 2>/dev/null"
     );
     let a = Proc::start_on(&proxy.addr, &["--session-timeout", "6s", "lock", &path, "--", "sh", "-c", &a_script]);
     assert!(a.wait_line("started", Duration::from_secs(20)).is_some());
@@ -462,4 +417,23 @@ fn cmd_does_not_outlive_a_killed_zkutil() {
     t!(send_signal(holder.id(), Signal::SIGKILL));
     holder.wait().unwrap();
     assert!(wait_until(Duration::from_secs(5), || !alive(cmd)), "CMD {cmd} still runs after zkutil was killed");
+}
+
+#[test]
+fn a_waiter_cut_off_from_zookeeper_gives_up_at_the_holder_grace() {
+    // A lock taken on a session that was silent past T/6 could not be trusted: the waiter
+    // gives up (exit 1) instead of waiting on.
+    let root = unique_root("lock-waiter-cut");
+    let path = format!("{root}/l");
+    let zk = connect();
+    let lock = t!(Lock::new(&zk, &path, Mode::Exclusive));
+    let held = t!(lock.acquire(None, &never(), |_| {}));
+    let proxy = Proxy::to(&hosts());
+    let w = Proc::start_on(&proxy.addr, &["--session-timeout", "3s", "lock", &path, "--", "true"]);
+    assert!(wait_until(Duration::from_secs(20), || children_of(&zk, &path).len() == 2));
+    proxy.cut();
+    let (code, _, err) = w.finish_within(Duration::from_secs(20));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no connection to ZooKeeper"), "{err}");
+    t!(held.release());
 }

@@ -144,7 +144,7 @@ fn double_barrier_five_processes_enter_when_the_fifth_arrives_and_leave_together
 
     procs.push(participant(4));
     for (i, p) in procs.iter().enumerate() {
-        p.expect(&format!("entered {b} as p{i}"));
+        p.expect_err(&format!("entered {b} as p{i}"));
     }
     // four finish their work: they wait in leave for the fifth
     for p in procs.iter_mut().take(4) {
@@ -158,7 +158,7 @@ fn double_barrier_five_processes_enter_when_the_fifth_arrives_and_leave_together
     procs[4].send_line();
     procs[4].expect("done");
     for p in procs.iter_mut() {
-        p.expect(&format!("left {b}"));
+        p.expect_err(&format!("left {b}"));
         assert!(p.wait().success());
     }
     assert!(kids(&zk, &b).is_empty(), "{:?}", kids(&zk, &b));
@@ -169,7 +169,7 @@ fn double_barrier_timeout_and_ctrl_c_clean_up_at_once() {
     let root = unique_root("dbar-stop");
     let b = format!("{root}/b");
     let zk = connect();
-    let err = fails(&["barrier", "wait", &b, "--count", "3", "--id", "lonely", "--timeout", "300ms"]);
+    let err = conflict_fails(&["barrier", "wait", &b, "--count", "3", "--id", "lonely", "--timeout", "300ms"]);
     assert!(err.contains("timed out after 300ms waiting for 3 participants"), "{err}");
     assert!(kids(&zk, &b).is_empty());
 
@@ -183,11 +183,19 @@ fn double_barrier_timeout_and_ctrl_c_clean_up_at_once() {
     assert_eq!(run(&["barrier", "wait", &b, "--count", "0"]).status.code(), Some(2));
     assert_eq!(run(&["barrier", "wait", &b, "--id", "x"]).status.code(), Some(2));
     assert!(fails(&["barrier", "wait", &b, "--count", "2", "--id", "ready"]).contains("cannot be a participant id"));
-    assert!(fails(&["barrier", "wait", "nope", "--count", "2"]).contains("invalid path"));
+    assert!(usage_fails(&["barrier", "wait", "nope", "--count", "2"]).contains("invalid path"));
     // an id in use by a live participant
     let _p = spawn(&["barrier", "wait", &b, "--count", "3", "--id", "dup"]);
     assert!(wait_until(LONG, || kids(&zk, &b) == ["dup"]));
     assert!(fails(&["barrier", "wait", &b, "--count", "3", "--id", "dup"]).contains("taken by another participant"));
+}
+
+/// Runs zkutil, expects success with nothing on stdout; returns stderr (its status line).
+#[track_caller]
+fn status_line(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(o.status.success() && o.stdout.is_empty(), "{args:?}: {o:?}");
+    stderr(&o)
 }
 
 #[test]
@@ -195,22 +203,22 @@ fn single_barrier_holds_waiters_until_released() {
     let root = unique_root("sbar");
     let b = format!("{root}/gate/b");
     let zk = connect();
-    assert_eq!(ok(&["barrier", "hold", &b]), format!("barrier {b} is up\n"));
+    assert_eq!(status_line(&["barrier", "hold", &b]), format!("barrier {b} is up\n"));
     assert_eq!(t!(zk.exists(&b)).unwrap().ephemeral_owner, 0, "persistent: it outlives `hold`");
-    assert_eq!(ok(&["barrier", "hold", &b]), format!("barrier {b} was already up\n"));
+    assert_eq!(status_line(&["barrier", "hold", &b]), format!("barrier {b} was already up\n"));
     let mut waiters: Vec<Proc> = (0..3).map(|_| spawn(&["barrier", "wait", &b])).collect();
-    let err = fails(&["barrier", "wait", &b, "--timeout", "200ms"]);
+    let err = conflict_fails(&["barrier", "wait", &b, "--timeout", "200ms"]);
     assert!(err.contains("still up after 200ms"), "{err}");
     std::thread::sleep(QUIET); // negative check: nobody gets through while it is up
     for w in waiters.iter_mut() {
         assert!(w.running());
     }
-    assert_eq!(ok(&["barrier", "release", &b]), format!("barrier {b} released\n"));
+    assert_eq!(status_line(&["barrier", "release", &b]), format!("barrier {b} released\n"));
     for w in waiters.iter_mut() {
         assert!(w.wait().success());
     }
     assert!(t!(zk.exists(&b)).is_none());
-    assert_eq!(ok(&["barrier", "release", &b]), format!("barrier {b} was not up\n"));
+    assert_eq!(status_line(&["barrier", "release", &b]), format!("barrier {b} was not up\n"));
     ok(&["barrier", "wait", &b]); // not up: passes at once
 }
 
@@ -279,10 +287,10 @@ fn group_list_sees_members_join_and_a_killed_one_disappear() {
     let zk = connect();
     let watch = spawn(&["group", "list", "--watch", &g]);
     let mut a = spawn(&["group", "join", &g, "a", "--data", "127.0.0.1:8080"]);
-    a.expect(&format!("joined {g} as a"));
+    a.expect_err(&format!("joined {g} as a"));
     watch.expect("+a\t127.0.0.1:8080");
     let mut b = spawn(&["--session-timeout", "2s", "group", "join", &g, "b", "--data", "127.0.0.1:8081"]);
-    b.expect(&format!("joined {g} as b"));
+    b.expect_err(&format!("joined {g} as b"));
     watch.expect("+b\t127.0.0.1:8081");
     assert_eq!(ok(&["group", "list", &g]), "a\t127.0.0.1:8080\nb\t127.0.0.1:8081\n");
     let st = t!(zk.exists(&format!("{g}/a"))).unwrap();
@@ -314,11 +322,12 @@ fn group_join_with_cmd_lives_as_long_as_cmd_and_passes_its_code() {
     let o =
         run(&["group", "join", &g, "w1", "--data", "d", "--", "sh", "-c", script, env!("CARGO_BIN_EXE_zkutil"), &g]);
     assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
-    assert_eq!(stdout(&o), format!("joined {g} as w1\nw1\td\n"));
+    assert_eq!(stdout(&o), "w1\td\n"); // "joined" is a status line, on stderr
+    assert!(stderr(&o).contains(&format!("joined {g} as w1")), "{}", stderr(&o));
     assert!(kids(&zk, &g).is_empty());
     // SIGTERM ends the membership, then CMD
     let mut p = spawn(&["group", "join", &g, "w2", "--", "sleep", "60"]);
-    p.expect(&format!("joined {g} as w2"));
+    p.expect_err(&format!("joined {g} as w2"));
     p.signal(Signal::SIGTERM);
     assert_eq!(p.wait().code(), Some(143));
     assert!(kids(&zk, &g).is_empty());
@@ -331,7 +340,7 @@ fn group_member_rejoins_after_losing_its_session() {
     let mut cmd = zkutil(&["--session-timeout", "2s", "group", "join", "/g", "m", "--data", "x"]);
     cmd.env("ZK_HOSTS", &hosts);
     let mut p = start(cmd);
-    p.expect("joined /g as m");
+    p.expect_err("joined /g as m");
     let zk = connect_to(&hosts);
     let old = t!(zk.exists("/g/m")).unwrap().ephemeral_owner;
     drop(zk);
@@ -339,7 +348,7 @@ fn group_member_rejoins_after_losing_its_session() {
     t!(zk_server.stop(0));
     p.expect_err("is no longer a member; re-joining with a new session");
     t!(zk_server.restart(0));
-    p.expect("re-joined /g as m");
+    p.expect_err("re-joined /g as m");
     let zk = connect_to(&hosts);
     let st = t!(zk.exists("/g/m")).expect("member node back");
     assert_ne!(st.ephemeral_owner, old, "a new session");
@@ -491,7 +500,10 @@ fn double_barrier_leaver_is_not_held_by_the_next_round() {
 }
 
 #[test]
-fn barrier_waiters_give_up_when_zookeeper_is_gone_for_the_session_timeout() {
+fn barrier_participants_give_up_and_waiters_ride_through_a_lost_session() {
+    // ZooKeeper gone for longer than the session timeout: a double-barrier participant (its
+    // node is gone with the session) gives up; a single-barrier waiter is a watcher: it says
+    // so, waits again on a new session once ZooKeeper is back, and passes when released.
     let mut zk_server = t!(Ensemble::start(Options::for_tests(1)));
     let hosts = zk_server.connect_string();
     let with_hosts = |args: &[&str]| {
@@ -500,16 +512,20 @@ fn barrier_waiters_give_up_when_zookeeper_is_gone_for_the_session_timeout() {
         c
     };
     assert!(t!(with_hosts(&["barrier", "hold", "/s"]).output()).status.success());
-    let single = start(with_hosts(&["barrier", "wait", "/s"]));
-    let double = start(with_hosts(&["barrier", "wait", "/d", "--count", "2", "--id", "x"]));
+    let mut single = start(with_hosts(&["barrier", "wait", "/s"]));
+    let mut double = start(with_hosts(&["barrier", "wait", "/d", "--count", "2", "--id", "x"]));
     let zk = connect_to(&hosts);
     assert!(wait_until(LONG, || kids(&zk, "/d") == ["x"]));
     drop(zk);
     t!(zk_server.stop(0));
-    for mut p in [single, double] {
-        assert_eq!(p.wait().code(), Some(1), "a waiter must not hang on a dead ZooKeeper");
-        p.expect_err("the session was lost");
-    }
+    assert_eq!(double.wait().code(), Some(1), "a participant must not hang on a dead ZooKeeper");
+    double.expect_err("the session was lost");
+    assert!(single.child.try_wait().unwrap().is_none(), "the single-barrier waiter gave up");
+    t!(zk_server.restart(0));
+    assert!(t!(with_hosts(&["barrier", "release", "/s"]).output()).status.success());
+    assert_eq!(single.wait().code(), Some(0));
+    let line = single.expect_err("waiting again with a new session");
+    assert!(line.contains("the session was lost"), "{line}");
 }
 
 #[test]

@@ -41,12 +41,12 @@ pub fn run(g: &Global, a: &BenchCrawlArgs) -> Result<ExitCode> {
     set.prepare(&zk).context("preparing the bench crawl")?;
     let zk_run = (|| -> Result<Summary> {
         let dedupe = Dedupe::ZooKeeper(Local::default(), Claimer::start(set.clone(), g.connect_owned()?));
-        let out = Output::create(&dir.path().join("zk.txt"), CrawlFormat::Tsv)?;
+        let out = Output::open(&dir.path().join("zk.txt"), CrawlFormat::Tsv)?;
         crawl(&cfg, &dedupe, &out)
     })();
     UrlSet::reset(&zk, &name).context("removing the bench crawl")?;
     let zk_run = zk_run?;
-    let out = Output::create(&dir.path().join("mem.txt"), CrawlFormat::Tsv)?;
+    let out = Output::open(&dir.path().join("mem.txt"), CrawlFormat::Tsv)?;
     let mem_run = crawl(&cfg, &Dedupe::Memory(Local::default()), &out)?;
     if crate::util::stop_requested() {
         return Ok(crate::cmd::exit::after_stop());

@@ -56,7 +56,7 @@ pub fn run(_g: &Global, a: &BenchElectionArgs) -> Result<ExitCode> {
     // In registration order: the front leads, the next one takes over.
     let mut line: VecDeque<KvProc> = VecDeque::new();
     for _ in 0..3 {
-        line.push_back(KvProc::start(&hosts, &cluster, &timeout, None)?);
+        line.push_back(KvProc::start(&hosts, &cluster, &timeout, None, &[])?);
     }
     print_raw(&raw);
     println!("3 kv servers, session timeout {timeout}, {} runs per signal", a.runs);
@@ -83,7 +83,10 @@ pub fn run(_g: &Global, a: &BenchElectionArgs) -> Result<ExitCode> {
             }
             times.push(t.elapsed());
             drop(old);
-            line.push_back(KvProc::start(&hosts, &cluster, &timeout, None)?);
+            // A replacement copies the state first (--catch-up), as in a rolling restart:
+            // without it, once every original server is gone no live server holds the
+            // whole history, and the leader would say so instead of "leader".
+            line.push_back(KvProc::start(&hosts, &cluster, &timeout, None, &["--catch-up"])?);
         }
         let goal = if sig == "TERM" {
             "goal: median <= 50 ms".to_string()

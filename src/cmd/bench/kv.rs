@@ -34,8 +34,15 @@ pub struct KvProc {
 }
 
 impl KvProc {
-    /// Starts `zkutil kv serve` on a free port and waits until it has a role.
-    pub fn start(hosts: &str, cluster: &str, session_timeout: &str, log: Option<PathBuf>) -> Result<KvProc> {
+    /// Starts `zkutil kv serve` on a free port (with `extra` arguments) and waits until it
+    /// has a role.
+    pub fn start(
+        hosts: &str,
+        cluster: &str,
+        session_timeout: &str,
+        log: Option<PathBuf>,
+        extra: &[&str],
+    ) -> Result<KvProc> {
         let addr = format!("127.0.0.1:{}", free_port()?);
         let exe = std::env::current_exe().context("finding the zkutil binary")?;
         let stderr = match log {
@@ -45,6 +52,7 @@ impl KvProc {
         let child = Command::new(exe)
             .args(["--hosts", hosts, "--session-timeout", session_timeout, "kv", "serve", "--listen", &addr])
             .args(["--cluster", cluster])
+            .args(extra)
             .env("RUST_LOG", "warn,zookeeper=off")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -53,7 +61,7 @@ impl KvProc {
             .context("starting zkutil kv serve")?;
         let p = KvProc { child, addr };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !p.role().is_some_and(|r| r == "leader" || r.starts_with("follower")) {
+        while !p.role().is_some_and(|r| r.starts_with("leader") || r.starts_with("follower")) {
             if Instant::now() > deadline {
                 bail!("kv server {} did not start", p.addr);
             }
@@ -246,6 +254,7 @@ fn start_redis() -> Result<Option<Redis>> {
 pub fn zookeeper(tick_ms: u32) -> Result<(Ensemble, RawLimits)> {
     let zk_server = Ensemble::start(Options { die_with_parent: true, tick_ms, ..Options::default() })
         .context("starting ZooKeeper for the bench")?;
+    crate::status!("bench: started its own ZooKeeper at {} (--hosts is not used)", zk_server.connect_string());
     let zk = ZooKeeper::connect(&zk_server.connect_string(), Duration::from_secs(10))?;
     let raw = measure(&zk, 1000, 10000, 1000).context("measuring the raw limits")?;
     Ok((zk_server, raw))
@@ -262,7 +271,8 @@ pub fn run(_g: &Global, a: &BenchKvArgs) -> Result<ExitCode> {
     let (zk_server, raw) = zookeeper(2000)?;
     let hosts = zk_server.connect_string();
     let cluster = format!("bench-{}", std::process::id());
-    let servers: Vec<KvProc> = (0..3).map(|_| KvProc::start(&hosts, &cluster, "10s", None)).collect::<Result<_>>()?;
+    let servers: Vec<KvProc> =
+        (0..3).map(|_| KvProc::start(&hosts, &cluster, "10s", None, &[])).collect::<Result<_>>()?;
     let refs: Vec<&KvProc> = servers.iter().collect();
     agreed_leader(&refs, Duration::from_secs(30))?;
     let addrs: Vec<String> = servers.iter().map(|s| s.addr.clone()).collect();

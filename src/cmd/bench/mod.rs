@@ -14,6 +14,7 @@ pub mod kv;
 pub mod lock;
 pub mod queue;
 pub mod raw;
+pub mod tree;
 
 impl Run for BenchCmd {
     fn run(&self, g: &Global) -> Result<ExitCode> {
@@ -24,6 +25,7 @@ impl Run for BenchCmd {
             BenchCmd::Kv(a) => kv::run(g, a),
             BenchCmd::Election(a) => election::run(g, a),
             BenchCmd::Crawl(a) => crawl::run(g, a),
+            BenchCmd::Tree(a) => tree::run(g, a),
         }
     }
 }

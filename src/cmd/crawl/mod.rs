@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use url::Url;
 
 use super::Run;
+use super::exit::usage;
 use crate::cli::{CrawlArgs, DedupeMode, Global};
 use crate::recipes::urlset::{Claim, Claimer, UrlSet};
 
@@ -80,6 +81,24 @@ pub struct Summary {
 impl Summary {
     pub fn pages_per_s(&self) -> f64 {
         self.fetched as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// `crawl -o json`: the summary as one JSON document.
+    pub fn json(&self, name: &str) -> serde_json::Value {
+        let urls = |v: &[Url]| v.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+        serde_json::json!({
+            "name": name,
+            "fetched": self.fetched,
+            "errors": self.errors,
+            "duplicates": self.duplicates,
+            "robots": self.robots,
+            "out_of_scope": self.out_of_scope,
+            "start_claimed": urls(&self.start_claimed),
+            "start_disallowed": urls(&self.start_disallowed),
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "pages_per_s": self.pages_per_s(),
+            "interrupted": self.interrupted,
+        })
     }
 }
 
@@ -334,16 +353,21 @@ impl Run for CrawlArgs {
         let name = match (&self.name, start.first()) {
             (Some(n), _) => n.clone(),
             (None, Some(u)) => default_name(u),
-            (None, None) if self.reset => bail!("crawl --reset: give the crawl's --name (or its start URL)"),
-            (None, None) => bail!("crawl: give at least one start URL"),
+            (None, None) if self.reset => {
+                return Err(usage("crawl --reset: give the crawl's --name (or its start URL)"));
+            }
+            (None, None) => return Err(usage("crawl: give at least one start URL")),
         };
-        let set = UrlSet::new(&name, self.buckets).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+        let set = UrlSet::new(&name, self.buckets).map_err(|e| usage(format!("--name: {e}")))?;
 
         if start.is_empty() {
             // --reset alone
             let zk = g.connect()?;
+            if zk.exists(&set.root())?.is_none() {
+                bail!("crawl --reset: there is no crawl named {name} ({} does not exist)", set.root());
+            }
             UrlSet::reset(&zk, &name).with_context(|| format!("resetting crawl {name}"))?;
-            eprintln!("crawl {name}: reset ({} removed)", set.root());
+            crate::status!("crawl {name}: reset ({} removed)", set.root());
             return Ok(ExitCode::SUCCESS);
         }
 
@@ -358,8 +382,8 @@ impl Run for CrawlArgs {
                 Dedupe::ZooKeeper(Local::default(), Claimer::start(set, zk))
             }
         };
-        // created (truncated) only once ZooKeeper is ready: a failed start keeps an earlier file
-        let out = Output::create(&self.out, self.format)
+        // written (truncated) only once the first page is fetched
+        let out = Output::open(&self.out, self.format)
             .with_context(|| format!("cannot write the output file {}", self.out.display()))?;
         let cfg = Config {
             start,
@@ -370,11 +394,11 @@ impl Run for CrawlArgs {
                 timeout: self.timeout,
                 max_body: self.max_body,
                 robots: !self.ignore_robots,
-                delay: Duration::from_millis(self.delay_ms),
+                delay: self.delay_ms.map_or(self.delay, Duration::from_millis),
                 threads: self.threads as usize,
             },
             max_pages: self.max_pages,
-            progress: !self.quiet,
+            progress: !g.quiet,
         };
         let s = crawl(&cfg, &dedupe, &out)?;
         drop(dedupe); // closes the session
@@ -389,15 +413,18 @@ impl Run for CrawlArgs {
                 s.start_disallowed[0]
             );
         }
+        if g.json() {
+            crate::cmd::output::print_json(&s.json(&name))?;
+        }
         for u in &s.start_disallowed {
-            eprintln!("crawl {name}: {u} is disallowed by robots.txt (--ignore-robots fetches it)");
+            crate::status!("crawl {name}: {u} is disallowed by robots.txt (--ignore-robots fetches it)");
         }
         for u in &s.start_claimed {
-            eprintln!(
+            crate::status!(
                 "crawl {name}: {u} was already claimed (by another crawler of this name, or an earlier crawl: --reset starts over)"
             );
         }
-        eprintln!(
+        crate::status!(
             "crawl {name}: {} pages fetched, {} errors, {} duplicates skipped, {} disallowed by robots.txt, {} off-host links, {:.1} pages/s{}",
             s.fetched,
             s.errors,

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -14,14 +14,26 @@ use url::Url;
 use crate::cli::CrawlFormat;
 
 pub struct Output {
-    file: Mutex<File>,
+    path: PathBuf,
+    /// Opened at the first line: None until then.
+    file: Mutex<Option<Box<dyn Write + Send>>>,
     format: CrawlFormat,
 }
 
 impl Output {
-    /// Creates (truncates) `path`.
-    pub fn create(path: &Path, format: CrawlFormat) -> io::Result<Output> {
-        Ok(Output { file: Mutex::new(File::create(path)?), format })
+    /// Output to `path` (`-`: stdout), created (truncated) only when the first fetched page
+    /// is written: a crawl with nothing new to fetch leaves an earlier file as it was. Checks
+    /// now that the file can be written.
+    pub fn open(path: &Path, format: CrawlFormat) -> io::Result<Output> {
+        if path != Path::new("-") {
+            // writable? (without truncating: append mode creates at most an empty file)
+            let existed = path.exists();
+            std::fs::OpenOptions::new().append(true).create(true).open(path)?;
+            if !existed {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        Ok(Output { path: path.to_path_buf(), file: Mutex::new(None), format })
     }
 
     /// `depth<TAB>status<TAB>url` (or the URL alone), in one write so lines never interleave.
@@ -30,12 +42,25 @@ impl Output {
             CrawlFormat::Tsv => format!("{depth}\t{status}\t{url}\n"),
             CrawlFormat::Plain => format!("{url}\n"),
         };
-        self.file.lock().unwrap_or_else(|e| e.into_inner()).write_all(line.as_bytes())
+        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let f = match &mut *f {
+            Some(f) => f,
+            None => f.insert(if self.path == Path::new("-") {
+                Box::new(io::stdout())
+            } else {
+                Box::new(File::create(&self.path)?)
+            }),
+        };
+        f.write_all(line.as_bytes())?;
+        f.flush() // stdout is block-buffered through a pipe
     }
 
     /// Flushes (each line is already one unbuffered write; this is for the record).
     pub fn finish(&self) -> io::Result<()> {
-        self.file.lock().unwrap_or_else(|e| e.into_inner()).flush()
+        match &mut *self.file.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
     }
 }
 

@@ -19,7 +19,7 @@ impl Drop for Srv {
         if !matches!(self.child.try_wait(), Ok(None)) {
             return; // already exited and reaped
         }
-        let _ = std::process::Command::new("kill").args(["-s", "TERM", &self.child.id().to_string()]).status();
+        let _ = crate::util::send_signal(self.child.id(), nix::sys::signal::Signal::SIGTERM);
         let _ = self.child.wait();
     }
 }

@@ -12,11 +12,15 @@ use super::Run;
 use crate::cli::{DemoArgs, Global};
 use crate::server::{Ensemble, Options};
 
+mod commit;
 mod crawl;
 mod election;
 mod kv;
+mod lease;
 mod mutex;
+mod partition;
 mod queue;
+mod service;
 mod znodes;
 
 /// The demo's context: where ZooKeeper is, which binary to run, how to narrate.
@@ -49,10 +53,23 @@ impl Demo {
         c
     }
 
-    /// Shows and runs `zkutil ARGS`, its output going straight to the terminal.
+    /// Shows and runs `zkutil ARGS`, its output shown as a terminal would: `get` writes data
+    /// unchanged when stdout is not a terminal, so a missing final newline is added here.
     pub fn run(&self, args: &[&str]) -> Result<()> {
         self.show(args);
-        let status = self.command(args).status().with_context(|| format!("running zkutil {}", args.join(" ")))?;
+        let out = self
+            .command(args)
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("running zkutil {}", args.join(" ")))?;
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(&out.stdout)?;
+        if !out.stdout.is_empty() && !out.stdout.ends_with(b"\n") {
+            stdout.write_all(b"\n")?;
+        }
+        stdout.flush()?;
+        drop(stdout);
+        let status = out.status;
         std::thread::sleep(self.pause);
         if !status.success() {
             bail!("demo step `zkutil {}` failed ({status})", args.join(" "));
@@ -178,6 +195,10 @@ impl Run for DemoArgs {
         mutex::run(&demo)?;
         kv::run(&demo)?;
         election::run(&demo)?;
+        lease::run(&demo)?;
+        partition::run(&demo)?;
+        commit::run(&demo)?;
+        service::run(&demo)?;
         crawl::run(&demo)?;
         println!(
             "\nTwo more need a terminal of their own, so try them against your ZooKeeper:\n  \

@@ -9,6 +9,11 @@
 //!
 //! Threads: an acceptor; one thread per connection (at most `--max-clients`); on the
 //! leader, a sender and an ack reader per replica; the main thread runs the election.
+//!
+//! No lock is ever held across network I/O: a guard taken in a `match` scrutinee would
+//! live until the end of the match (and its socket writes), hence these lints.
+
+#![warn(clippy::significant_drop_in_scrutinee, clippy::significant_drop_tightening)]
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -34,17 +39,27 @@ use store::{Op, Role, Store, WriteError};
 /// The prefix of every election node.
 pub const PREFIX: &str = "server_";
 
-const TIMEOUT_TEXT: &str = "timed out waiting for every live replica to acknowledge (the write may or may not persist)";
+/// The reply to a write that was applied but whose acks did not all come in time.
+pub const TIMEOUT_TEXT: &str =
+    "outcome unknown: timed out waiting for every live replica to acknowledge (the write may or may not persist)";
+/// The reply to a write that was applied by a leader that lost its leadership before
+/// every ack came.
+pub const LOST_TEXT: &str = "outcome unknown: the leader lost its leadership before every replica acknowledged (the write may or may not persist)";
 
 /// The ZooKeeper directory of a cluster's election.
 pub fn election_dir(cluster: &str) -> String {
     format!("/kv/{cluster}/election")
 }
 
+/// The znode holding the term of the last leader that took writes.
+pub fn history_path(cluster: &str) -> String {
+    format!("/kv/{cluster}/history")
+}
+
 /// One server: what every thread shares.
 pub struct Node {
     pub store: Store,
-    /// Our client (and peer) address, as registered in the election node.
+    /// Our client (and peer) address as others reach it: registered in the election node.
     pub addr: String,
     pub secret: peer::Secret,
     pub catch_up: bool,
@@ -64,30 +79,39 @@ impl Node {
     }
 
     /// A client's PUT or DEL: applied here when we lead, forwarded to the leader otherwise.
-    /// Waits (up to the write timeout) for a leader while there is none, and retries on
-    /// the new leader when the old one goes away mid-request. Ok(existed) once acknowledged.
-    pub fn submit(&self, op: Op) -> Result<bool, String> {
+    /// Waits (up to the write timeout) for a leader while there is none, and tries the new
+    /// leader when the old one did not apply it. Never retries a write that may have been
+    /// applied: that is `ERR outcome unknown: ...`. Ok(PUT: existed 0/1, DEL: removed).
+    pub fn submit(&self, op: Op) -> Result<u64, String> {
         let deadline = Instant::now() + self.write_timeout;
         loop {
-            let (role, writable, epoch) = {
+            let (role, writable, attached, epoch) = {
                 let st = self.store.st();
-                (st.role.clone(), st.writable, st.epoch)
+                (st.role.clone(), st.writable, st.attached, st.epoch)
             };
-            let left = deadline.saturating_duration_since(Instant::now());
             let cut_off = matches!(role, Role::Leader { .. }) && !writable;
             match role {
-                Role::Leader { .. } if writable => match self.store.write(op.clone(), left) {
-                    Ok((existed, n)) => {
-                        if self.store.write_log_due() {
-                            let key = String::from_utf8_lossy(op.key());
-                            info!("{} {key}: replicated to {n} replica{}", op.verb(), if n == 1 { "" } else { "s" });
-                        }
-                        return Ok(existed);
+                Role::Leader { .. } if writable => {
+                    // Err: not applied; wait for the next role.
+                    if let Ok(a) = self.store.append(op.clone()) {
+                        return match self.store.wait_acked(a.seq, a.epoch, deadline) {
+                            Ok(n) => {
+                                if self.store.write_log_due() {
+                                    let key = String::from_utf8_lossy(op.key());
+                                    info!(
+                                        "{} {key}: replicated to {n} replica{}",
+                                        op.verb(),
+                                        if n == 1 { "" } else { "s" }
+                                    );
+                                }
+                                Ok(a.count)
+                            }
+                            Err(WriteError::Timeout) => Err(TIMEOUT_TEXT.into()),
+                            Err(_) => Err(LOST_TEXT.into()),
+                        };
                     }
-                    Err(WriteError::Timeout) => return Err(TIMEOUT_TEXT.into()),
-                    Err(WriteError::NotLeader) => {}
-                },
-                Role::Follower { addr, leader, .. } => {
+                }
+                Role::Follower { addr, leader, term } if attached == Some(term) => {
                     if self.store.write_log_due() {
                         info!(
                             "forwarding {} {} to leader {leader} at {addr}",
@@ -95,25 +119,31 @@ impl Node {
                             String::from_utf8_lossy(op.key())
                         );
                     }
-                    match self.forward.call(self, &addr, &op) {
-                        Ok(forward::Reply::Ok(existed)) => return Ok(existed),
-                        Ok(forward::Reply::Err(why)) => return Err(why),
-                        Ok(forward::Reply::NotLeader) | Err(_) => {} // wait for the election to tell us more
+                    match self.forward.call(self, &addr, &op, deadline) {
+                        forward::Reply::Ok(n) => return Ok(n),
+                        forward::Reply::Unknown(why) => {
+                            return Err(if why.starts_with("outcome unknown") {
+                                why
+                            } else {
+                                format!("outcome unknown: {why} (the write may or may not persist)")
+                            });
+                        }
+                        forward::Reply::NotApplied(_) => {} // wait for the election to tell us more
                     }
                 }
                 Role::Stopping => return Err("the server is shutting down".into()),
-                Role::Leader { .. } | Role::Electing => {}
+                Role::Leader { .. } | Role::Follower { .. } | Role::Electing => {}
             }
             if Instant::now() >= deadline {
                 if cut_off {
-                    return Err("this leader lost its connection to ZooKeeper: no writes until it is back".into());
+                    return Err("this leader is not taking writes (syncing, or no connection to ZooKeeper)".into());
                 }
                 return Err("no leader could take the write (election in progress?)".into());
             }
-            // Wait for a change of role (a new leader), but retry a forward at least every
-            // 50 ms: the follower may learn of a new leader later than the leader itself.
+            // Wait for a change of role (a new leader, an attached stream), but retry a
+            // forward at least every 50 ms: we may learn of a new leader after it does.
             let st = self.store.st();
-            if st.epoch == epoch {
+            if st.epoch == epoch && st.attached == attached {
                 let wait = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(50));
                 let _ = self.store.role_changed.wait_timeout(st, wait);
             }
@@ -144,12 +174,25 @@ fn serve(g: &Global, a: &KvServeArgs) -> Result<ExitCode> {
             Some(s)
         }
     };
+    let advertise = match &a.advertise {
+        Some(ad) => ad.clone(),
+        None if a.listen.ip().is_unspecified() => {
+            // A usage error, found before anything is opened: exit 2 like clap's.
+            eprintln!(
+                "zkutil: --listen {}: other servers cannot reach an unspecified address; give --advertise HOST:PORT",
+                a.listen
+            );
+            std::process::exit(2);
+        }
+        None => String::new(),
+    };
     let stop = crate::util::shutdown(); // handle Ctrl-C / SIGTERM from here on
     let listener = std::net::TcpListener::bind(a.listen).with_context(|| format!("listening on {}", a.listen))?;
-    let addr = listener.local_addr().context("reading the listening address")?.to_string();
+    let local = listener.local_addr().context("reading the listening address")?.to_string();
+    let addr = if advertise.is_empty() { local } else { advertise };
     let zk = g.connect_owned().context("connecting to ZooKeeper")?;
     let node = Arc::new(Node {
-        store: Store::new(!a.catch_up),
+        store: Store::new(a.catch_up, usize::try_from(a.log_bytes).unwrap_or(usize::MAX)),
         addr: addr.clone(),
         secret: peer::Secret::new(secret),
         catch_up: a.catch_up,
@@ -159,7 +202,7 @@ fn serve(g: &Global, a: &KvServeArgs) -> Result<ExitCode> {
     });
     server::spawn_acceptor(node.clone(), listener, a.max_clients, a.request_timeout)
         .context("starting the acceptor")?;
-    info!("listening on {addr} (cluster {})", a.cluster);
-    cluster::run(&node, g, &election_dir(&a.cluster), zk, &stop)?;
+    info!("listening on {} as {addr} (cluster {})", a.listen, a.cluster);
+    cluster::run(&node, g, &a.cluster, zk, &stop)?;
     Ok(after_stop())
 }

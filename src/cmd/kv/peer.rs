@@ -1,10 +1,16 @@
-//! Connections between servers (replication streams and forwarded writes): RESP arrays on
-//! the client port, opened by `PEER` and a challenge-response.
+//! Connections between servers (replication streams, probes, fetches and forwarded
+//! writes): RESP arrays on the client port, opened by `PEER` and a mutual
+//! challenge-response.
 //!
-//! Authentication: the accepting server sends a random nonce; the connecting one answers
-//! HMAC-SHA256(secret, nonce), checked in constant time. The secret never crosses the wire,
-//! and a recorded answer is useless for the next nonce. Without `--secret-file`, peers are
-//! accepted only from loopback addresses (and any answer passes).
+//! Authentication, both ways: the connecting server sends `PEER cnonce`; the accepting one
+//! answers `CHALLENGE snonce proof`, proof = HMAC-SHA256(secret, "server" context, cnonce),
+//! which the connecting one checks before it says anything else; it then answers
+//! `AUTH HMAC-SHA256(secret, "client" context, snonce)`, checked in constant time. The
+//! two contexts differ, so a proof cannot be reflected back; the secret never crosses the
+//! wire, and a recorded answer is useless for the next nonce. A server without the secret
+//! learns nothing (it never gets a snapshot or a write) and cannot pose as a replica or a
+//! leader. Without `--secret-file`, peers are accepted only from loopback addresses (and
+//! any answer passes).
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -17,7 +23,8 @@ use super::protocol::{Frame, FrameError, read_frame, write_array};
 
 type HmacSha256 = Hmac<Sha256>;
 
-const CONTEXT: &[u8] = b"zkutil-kv-peer-v1";
+const CLIENT: &[u8] = b"zkutil-kv-peer-v2 client";
+const SERVER: &[u8] = b"zkutil-kv-peer-v2 server";
 
 /// The shared secret, if any.
 #[derive(Clone, Default)]
@@ -34,21 +41,21 @@ impl Secret {
         Secret(s)
     }
 
-    fn mac(&self, nonce: &[u8]) -> Option<HmacSha256> {
+    fn mac(&self, ctx: &[u8], nonce: &[u8]) -> Option<HmacSha256> {
         let key = self.0.as_ref()?;
         let mut m = HmacSha256::new_from_slice(key).ok()?; // HMAC takes keys of any length
-        m.update(CONTEXT);
+        m.update(ctx);
         m.update(nonce);
         Some(m)
     }
 
-    fn answer(&self, nonce: &[u8]) -> Vec<u8> {
-        self.mac(nonce).map(|m| hex(&m.finalize().into_bytes())).unwrap_or_default()
+    fn answer(&self, ctx: &[u8], nonce: &[u8]) -> Vec<u8> {
+        self.mac(ctx, nonce).map(|m| hex(&m.finalize().into_bytes())).unwrap_or_default()
     }
 
     /// Constant-time check of an answer.
-    fn check(&self, nonce: &[u8], answer: &[u8]) -> bool {
-        let Some(m) = self.mac(nonce) else { return true };
+    fn check(&self, ctx: &[u8], nonce: &[u8], answer: &[u8]) -> bool {
+        let Some(m) = self.mac(ctx, nonce) else { return true };
         let Some(bytes) = unhex(answer) else { return false };
         m.verify_slice(&bytes).is_ok()
     }
@@ -115,25 +122,38 @@ impl From<FrameError> for PeerError {
 }
 
 impl Peer {
-    /// Connects to `addr` and authenticates.
+    /// Connects to `addr` and authenticates both ways. The socket keeps `timeout` as its
+    /// read and write timeout (see [`Peer::set_timeouts`]).
     pub fn connect(addr: &str, secret: &Secret, timeout: Duration) -> Result<Peer, PeerError> {
         let sa = addr.to_socket_addrs()?.next().ok_or_else(|| PeerError::Refused(format!("{addr}: no address")))?;
         let s = TcpStream::connect_timeout(&sa, timeout)?;
         s.set_nodelay(true)?;
-        s.set_read_timeout(Some(timeout))?;
         let mut p =
             Peer { r: BufReader::with_capacity(64 * 1024, s.try_clone()?), w: BufWriter::with_capacity(64 * 1024, s) };
-        let nonce = p.call(&[b"PEER"])?;
-        match nonce.first().map(|v| &v[..]) {
-            Some(b"CHALLENGE") if nonce.len() == 2 => {}
-            _ => return Err(refusal(&nonce)),
+        p.set_timeouts(timeout)?;
+        let mine = nonce()?;
+        let ch = p.call(&[b"PEER", &mine])?;
+        match &ch[..] {
+            [c, theirs, proof] if c == b"CHALLENGE" => {
+                if !secret.check(SERVER, &mine, proof) {
+                    return Err(PeerError::Refused(format!(
+                        "{addr}: authentication failed (it does not know our secret)"
+                    )));
+                }
+                let ok = p.call(&[b"AUTH", &secret.answer(CLIENT, theirs)])?;
+                if ok.first().map(|v| &v[..]) != Some(b"OK") {
+                    return Err(refusal(&ok));
+                }
+            }
+            _ => return Err(refusal(&ch)),
         }
-        let ok = p.call(&[b"AUTH", &secret.answer(&nonce[1])])?;
-        if ok.first().map(|v| &v[..]) != Some(b"OK") {
-            return Err(refusal(&ok));
-        }
-        p.r.get_ref().set_read_timeout(None)?;
         Ok(p)
+    }
+
+    /// Read and write timeout of the socket (a frozen peer must not pin a thread).
+    pub fn set_timeouts(&self, d: Duration) -> io::Result<()> {
+        self.w.get_ref().set_read_timeout(Some(d))?;
+        self.w.get_ref().set_write_timeout(Some(d))
     }
 
     /// Sends one array and reads one array back.
@@ -167,13 +187,15 @@ pub fn refusal(msg: &[Vec<u8>]) -> PeerError {
     }
 }
 
-/// Accepting side, after a client sent `PEER`: challenge, check the answer. Returns false
-/// (after telling the other side why) when the peer is refused.
+/// Accepting side, after a client sent `PEER cnonce`: prove we know the secret, challenge,
+/// check the answer. Returns false (after telling the other side why) when the peer is
+/// refused.
 pub fn accept(
     r: &mut impl io::BufRead,
     w: &mut BufWriter<TcpStream>,
     from: &SocketAddr,
     secret: &Secret,
+    theirs: &[u8],
 ) -> io::Result<bool> {
     if !secret.allows(from) {
         write_array(w, &[b"ERR", b"peers are accepted only from loopback without --secret-file"])?;
@@ -181,10 +203,10 @@ pub fn accept(
         return Ok(false);
     }
     let n = nonce()?;
-    write_array(w, &[b"CHALLENGE", &n])?;
+    write_array(w, &[b"CHALLENGE", &n, &secret.answer(SERVER, theirs)])?;
     w.flush()?;
     let ok = match read_frame(r) {
-        Ok(Frame::Resp(a)) => a.len() == 2 && a[0] == b"AUTH" && secret.check(&n, &a[1]),
+        Ok(Frame::Resp(a)) => a.len() == 2 && a[0] == b"AUTH" && secret.check(CLIENT, &n, &a[1]),
         _ => false,
     };
     if ok {
@@ -203,12 +225,13 @@ mod tests {
     #[test]
     fn hmac_answers() {
         let s = Secret::new(Some(b"s3cret".to_vec()));
-        let a = s.answer(b"abc");
-        assert!(s.check(b"abc", &a));
-        assert!(!s.check(b"abd", &a));
-        assert!(!s.check(b"abc", b"zz"));
-        assert!(!Secret::new(Some(b"other".to_vec())).check(b"abc", &a));
-        assert!(Secret::default().check(b"abc", b""));
+        let a = s.answer(CLIENT, b"abc");
+        assert!(s.check(CLIENT, b"abc", &a));
+        assert!(!s.check(SERVER, b"abc", &a), "a proof is not valid the other way round");
+        assert!(!s.check(CLIENT, b"abd", &a));
+        assert!(!s.check(CLIENT, b"abc", b"zz"));
+        assert!(!Secret::new(Some(b"other".to_vec())).check(CLIENT, b"abc", &a));
+        assert!(Secret::default().check(CLIENT, b"abc", b""));
         assert_eq!(unhex(&hex(&[0, 255, 16])), Some(vec![0, 255, 16]));
     }
 }

@@ -158,6 +158,42 @@ fn read_resp(r: &mut impl BufRead) -> Result<Frame, FrameError> {
     Ok(Frame::Resp(args))
 }
 
+/// True when `buf` starts with a whole request (so answering it needs no further read).
+/// A malformed start counts as whole: reading it fails at once, without waiting.
+pub fn complete_frame(buf: &[u8]) -> bool {
+    fn number(buf: &[u8], at: usize) -> Option<Option<(i64, usize)>> {
+        let rest = buf.get(at + 1..)?;
+        let Some(nl) = rest.iter().position(|b| *b == b'\n') else { return (rest.len() <= 32).then_some(None) };
+        let digits = std::str::from_utf8(&rest[..nl]).ok()?.trim_end_matches('\r');
+        Some(Some((digits.parse().ok()?, at + 1 + nl + 1)))
+    }
+    match buf.first() {
+        None => false,
+        Some(b'*') => {
+            let Some(h) = number(buf, 0) else { return true };
+            let Some((n, mut i)) = h else { return false };
+            for _ in 0..n.clamp(0, MAX_ARGS as i64 + 1) {
+                match buf.get(i) {
+                    None => return false,
+                    Some(b'$') => {}
+                    Some(_) => return true,
+                }
+                let Some(h) = number(buf, i) else { return true };
+                let Some((len, j)) = h else { return false };
+                if !(0..=MAX_BULK as i64).contains(&len) {
+                    return true;
+                }
+                i = j + len as usize + 2;
+                if i > buf.len() {
+                    return false;
+                }
+            }
+            true
+        }
+        Some(_) => buf.contains(&b'\n'),
+    }
+}
+
 /// Reads `<kind><integer>\r\n`.
 fn header(r: &mut impl BufRead, kind: u8) -> Result<i64, FrameError> {
     let line = match read_line(r, 32)? {
@@ -284,6 +320,18 @@ pub fn write_int<W: Write + ?Sized>(w: &mut W, n: i64) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_requests_are_recognised() {
+        assert!(!complete_frame(b""));
+        assert!(!complete_frame(b"PI"));
+        assert!(complete_frame(b"PING\nPI"));
+        assert!(!complete_frame(b"*2\r\n$3\r\nGET\r\n$1\r\n"));
+        assert!(!complete_frame(b"*2\r\n$3\r\nGE"));
+        assert!(!complete_frame(b"*2\r"));
+        assert!(complete_frame(b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n"));
+        assert!(complete_frame(b"*x\r\n"), "malformed: fails at once");
+    }
 
     fn frames(input: &[u8]) -> Vec<Frame> {
         let mut r = io::BufReader::with_capacity(16, input);

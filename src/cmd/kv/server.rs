@@ -1,6 +1,10 @@
 //! The acceptor and the per-connection threads: frame a request (line or RESP), run it,
-//! answer. Replies are buffered and flushed when no further request is already waiting in
-//! the input buffer, so pipelined clients (redis-benchmark -P) get one write per burst.
+//! answer. Replies are buffered and flushed once no further *whole* request waits in the
+//! input buffer, so pipelined clients (redis-benchmark -P) get one write per burst, and a
+//! partial next request never holds back the replies to the complete ones before it.
+//!
+//! No lock is held while writing to a socket: a client that never reads only blocks its
+//! own thread (for up to the write timeout), never a writer or the replication.
 
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -12,8 +16,8 @@ use log::{debug, warn};
 
 use super::Node;
 use super::protocol::{
-    Frame, FrameError, MAX_LINE, Request, check_key, parse_line, read_frame, write_bulk, write_error, write_int,
-    write_simple,
+    Frame, FrameError, MAX_LINE, Request, check_key, complete_frame, parse_line, read_frame, write_array, write_bulk,
+    write_error, write_int, write_simple,
 };
 use super::store::{Op, Role};
 use super::{forward, peer, replication};
@@ -94,29 +98,30 @@ pub fn spawn_acceptor(
     Ok(())
 }
 
-/// A socket whose reads fail with `TimedOut` once `deadline` passes (none: reads block).
+/// A socket whose reads fail with `TimedOut` once `deadline` passes; without a deadline,
+/// once a read waited `idle` (none: reads block).
 pub struct Timed {
     s: TcpStream,
     pub deadline: Option<Instant>,
-    armed: bool,
+    pub idle: Option<Duration>,
+    armed: Option<Duration>,
 }
 
 impl Read for Timed {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.deadline {
+        let t = match self.deadline {
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return Err(io::ErrorKind::TimedOut.into());
                 }
-                self.s.set_read_timeout(Some(left))?;
-                self.armed = true;
+                Some(left)
             }
-            None if self.armed => {
-                self.s.set_read_timeout(None)?;
-                self.armed = false;
-            }
-            None => {}
+            None => self.idle,
+        };
+        if t != self.armed {
+            self.s.set_read_timeout(t)?;
+            self.armed = t;
         }
         self.s.read(buf)
     }
@@ -131,7 +136,8 @@ fn handle(node: &Node, s: TcpStream, slot: Slot, over: bool, limit: Duration) ->
     s.set_nodelay(true)?;
     s.set_write_timeout(Some(WRITE_TIME))?;
     let from = s.peer_addr()?;
-    let mut r = BufReader::with_capacity(64 * 1024, Timed { s: s.try_clone()?, deadline: None, armed: false });
+    let mut r =
+        BufReader::with_capacity(64 * 1024, Timed { s: s.try_clone()?, deadline: None, idle: None, armed: None });
     let mut w = BufWriter::with_capacity(64 * 1024, s);
     loop {
         if r.buffer().is_empty() {
@@ -172,7 +178,7 @@ fn handle(node: &Node, s: TcpStream, slot: Slot, over: bool, limit: Duration) ->
                 if is_peer {
                     drop(slot); // peers do not count as clients
                     w.flush()?;
-                    return peer_conn(node, r, w, &from);
+                    return peer_conn(node, r, w, &from, &args);
                 }
                 if !resp_reply(node, &mut w, &args)? {
                     w.flush()?;
@@ -194,15 +200,32 @@ fn handle(node: &Node, s: TcpStream, slot: Slot, over: bool, limit: Duration) ->
             }
             Err(FrameError::Io(e)) => return Err(e),
         }
-        if r.buffer().is_empty() {
+        if !complete_frame(r.buffer()) {
             w.flush()?;
         }
     }
 }
 
-/// The answer to a write, in words.
-fn write_result(node: &Node, op: Op) -> Result<bool, String> {
+/// The answer to a write: PUT: existed (0/1), DEL: keys removed; or why not.
+fn write_result(node: &Node, op: Op) -> Result<u64, String> {
     node.submit(op)
+}
+
+/// `ROLE`'s answer.
+fn role_line(node: &Node) -> String {
+    let st = node.store.st();
+    let (role, lost, led) = (st.role.clone(), st.lost_history, st.led);
+    drop(st);
+    match role {
+        Role::Leader { term } if led != Some(term) => "leader (syncing)".into(),
+        Role::Leader { .. } if lost => {
+            "leader (history incomplete: keys written before this leader may be missing)".into()
+        }
+        Role::Leader { .. } => "leader".into(),
+        Role::Follower { addr, .. } => format!("follower {addr}"),
+        Role::Stopping => "ERR shutting down".into(),
+        Role::Electing => "ERR no leader elected yet".into(),
+    }
 }
 
 fn line_reply(node: &Node, w: &mut impl Write, req: Request) -> io::Result<()> {
@@ -223,26 +246,24 @@ fn line_reply(node: &Node, w: &mut impl Write, req: Request) -> io::Result<()> {
                 None => writeln!(w, "NONE"),
             }
         }
-        Request::Put { key, value } => match write_result(node, Op::Put(key, value)) {
+        Request::Put { key, value } => match write_result(node, Op::Put(key, value.into())) {
             Ok(_) => writeln!(w, "OK"),
             Err(why) => writeln!(w, "ERR {why}"),
         },
-        Request::Del { key } => match write_result(node, Op::Del(key)) {
-            Ok(true) => writeln!(w, "OK"),
-            Ok(false) => writeln!(w, "NONE"),
+        Request::Del { key } => match write_result(node, Op::Del(vec![key])) {
+            Ok(n) if n > 0 => writeln!(w, "OK"),
+            Ok(_) => writeln!(w, "NONE"),
             Err(why) => writeln!(w, "ERR {why}"),
         },
-        Request::Leader => match node.store.st().role.clone() {
-            Role::Leader { .. } => writeln!(w, "{}", node.addr),
-            Role::Follower { addr, .. } => writeln!(w, "{addr}"),
-            _ => writeln!(w, "ERR no leader elected yet"),
-        },
-        Request::Role => match node.store.st().role.clone() {
-            Role::Leader { .. } => writeln!(w, "leader"),
-            Role::Follower { addr, .. } => writeln!(w, "follower {addr}"),
-            Role::Stopping => writeln!(w, "ERR shutting down"),
-            Role::Electing => writeln!(w, "ERR no leader elected yet"),
-        },
+        Request::Leader => {
+            let role = node.store.st().role.clone(); // the guard drops here: no lock across the write
+            match role {
+                Role::Leader { .. } => writeln!(w, "{}", node.addr),
+                Role::Follower { addr, .. } => writeln!(w, "{addr}"),
+                _ => writeln!(w, "ERR no leader elected yet"),
+            }
+        }
+        Request::Role => writeln!(w, "{}", role_line(node)),
         Request::Ping => writeln!(w, "PONG"),
         Request::Quit => Ok(()),
     }
@@ -269,26 +290,20 @@ fn resp_reply(node: &Node, w: &mut impl Write, args: &[Vec<u8>]) -> io::Result<b
         },
         (b"SET", 3) => match check_key(&args[1]) {
             Err(why) => write_error(w, &why)?,
-            Ok(k) => match write_result(node, Op::Put(k, args[2].clone())) {
+            Ok(k) => match write_result(node, Op::Put(k, args[2][..].into())) {
                 Ok(_) => write_simple(w, "OK")?,
                 Err(why) => write_error(w, &why)?,
             },
         },
         (b"SET", n) if n > 3 => write_error(w, "syntax error (SET options are not supported)")?,
-        (b"DEL", n) if n >= 2 => {
-            let mut count = 0;
-            for k in &args[1..] {
-                match check_key(k).and_then(|k| write_result(node, Op::Del(k))) {
-                    Ok(true) => count += 1,
-                    Ok(false) => {}
-                    Err(why) => {
-                        write_error(w, &why)?;
-                        return Ok(true);
-                    }
-                }
-            }
-            write_int(w, count)?
-        }
+        // One write for all the keys: all of them are deleted, or none.
+        (b"DEL", n) if n >= 2 => match args[1..].iter().map(|k| check_key(k)).collect::<Result<Vec<_>, _>>() {
+            Err(why) => write_error(w, &why)?,
+            Ok(keys) => match write_result(node, Op::Del(keys)) {
+                Ok(count) => write_int(w, count as i64)?,
+                Err(why) => write_error(w, &why)?,
+            },
+        },
         (b"PING", 1) => write_simple(w, "PONG")?,
         (b"PING", 2) | (b"ECHO", 2) => write_bulk(w, Some(&args[1]))?,
         (b"QUIT", _) => {
@@ -310,23 +325,44 @@ fn resp_reply(node: &Node, w: &mut impl Write, args: &[Vec<u8>]) -> io::Result<b
 
 /// A peer connection: authenticate, then either a replication stream (`REPL`) or
 /// forwarded writes.
-fn peer_conn(node: &Node, mut r: BufReader<Timed>, mut w: BufWriter<TcpStream>, from: &SocketAddr) -> io::Result<()> {
+fn peer_conn(
+    node: &Node,
+    mut r: BufReader<Timed>,
+    mut w: BufWriter<TcpStream>,
+    from: &SocketAddr,
+    hello: &[Vec<u8>],
+) -> io::Result<()> {
+    let [_, theirs] = hello else {
+        write_array(&mut w, &[b"ERR", b"PEER needs a nonce (a server of another version?)"])?;
+        return w.flush();
+    };
     r.get_mut().deadline = Some(Instant::now() + PROBATION_TIME); // the handshake
-    if !peer::accept(&mut r, &mut w, from, &node.secret)? {
-        warn!("refused a peer connection from {from}");
+    if !peer::accept(&mut r, &mut w, from, &node.secret, theirs)? {
+        warn!("refused a peer connection from {from}: authentication failed");
         return Ok(());
     }
-    r.get_mut().deadline = None; // an idle stream is normal between peers
+    r.get_mut().deadline = None; // an idle forwarding connection is normal between peers
+    w.get_ref().set_write_timeout(Some(replication::SILENCE))?;
     let first = match read_frame(&mut r) {
         Ok(Frame::Resp(a)) => a,
         _ => return Ok(()),
     };
+    let num = |v: &[u8]| std::str::from_utf8(v).ok().and_then(|t| t.parse::<u64>().ok());
     match &first[..] {
-        [c, term, leader] if c == b"REPL" => {
-            let Some(term) = std::str::from_utf8(term).ok().and_then(|t| t.parse().ok()) else { return Ok(()) };
+        [c, term, leader, to] if c == b"REPL" => {
+            let Some(term) = num(term) else { return Ok(()) };
             let leader = String::from_utf8_lossy(leader).into_owned();
-            replication::serve_stream(node, &mut r, &mut w, term, &leader)
+            r.get_mut().idle = Some(replication::SILENCE); // the leader pings an idle stream
+            replication::serve_stream(node, &mut r, &mut w, term, &leader, &String::from_utf8_lossy(to))
         }
+        [c, term] if c == b"PROBE" => match num(term) {
+            Some(term) => replication::serve_probe(node, &mut w, term),
+            None => Ok(()),
+        },
+        [c, ..] if c == b"FETCH" => match replication::parse_fetch(&first) {
+            Some((term, hello)) => replication::serve_fetch(node, &mut w, term, hello),
+            None => Ok(()),
+        },
         _ => forward::serve(node, &mut r, &mut w, first, from),
     }
 }

@@ -11,7 +11,9 @@ use zkutil::server::Ensemble;
 use zkutil::zk::{CreateMode, ZooKeeper};
 
 mod proc;
+pub mod proxy;
 pub use proc::Proc;
+pub use proxy::Proxy;
 
 /// One standalone server for every test that only needs a healthy one. It dies with the
 /// test process (a static is never dropped).
@@ -96,6 +98,27 @@ pub fn fails(args: &[&str]) -> String {
     assert_eq!(o.status.code(), Some(1), "zkutil {args:?}: {:?}\nstdout: {}\nstderr: {err}", o.status, stdout(&o));
     assert!(err.starts_with("zkutil: ") && err.lines().count() == 1, "zkutil {args:?}: stderr not one line: {err}");
     assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// Runs zkutil and expects a usage error: exit 2, clap's `error: ...` and a usage line.
+#[track_caller]
+pub fn usage_fails(args: &[&str]) -> String {
+    let o = run(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "zkutil {args:?}: {:?}\nstdout: {}\nstderr: {err}", o.status, stdout(&o));
+    assert!(err.starts_with("error: ") && err.contains("\nUsage: zkutil"), "zkutil {args:?}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// Runs zkutil and expects "not acquired": exit 75 (`--conflict-exit-code`'s default), one line.
+#[track_caller]
+pub fn conflict_fails(args: &[&str]) -> String {
+    let o = run(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(75), "zkutil {args:?}: {:?}\nstdout: {}\nstderr: {err}", o.status, stdout(&o));
+    assert!(err.starts_with("zkutil: ") && err.lines().count() == 1, "zkutil {args:?}: stderr not one line: {err}");
     err
 }
 
