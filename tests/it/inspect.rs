@@ -29,6 +29,8 @@ impl Tmux {
         // outlives a Ctrl-C sent to zkutil (a trap, unlike an ignored signal, is not inherited)
         let wrapped = format!("trap true INT; {command}; echo \"EXITED $?\"; sleep 60");
         tmux.run(&["new-session", "-d", "-x", "120", "-y", "40", "-s", "t", "sh", "-c", &wrapped]);
+        // accept OSC 52 from the program into a paste buffer (for `y`, copy)
+        tmux.run(&["set-option", "-s", "set-clipboard", "on"]);
         Some(tmux)
     }
 
@@ -55,6 +57,12 @@ impl Tmux {
 
     pub fn text(&self, text: &str) {
         self.run(&["send-keys", "-t", "t", "-l", text]);
+    }
+
+    /// The latest paste buffer (what the program copied through OSC 52).
+    pub fn clipboard(&self) -> String {
+        let o = std::process::Command::new("tmux").args(["-L", &self.socket, "show-buffer"]).output();
+        o.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default() // none yet: ""
     }
 
     pub fn screen(&self) -> String {
@@ -201,6 +209,9 @@ fn inspect_opens_a_big_node_at_once_and_read_only_changes_nothing() {
     tmux.wait_for(&["n04999", "5002/5002"]);
     tmux.keys(&["d"]);
     tmux.wait_for(&["read-only: delete is disabled"]);
+    tmux.keys(&["y"]);
+    tmux.wait_for(&[&format!("copied {big}/n04999 to the clipboard")]);
+    assert!(wait_until(Duration::from_secs(10), || tmux.clipboard() == format!("{big}/n04999")));
     tmux.keys(&["/"]);
     tmux.text("n0499");
     tmux.keys(&["Enter"]);
@@ -209,4 +220,39 @@ fn inspect_opens_a_big_node_at_once_and_read_only_changes_nothing() {
     tmux.keys(&["q"]);
     tmux.wait_for(&["EXITED 0"]);
     assert_eq!(t!(zk.children(&big)).len(), 5_000);
+}
+
+#[test]
+fn inspect_shows_reconnecting_and_rereads_in_a_new_session_after_expiry() {
+    use zkutil::server::{Ensemble, Options};
+    // Below the kernel's ephemeral range (32768-60999), so that no client connection takes
+    // the launcher's ports while the server is down.
+    let port = (0..200)
+        .map(|i| 21_000 + ((std::process::id() as u16 % 2000) * 3 + i * 3) % 8_000)
+        .find(|p| (0..3).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()))
+        .expect("three free ports");
+    let first = t!(Ensemble::start(Options { base_port: Some(port), ..Options::for_tests(1) }));
+    let hosts = first.connect_string();
+    t!(connect_to(&hosts).create("/before", b"", CreateMode::Persistent));
+    let exe = env!("CARGO_BIN_EXE_zkutil");
+    let cmd = format!("env ZK_HOSTS={} {} inspect --session-timeout 2s /", sh_quote(&hosts), sh_quote(exe));
+    let Some(tmux) = Tmux::start("inspect-expiry", &cmd) else { return };
+    tmux.wait_for(&["● connected, session 0x", "before"]);
+    // the server goes away: the inspector says it is reconnecting
+    drop(first);
+    tmux.wait_for(&["disconnected: reconnecting"]);
+    // a new server (no memory of the session) on the same port: once it has seen as many
+    // transactions as the client, it tells the client its session expired; the inspector
+    // opens a new one and reads the tree again
+    let second = t!(Ensemble::start(Options { base_port: Some(port), ..Options::for_tests(1) }));
+    let zk = connect_to(&second.connect_string());
+    t!(zk.create("/after", b"", CreateMode::Persistent));
+    // the server refuses a client that has seen a later zxid than its own: move past it
+    for i in 0..30 {
+        t!(zk.create(&format!("/after/{i}"), b"", CreateMode::Persistent));
+    }
+    let s = tmux.wait_for(&["● connected, new session 0x", "after"]);
+    assert!(s.contains("before [removed]") || !s.contains("before"), "{s}");
+    tmux.keys(&["q"]);
+    tmux.wait_for(&["EXITED 0"]);
 }

@@ -200,6 +200,11 @@ impl Run for DemoArgs {
         commit::run(&demo)?;
         service::run(&demo)?;
         crawl::run(&demo)?;
+        println!(
+            "\nTwo more need a terminal of their own, so try them against your ZooKeeper:\n  \
+             zkutil inspect [PATH]   browse, watch and edit the tree in a terminal UI (? lists the keys)\n  \
+             zkutil shell            every command above at one prompt, over one session, with cd and Tab"
+        );
         println!("\nDone. The demo's ZooKeeper is stopped and its data removed.");
         drop(server);
         Ok(ExitCode::SUCCESS)

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 use rustyline::error::ReadlineError;
@@ -264,7 +265,29 @@ impl Shell {
     fn parse(&self, argv: &mut Vec<String>) -> Result<Cli, clap::Error> {
         let cwd = self.cwd();
         let root = Cli::command();
-        let m = root.clone().try_get_matches_from(argv.iter())?;
+        // Path arguments that insist on an absolute path reject a relative one while parsing:
+        // make the rejected word absolute and parse again.
+        let mut tries = 0;
+        let m = loop {
+            let e = match root.clone().try_get_matches_from(argv.iter()) {
+                Ok(m) => break m,
+                Err(e) => e,
+            };
+            let (Some(ContextValue::String(arg)), Some(ContextValue::String(bad))) =
+                (e.get(ContextKind::InvalidArg), e.get(ContextKind::InvalidValue))
+            else {
+                return Err(e);
+            };
+            tries += 1;
+            if e.kind() != ErrorKind::ValueValidation || !arg.contains("PATH") || bad.starts_with('/') || tries > 16 {
+                return Err(e);
+            }
+            let abs = resolve(&cwd, bad);
+            match argv.iter_mut().skip(1).rev().find(|t| *t == bad) {
+                Some(t) => *t = abs,
+                None => return Err(e),
+            }
+        };
         let (mut level, mut cmd) = (&m, &root);
         while let Some((name, sub)) = level.subcommand() {
             let Some(c) = cmd.find_subcommand(name) else { break };
@@ -311,6 +334,10 @@ impl Shell {
         if !given("auth") {
             g.auth = self.global.auth.clone();
         }
+        if !given("output") {
+            g.output = self.global.output; // `zkutil -o json shell`: every line in JSON
+        }
+        g.quiet |= self.global.quiet;
         Ok(cli)
     }
 
