@@ -71,6 +71,11 @@ fn shell_stops_at_the_first_failure_with_its_exit_code() {
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert!(stderr(&o).contains("unexpected argument '--bogus'"), "{}", stderr(&o));
     assert!(t!(zk.exists(&format!("{root}/z"))).is_none());
+    // a usage error a command finds itself: exit 2, as outside the shell
+    let o = run(&["shell", "-c", &format!("election run --id '' {root}/e -- true; create {root}/q")]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(stderr(&o).contains("--id must not be empty"), "{}", stderr(&o));
+    assert!(t!(zk.exists(&format!("{root}/q"))).is_none());
     // on stdin too; cd to a missing node fails
     let o = shell_stdin(&format!("cd {root}/nope\ncreate {root}/w\n"));
     assert_eq!(o.status.code(), Some(1));

@@ -397,7 +397,7 @@ impl App {
             })
             .map(|r| r.path.clone())
             .collect();
-        if !missing.is_empty() && !matches!(self.conn, Conn::Expired | Conn::Connecting) {
+        if !missing.is_empty() && !matches!(self.conn, Conn::Expired | Conn::Connecting | Conn::Reconnecting { .. }) {
             self.stats_in_flight.extend(missing.iter().cloned());
             fx.push(Effect::Send(Request::Stats(missing)));
         }
@@ -405,7 +405,7 @@ impl App {
             && self.detail.as_ref().is_none_or(|d| d.path != sel)
             && self.detail_in_flight.is_none()
             && !self.nodes.get(&sel).is_some_and(|n| n.gone)
-            && !matches!(self.conn, Conn::Expired | Conn::Connecting)
+            && !matches!(self.conn, Conn::Expired | Conn::Connecting | Conn::Reconnecting { .. })
         {
             self.detail_in_flight = Some(sel.clone());
             fx.push(Effect::Send(Request::Detail(sel)));

@@ -260,3 +260,13 @@ fn help_and_quit() {
     assert_eq!(key(&mut app, KeyCode::Char('q')), vec![Effect::Quit]);
     assert_eq!(app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)), vec![Effect::Quit]);
 }
+
+#[test]
+fn nothing_is_read_while_reconnecting_and_everything_after() {
+    let mut app = started();
+    app.on_session(SessionEvent::Connecting);
+    assert!(app.wants().is_empty(), "no requests into a dead link");
+    let fx = app.on_session(SessionEvent::Connected);
+    assert_eq!(fx, vec![Effect::Send(Request::List("/app".into()))]);
+    assert!(app.wants().iter().any(|e| matches!(e, Effect::Send(Request::Stats(_)))));
+}

@@ -234,12 +234,22 @@ impl Shell {
         }
         self.ensure_session();
         let _lent = session::lend(self.session());
+        super::output::set_quiet(cli.global.quiet);
         let result = panic::catch_unwind(AssertUnwindSafe(|| cli.cmd.run(&cli.global)));
         let stopped = crate::util::stop_requested();
         let code = match result {
             Ok(Ok(code)) => code,
             Ok(Err(e)) if is_broken_pipe(&e) => return Next::Exit(ExitCode::SUCCESS),
             Ok(Err(e)) if e.is::<super::exit::Stopped>() => super::exit::after_stop(),
+            // the same mapping as main's: usage errors exit 2, coded ones with their code
+            Ok(Err(e)) if super::exit::is_usage(&e) => {
+                eprintln!("zkutil: {e:#}");
+                ExitCode::from(super::exit::USAGE)
+            }
+            Ok(Err(e)) if e.is::<super::exit::Coded>() => {
+                eprintln!("zkutil: {e:#}");
+                e.downcast_ref::<super::exit::Coded>().map_or(ExitCode::FAILURE, |c| ExitCode::from(c.code))
+            }
             Ok(Err(e)) => {
                 eprintln!("zkutil: {e:#}");
                 ExitCode::FAILURE
