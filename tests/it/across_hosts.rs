@@ -1,0 +1,182 @@
+//! Recipes across hosts: three network-namespace hosts (tests/it/support/rig.rs, driven by
+//! tools/rig.sh), one ZooKeeper member per host, zkutil processes inside the hosts, and a
+//! host cut off from the others (its link down) while it holds something. These tests need
+//! root and `ip netns`; where those are missing they print `SKIPPED ...` and pass.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use zkutil::zk::{CreateMode, ZooKeeper};
+
+use crate::support::rig::{HOSTS, Rig};
+use crate::support::wait_until;
+use crate::t;
+
+/// A shell loop in its own process group, SIGKILLed (the whole group) on drop.
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = killpg(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+}
+
+/// One run of the CMD: which host, first and last stamp, whether it wrote its `end`.
+#[derive(Debug, Clone)]
+struct Run {
+    host: usize,
+    start: u128,
+    last: u128,
+    ended: bool,
+}
+
+/// The runs in the shared file (`<host>-<pid> start|tick|end <ns>` lines), in the order
+/// they started.
+fn runs(file: &Path) -> Vec<Run> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let mut order = Vec::new();
+    let mut by_id: BTreeMap<String, Run> = BTreeMap::new();
+    for line in text.lines() {
+        let w: Vec<&str> = line.split(' ').collect();
+        let (Some(id), Some(kind), Some(Ok(ts))) = (w.first(), w.get(1), w.get(2).map(|t| t.parse::<u128>())) else {
+            continue; // a line being written
+        };
+        let host: usize = id.split('-').next().unwrap().parse().unwrap();
+        let r = by_id.entry(id.to_string()).or_insert_with(|| {
+            order.push(id.to_string());
+            Run { host, start: ts, last: ts, ended: false }
+        });
+        r.last = r.last.max(ts);
+        r.ended |= *kind == "end";
+    }
+    order.iter().map(|id| by_id[id].clone()).collect()
+}
+
+/// The CMD each contender runs under the lock: stamps its start, a tick every 50 ms while
+/// fewer than `$DIR/ticks` ticks were written, then its end; all into `$DIR/holds`.
+const CMD: &str = r#"f="$DIR/holds"; id="$HOST-$$"; echo "$id start $(date +%s%N)" >> "$f"
+i=0; while [ "$i" -lt "$(cat "$DIR/ticks")" ]; do sleep 0.05; echo "$id tick $(date +%s%N)" >> "$f"; i=$((i+1)); done
+echo "$id end $(date +%s%N)" >> "$f""#;
+
+/// `zkutil lock -- CMD` in a loop on every host; cut the holder's host off while its CMD
+/// runs: that CMD is stopped (no `end`, its last stamp) before any other host's CMD
+/// starts, and over all handoffs no two CMDs overlap.
+#[test]
+fn lock_across_hosts() {
+    let Some(rig) = Rig::start("across_hosts::lock_across_hosts") else { return };
+    let ens = rig.ensemble();
+    let hosts = ens.connect_string();
+    let zk = t!(ZooKeeper::connect(&hosts, Duration::from_secs(10)));
+    let root = format!("/t-across-lock-{}", std::process::id());
+    t!(zk.create(&root, b"", CreateMode::Persistent));
+    let lock = format!("{root}/lock");
+    let dir = t!(tempfile::tempdir());
+    let (holds, ticks) = (dir.path().join("holds"), dir.path().join("ticks"));
+    let set_ticks = |n: u32| t!(std::fs::write(&ticks, format!("{n}\n")));
+    set_ticks(6);
+    // Session timeout 4 s: the holder stops its CMD by ~5T/6 of silence, the server
+    // expires the session at T.
+    let contenders: Vec<Group> = HOSTS
+        .iter()
+        .map(|&h| {
+            let script = r#"while :; do "$ZKUTIL" -q --session-timeout 4s --connect-timeout 3s lock "$LOCK" -- sh -c "$CMD"; sleep 0.1; done"#;
+            let mut c = Rig::exec(h, "sh");
+            c.args(["-c", script])
+                .env("ZKUTIL", env!("CARGO_BIN_EXE_zkutil"))
+                .env("ZK_HOSTS", &hosts)
+                .env("LOCK", &lock)
+                .env("CMD", CMD)
+                .env("DIR", dir.path())
+                .env("HOST", h.to_string())
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0);
+            Group(t!(c.spawn()))
+        })
+        .collect();
+
+    let mut cut_report = Vec::new();
+    for round in 0..3 {
+        // A few ordinary handoffs first.
+        let want = runs(&holds).len() + 4;
+        assert!(wait_until(Duration::from_secs(60), || runs(&holds).len() >= want), "round {round}: no handoffs");
+        // A long hold, and cut its host off while its CMD runs.
+        set_ticks(400);
+        let since = now_ns();
+        let mut holder = None;
+        assert!(
+            wait_until(Duration::from_secs(60), || {
+                holder = runs(&holds).into_iter().find(|r| r.start > since && !r.ended);
+                holder.is_some()
+            }),
+            "round {round}: no long hold"
+        );
+        let held = holder.unwrap();
+        let h = held.host;
+        let (cut_at, cut_ns) = (Instant::now(), now_ns());
+        rig.cut(h);
+        let mut next = None;
+        let took_over = wait_until(Duration::from_secs(60), || {
+            next = runs(&holds).into_iter().find(|r| r.start > held.start && r.host != h);
+            next.is_some()
+        });
+        let latency = cut_at.elapsed();
+        set_ticks(6);
+        rig.heal(h);
+        assert!(took_over, "round {round}: no other host took the lock over after host {h} was cut off");
+        let next = next.unwrap();
+        let cut_run = runs(&holds).into_iter().find(|r| r.start == held.start && r.host == h).unwrap();
+        assert!(!cut_run.ended, "round {round}: host {h}'s CMD ran to its end while cut off: {cut_run:?}");
+        assert!(
+            cut_run.last < next.start,
+            "round {round}: host {h}'s CMD (last stamp {}) still ran when host {}'s started ({})",
+            cut_run.last,
+            next.host,
+            next.start
+        );
+        cut_report.push(format!(
+            "cut host {h}: its CMD stopped {:.1} s after the cut, host {} took over after {:.1} s",
+            cut_run.last.saturating_sub(cut_ns) as f64 / 1e9,
+            next.host,
+            latency.as_secs_f64()
+        ));
+    }
+    // Every host holds again after the heals.
+    let since = now_ns();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let r = runs(&holds);
+            HOSTS.iter().all(|&h| r.iter().any(|x| x.host == h && x.start > since && x.ended))
+        }),
+        "a healed host never held the lock again: {:?}",
+        runs(&holds)
+    );
+    set_ticks(0);
+    drop(contenders);
+
+    let all = runs(&holds);
+    let mut sorted = all.clone();
+    sorted.sort_by_key(|r| r.start);
+    let overlaps = sorted.windows(2).filter(|w| w[0].last > w[1].start).count();
+    let handoffs = sorted.windows(2).filter(|w| w[0].host != w[1].host).count();
+    eprintln!(
+        "lock across hosts: {} holds, {handoffs} handoffs between hosts, {} cuts, {overlaps} overlaps",
+        all.len(),
+        cut_report.len()
+    );
+    for line in &cut_report {
+        eprintln!("  {line}");
+    }
+    assert_eq!(overlaps, 0, "overlapping holds: {sorted:?}");
+}
