@@ -74,6 +74,7 @@ echo "$id end $(date +%s%N)" >> "$f""#;
 #[test]
 fn lock_across_hosts() {
     let Some(rig) = Rig::start("across_hosts::lock_across_hosts") else { return };
+    let t0 = Instant::now();
     let ens = rig.ensemble();
     let hosts = ens.connect_string();
     let zk = t!(ZooKeeper::connect(&hosts, Duration::from_secs(10)));
@@ -83,7 +84,7 @@ fn lock_across_hosts() {
     let dir = t!(tempfile::tempdir());
     let (holds, ticks) = (dir.path().join("holds"), dir.path().join("ticks"));
     let set_ticks = |n: u32| t!(std::fs::write(&ticks, format!("{n}\n")));
-    set_ticks(6);
+    set_ticks(4);
     // Session timeout 4 s: the holder stops its CMD by ~5T/6 of silence, the server
     // expires the session at T.
     let contenders: Vec<Group> = HOSTS
@@ -109,15 +110,16 @@ fn lock_across_hosts() {
     let mut cut_report = Vec::new();
     for round in 0..3 {
         // A few ordinary handoffs first.
-        let want = runs(&holds).len() + 4;
+        let want = runs(&holds).len() + 3;
         assert!(wait_until(Duration::from_secs(60), || runs(&holds).len() >= want), "round {round}: no handoffs");
-        // A long hold, and cut its host off while its CMD runs.
+        // Make the holds long (the current one too), and cut the holder's host off while
+        // its CMD runs (stamped in the last second, no end yet).
         set_ticks(400);
-        let since = now_ns();
         let mut holder = None;
         assert!(
             wait_until(Duration::from_secs(60), || {
-                holder = runs(&holds).into_iter().find(|r| r.start > since && !r.ended);
+                let recent = now_ns().saturating_sub(1_000_000_000);
+                holder = runs(&holds).into_iter().find(|r| r.last > recent && !r.ended);
                 holder.is_some()
             }),
             "round {round}: no long hold"
@@ -132,7 +134,7 @@ fn lock_across_hosts() {
             next.is_some()
         });
         let latency = cut_at.elapsed();
-        set_ticks(6);
+        set_ticks(4);
         rig.heal(h);
         assert!(took_over, "round {round}: no other host took the lock over after host {h} was cut off");
         let next = next.unwrap();
@@ -171,9 +173,10 @@ fn lock_across_hosts() {
     let overlaps = sorted.windows(2).filter(|w| w[0].last > w[1].start).count();
     let handoffs = sorted.windows(2).filter(|w| w[0].host != w[1].host).count();
     eprintln!(
-        "lock across hosts: {} holds, {handoffs} handoffs between hosts, {} cuts, {overlaps} overlaps",
+        "lock across hosts: {} holds, {handoffs} handoffs between hosts, {} cuts, {overlaps} overlaps, {:.0} s",
         all.len(),
-        cut_report.len()
+        cut_report.len(),
+        t0.elapsed().as_secs_f64()
     );
     for line in &cut_report {
         eprintln!("  {line}");
