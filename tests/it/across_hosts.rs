@@ -183,3 +183,133 @@ fn lock_across_hosts() {
     }
     assert_eq!(overlaps, 0, "overlapping holds: {sorted:?}");
 }
+
+/// One request to the kv server of host `h` from the root namespace (reaches every host not
+/// cut off); `None` if it cannot be had within the timeouts.
+fn kv_req(h: usize, line: &str) -> Option<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let addr: std::net::SocketAddr = format!("{}:7001", Rig::addr(h)).parse().unwrap();
+    let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    (&s).write_all(format!("{line}\n").as_bytes()).ok()?;
+    let mut answer = String::new();
+    BufReader::new(&s).read_line(&mut answer).ok()?;
+    Some(answer.trim_end().to_string())
+}
+
+/// One request to the kv server of host `h` from inside host `h` (works while it is cut off).
+fn kv_req_inside(h: usize, line: &str) -> String {
+    let script = r#"exec 3<>"/dev/tcp/$ADDR/7001" || exit 1; printf '%s\n' "$LINE" >&3; timeout 20 head -n1 <&3"#;
+    let out = t!(Rig::exec(h, "bash").args(["-c", script]).env("ADDR", Rig::addr(h)).env("LINE", line).output());
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+/// The host whose server leads, once the given hosts agree on one (the leader answers
+/// `ROLE` with exactly `leader`, the others with `follower <its address>`).
+fn agreed_leader(among: &[usize]) -> Option<usize> {
+    let roles: Vec<(usize, String)> = among.iter().map(|&h| (h, kv_req(h, "ROLE").unwrap_or_default())).collect();
+    let leaders: Vec<usize> = roles.iter().filter(|(_, r)| r == "leader").map(|(h, _)| *h).collect();
+    let [l] = leaders[..] else { return None };
+    let follow = format!("follower {}:7001", Rig::addr(l));
+    roles.iter().all(|(h, r)| *h == l || *r == follow).then_some(l)
+}
+
+/// A kv server per host (`--listen` its host address, a shared `--secret-file`); the
+/// leader's host is cut off: the majority side elects a new leader, the cut-off server
+/// does not acknowledge a write, and after the heal it follows the new leader and holds
+/// every acknowledged write (0 lost).
+#[test]
+fn kv_across_hosts() {
+    let Some(rig) = Rig::start("across_hosts::kv_across_hosts") else { return };
+    let t0 = Instant::now();
+    let ens = rig.ensemble();
+    let hosts = ens.connect_string();
+    let dir = t!(tempfile::tempdir());
+    let secret = dir.path().join("secret");
+    t!(std::fs::write(&secret, format!("across-hosts-{}-{}\n", std::process::id(), now_ns())));
+    let cluster = format!("across-{}", std::process::id());
+    let _servers: Vec<Group> = HOSTS
+        .iter()
+        .map(|&h| {
+            let listen = format!("{}:7001", Rig::addr(h));
+            let log = t!(std::fs::File::create(dir.path().join(format!("kv{h}.log"))));
+            let mut c = Rig::zkutil(
+                h,
+                &hosts,
+                &["--session-timeout", "4s", "--connect-timeout", "3s", "kv", "serve", "--listen", &listen],
+            );
+            c.args(["--cluster", &cluster, "--secret-file"])
+                .arg(&secret)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .process_group(0);
+            Group(t!(c.spawn()))
+        })
+        .collect();
+    let mut leader = None;
+    assert!(wait_until(Duration::from_secs(60), || {
+        leader = agreed_leader(&HOSTS);
+        leader.is_some()
+    }));
+    let old = leader.unwrap();
+
+    // Writes through every host; only `OK` counts as acknowledged.
+    let mut acked: Vec<(String, String)> = Vec::new();
+    let mut n = 0;
+    let mut write_through = |via: &[usize], count: usize, acked: &mut Vec<(String, String)>| {
+        for _ in 0..count {
+            let (k, v) = (format!("k{n}"), format!("v{n}"));
+            let h = via[n % via.len()];
+            n += 1;
+            if kv_req(h, &format!("PUT {k} {v}")).as_deref() == Some("OK") {
+                acked.push((k, v));
+            }
+        }
+    };
+    write_through(&HOSTS, 9, &mut acked);
+    assert_eq!(acked.len(), 9, "writes before the cut: {acked:?}");
+
+    rig.cut(old);
+    let cut_at = Instant::now();
+    let majority: Vec<usize> = HOSTS.iter().copied().filter(|&h| h != old).collect();
+    let mut new = None;
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            new = agreed_leader(&majority);
+            new.is_some()
+        }),
+        "no leader on the majority side after host {old} was cut off"
+    );
+    let failover = cut_at.elapsed();
+    let new = new.unwrap();
+    // The cut-off server, once the other side has its leader, acknowledges no write.
+    let refused = kv_req_inside(old, "PUT cutoff from-the-cut-off-host");
+    assert_ne!(refused, "OK", "the cut-off host {old} acknowledged a write while host {new} leads");
+    let before = acked.len();
+    write_through(&majority, 9, &mut acked);
+    assert!(acked.len() - before >= 8, "writes on the majority side after the failover: {acked:?}");
+
+    rig.heal(old);
+    let heal_at = Instant::now();
+    let follow = format!("follower {}:7001", Rig::addr(new));
+    assert!(
+        wait_until(Duration::from_secs(60), || kv_req(old, "ROLE").as_deref() == Some(follow.as_str())),
+        "host {old} did not rejoin as a follower of host {new}: {:?}",
+        kv_req(old, "ROLE")
+    );
+    let rejoin = heal_at.elapsed();
+    // Every acknowledged write readable on every host (0 lost), once converged.
+    let missing =
+        |h: usize| acked.iter().filter(|(k, v)| kv_req(h, &format!("GET {k}")) != Some(format!("VALUE {v}"))).count();
+    let converged = wait_until(Duration::from_secs(30), || HOSTS.iter().all(|&h| missing(h) == 0));
+    let lost: Vec<usize> = HOSTS.iter().map(|&h| missing(h)).collect();
+    eprintln!(
+        "kv across hosts: leader host {old} cut off; host {new} leads after {:.1} s; the cut-off server \
+         answered {refused:?}; rejoined {:.1} s after the heal; {} acknowledged writes, missing per host {lost:?}; {:.0} s",
+        failover.as_secs_f64(),
+        rejoin.as_secs_f64(),
+        acked.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(converged, "acknowledged writes missing per host: {lost:?}");
+}
