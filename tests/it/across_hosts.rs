@@ -313,3 +313,43 @@ fn kv_across_hosts() {
     );
     assert!(converged, "acknowledged writes missing per host: {lost:?}");
 }
+
+/// `--bind` without namespaces (no root needed): members on 127.0.0.1-3, the connect
+/// string and the state file name those addresses; a count that does not match `--nodes`
+/// is a usage error.
+#[test]
+fn server_start_bind_places_members() {
+    use crate::support::{ok, usage_fails};
+    let err = usage_fails(&["server", "start", "--nodes", "3", "--bind", "127.0.0.1,127.0.0.2"]);
+    assert!(err.contains("--bind names 2 value(s) for --nodes 3"), "{err}");
+    usage_fails(&["server", "start", "--netns", "a,b,c", "--nodes", "3"]);
+    let dir = t!(tempfile::tempdir());
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let out = ok(&[
+        "server",
+        "start",
+        "--nodes",
+        "3",
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1,127.0.0.2,127.0.0.3",
+        "--state-file",
+        state,
+    ]);
+    let stop = || ok(&["server", "stop", "--state-file", state]);
+    let hosts = out.trim().strip_prefix("export ZK_HOSTS=").unwrap_or_else(|| panic!("{out}")).to_string();
+    let addrs: Vec<&str> = hosts.split(',').map(|a| a.rsplit_once(':').unwrap().0).collect();
+    let status = ok(&["server", "status", "--state-file", state]);
+    stop();
+    assert_eq!(addrs, ["127.0.0.1", "127.0.0.2", "127.0.0.3"], "{hosts}");
+    let lines: Vec<&str> = status.lines().collect();
+    assert_eq!(lines.len(), 3, "{status}");
+    for (line, addr) in lines.iter().zip(&addrs) {
+        assert!(
+            line.starts_with(&format!("{addr}:")) && (line.ends_with("leader") || line.ends_with("follower")),
+            "{status}"
+        );
+    }
+}
