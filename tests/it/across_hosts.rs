@@ -353,3 +353,85 @@ fn server_start_bind_places_members() {
         );
     }
 }
+
+/// `queue consume --follow -- CMD` on every host, items produced on host 1; a consumer's
+/// host is cut off while its CMD works on an item: every item is still done (at least
+/// once), the one in flight on the cut-off host by a live host.
+#[test]
+fn queue_across_hosts() {
+    let Some(rig) = Rig::start("across_hosts::queue_across_hosts") else { return };
+    let t0 = Instant::now();
+    let ens = rig.ensemble();
+    let hosts = ens.connect_string();
+    let dir = t!(tempfile::tempdir());
+    let log = dir.path().join("done");
+    let queue = format!("/t-across-queue-{}", std::process::id());
+    const ITEMS: usize = 30;
+    let items: Vec<String> = (0..ITEMS).map(|i| format!("item-{i}")).collect();
+    let mut produce = Rig::zkutil(1, &hosts, &["queue", "produce", &queue]);
+    produce.args(&items);
+    let out = t!(produce.output());
+    assert!(out.status.success(), "produce: {}", String::from_utf8_lossy(&out.stderr));
+    // CMD: `<host> begin|done <item>` around 0.6 s of work.
+    let cmd = r#"x=$(cat); echo "$HOST begin $x" >> "$LOG"; sleep 0.6; echo "$HOST done $x" >> "$LOG""#;
+    let _consumers: Vec<Group> = HOSTS
+        .iter()
+        .map(|&h| {
+            let mut c = Rig::zkutil(
+                h,
+                &hosts,
+                &["-q", "--session-timeout", "4s", "--connect-timeout", "3s", "queue", "consume", "--follow", &queue],
+            );
+            c.args(["--", "sh", "-c", cmd])
+                .env("HOST", h.to_string())
+                .env("LOG", &log)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0);
+            Group(t!(c.spawn()))
+        })
+        .collect();
+    let lines = || -> Vec<(usize, String, String)> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.splitn(3, ' ');
+                Some((w.next()?.parse().ok()?, w.next()?.to_string(), w.next()?.to_string()))
+            })
+            .collect()
+    };
+    // Cut host 3 while its CMD works on an item (begun, not done).
+    let cut_host = 3;
+    let mut in_flight = None;
+    assert!(wait_until(Duration::from_secs(60), || {
+        let l = lines();
+        in_flight = l
+            .iter()
+            .filter(|(h, k, _)| *h == cut_host && k == "begin")
+            .map(|(_, _, item)| item.clone())
+            .find(|item| !l.iter().any(|(h, k, i)| *h == cut_host && k == "done" && i == item));
+        in_flight.is_some()
+    }));
+    rig.cut(cut_host);
+    let item = in_flight.unwrap();
+    let done_by_live =
+        |l: &[(usize, String, String)], it: &str| l.iter().any(|(h, k, i)| *h != cut_host && k == "done" && i == it);
+    let all_done = wait_until(Duration::from_secs(60), || {
+        let l = lines();
+        items.iter().all(|it| done_by_live(&l, it) || l.iter().any(|(_, k, i)| k == "done" && i == it))
+            && done_by_live(&l, &item)
+    });
+    rig.heal(cut_host);
+    let l = lines();
+    let missing: Vec<&String> = items.iter().filter(|it| !l.iter().any(|(_, k, i)| k == "done" && i == *it)).collect();
+    let done = l.iter().filter(|(_, k, _)| k == "done").count();
+    eprintln!(
+        "queue across hosts: {ITEMS} items, host {cut_host} cut off working on {item}; {done} CMD runs done, \
+         {} duplicates, missing {missing:?}; {item} redone by a live host: {}; {:.0} s",
+        done.saturating_sub(ITEMS - missing.len()),
+        done_by_live(&l, &item),
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(all_done && missing.is_empty(), "items not done: {missing:?}; in flight on the cut host: {item}");
+}
