@@ -419,8 +419,7 @@ fn queue_across_hosts() {
         |l: &[(usize, String, String)], it: &str| l.iter().any(|(h, k, i)| *h != cut_host && k == "done" && i == it);
     let all_done = wait_until(Duration::from_secs(60), || {
         let l = lines();
-        items.iter().all(|it| done_by_live(&l, it) || l.iter().any(|(_, k, i)| k == "done" && i == it))
-            && done_by_live(&l, &item)
+        items.iter().all(|it| l.iter().any(|(_, k, i)| k == "done" && i == it)) && done_by_live(&l, &item)
     });
     rig.heal(cut_host);
     let l = lines();
