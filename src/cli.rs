@@ -384,6 +384,14 @@ pub struct ServerStartArgs {
     /// (default: $XDG_RUNTIME_DIR/zkutil/server.state, else the temp dir)
     #[arg(long)]
     pub state_file: Option<PathBuf>,
+    /// Member addresses, one per node (default: all on 127.0.0.1): member i listens for
+    /// clients, peers and elections on ADDR i (ports as without --bind)
+    #[arg(long, value_name = "ADDR,...", value_delimiter = ',')]
+    pub bind: Vec<std::net::IpAddr>,
+    /// Network namespaces, one per node: member i runs under `ip netns exec NS i` (needs
+    /// root and --bind with addresses those namespaces own; see tools/rig.sh)
+    #[arg(long, value_name = "NS,...", value_delimiter = ',', requires = "bind")]
+    pub netns: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -52,7 +52,23 @@ fn start(g: &Global, a: &ServerStartArgs) -> Result<ExitCode> {
         );
     }
     let base_port = (a.port != 0).then_some(a.port); // 0: free ports picked by the OS
-    let opts = Options { nodes: a.nodes, base_port, data_dir: a.data_dir.clone(), ..Options::default() };
+    for (what, len) in [("--bind", a.bind.len()), ("--netns", a.netns.len())] {
+        if len != 0 && len != a.nodes {
+            return Err(super::exit::usage(format!(
+                "server start: {what} names {len} value(s) for --nodes {}: give one per node",
+                a.nodes
+            )));
+        }
+    }
+    let launch_prefix = a.netns.iter().map(|ns| vec!["ip".into(), "netns".into(), "exec".into(), ns.clone()]).collect();
+    let opts = Options {
+        nodes: a.nodes,
+        base_port,
+        data_dir: a.data_dir.clone(),
+        bind: a.bind.clone(),
+        launch_prefix,
+        ..Options::default()
+    };
     // Start in a thread so Ctrl-C during start-up still tears the half-started servers
     // down (they run in their own process group and would otherwise outlive us).
     let stop = shutdown();

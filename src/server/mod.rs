@@ -1,18 +1,18 @@
 //! Local ZooKeeper launcher: a standalone server or a 3-node ensemble of Debian's ZooKeeper
-//! 3.8 JVMs on 127.0.0.1, used by `zkutil server`, `zkutil demo` and every test.
+//! 3.8 JVMs on 127.0.0.1 (or on given addresses, `--bind`), used by `zkutil server`, `zkutil demo` and every test.
 //!
 //! It owns the JVMs it starts: [`Ensemble`]'s Drop kills and reaps them, and in
 //! "die with parent" mode a tiny `sh` watchdog per JVM kills it when our process exits for
 //! any reason (for servers kept in a never-dropped `static`). It must not use `unsafe`,
 //! talk the ZooKeeper protocol (only the `srvr` four-letter word), or bind anything but
-//! loopback. Server logs go to `<member dir>/zookeeper.log`, never to our stdout/stderr.
+//! loopback unless the caller names the addresses ([`Options::bind`]). Server logs go to `<member dir>/zookeeper.log`, never to our stdout/stderr.
 
 mod error;
 mod process;
 mod state;
 
 use std::fs;
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,12 @@ pub struct Options {
     /// Run the JVM with the C1 compiler only: starts with less CPU, serves slower. Good for
     /// tests, not for benchmarks.
     pub light_jvm: bool,
+    /// Address of each member (empty: all on 127.0.0.1): member `i` listens for clients,
+    /// peers and elections on `bind[i]`. One per member when given.
+    pub bind: Vec<IpAddr>,
+    /// A command prefix per member (empty: none), e.g. `ip netns exec rig1` to run member
+    /// `i` inside a network namespace that owns `bind[i]`. One per member when given.
+    pub launch_prefix: Vec<Vec<String>>,
 }
 
 impl Default for Options {
@@ -58,6 +64,8 @@ impl Default for Options {
             die_with_parent: false,
             ready_timeout: Duration::from_secs(30),
             light_jvm: false,
+            bind: Vec::new(),
+            launch_prefix: Vec::new(),
         }
     }
 }
@@ -73,6 +81,7 @@ impl Options {
 /// One member: its ports, its directory and, while started, its JVM.
 #[derive(Debug)]
 struct Member {
+    addr: IpAddr,
     client_port: u16,
     peer_port: u16,
     election_port: u16,
@@ -107,6 +116,11 @@ impl Ensemble {
     pub fn start(opts: Options) -> Result<Ensemble, Error> {
         if opts.nodes != 1 && opts.nodes != 3 {
             return Err(Error::Setup(format!("a local ZooKeeper has 1 or 3 nodes, not {}", opts.nodes)));
+        }
+        for (what, len) in [("--bind addresses", opts.bind.len()), ("launch prefixes", opts.launch_prefix.len())] {
+            if len != 0 && len != opts.nodes {
+                return Err(Error::Setup(format!("{len} {what} for {} node(s): give one per node", opts.nodes)));
+            }
         }
         let java = process::find_java()?;
         let classpath = process::classpath()?;
@@ -153,6 +167,7 @@ impl Ensemble {
     /// Picks ports and writes each member's directory and zoo.cfg.
     fn configure(&mut self) -> Result<(), Error> {
         let n = self.opts.nodes;
+        let addr = |i: usize| self.opts.bind.get(i).copied().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let ports: Vec<u16> = match self.opts.base_port {
             Some(b) => {
                 let top = usize::from(b) + 3 * n;
@@ -162,10 +177,16 @@ impl Ensemble {
                 let ports: Vec<u16> = (0..3 * n).map(|k| b + k as u16).collect();
                 // Checked up front: with a ZooKeeper already on the port, our readiness
                 // probe would be answered by that one while ours fails to bind.
-                if let Some(p) = ports.iter().find(|&&p| TcpListener::bind(("127.0.0.1", p)).is_err()) {
-                    return Err(Error::Setup(format!(
-                        "port {p} on 127.0.0.1 is already in use (another ZooKeeper? `zkutil server status`)"
-                    )));
+                // An address that is not ours here (it lives in another network namespace)
+                // cannot be checked: skipped.
+                let in_use = |a: IpAddr, p: u16| matches!(TcpListener::bind((a, p)), Err(e) if e.kind() != std::io::ErrorKind::AddrNotAvailable);
+                for (k, &p) in ports.iter().enumerate() {
+                    let a = addr(k % n);
+                    if in_use(a, p) {
+                        return Err(Error::Setup(format!(
+                            "port {p} on {a} is already in use (another ZooKeeper? `zkutil server status`)"
+                        )));
+                    }
                 }
                 ports
             }
@@ -176,6 +197,7 @@ impl Ensemble {
             let data = dir.join("data");
             fs::create_dir_all(&data).map_err(|e| Error::io(format!("create {}", data.display()), e))?;
             self.members.push(Member {
+                addr: addr(i),
                 client_port: ports[i],
                 peer_port: ports[n + i],
                 election_port: ports[2 * n + i],
@@ -192,17 +214,24 @@ impl Ensemble {
                  syncLimit=5\n\
                  dataDir={data}\n\
                  clientPort={port}\n\
-                 clientPortAddress=127.0.0.1\n\
+                 clientPortAddress={addr}\n\
                  admin.enableServer=false\n\
                  4lw.commands.whitelist=*\n\
                  maxClientCnxns=0\n",
                 tick = self.opts.tick_ms,
                 data = data.display(),
                 port = m.client_port,
+                addr = m.addr,
             );
             if n > 1 {
                 for (j, peer) in self.members.iter().enumerate() {
-                    cfg.push_str(&format!("server.{}=127.0.0.1:{}:{}\n", j + 1, peer.peer_port, peer.election_port));
+                    cfg.push_str(&format!(
+                        "server.{}={}:{}:{}\n",
+                        j + 1,
+                        peer.addr,
+                        peer.peer_port,
+                        peer.election_port
+                    ));
                 }
             }
             if n > 1 {
@@ -236,6 +265,7 @@ impl Ensemble {
         let m = &mut self.members[i];
         let (config, log) = (m.config(), m.log());
         let temporary = self.opts.data_dir.is_none();
+        let prefix = self.opts.launch_prefix.get(i).map(Vec::as_slice).unwrap_or_default();
         m.running = Some(Running::spawn(&Launch {
             java,
             classpath,
@@ -244,6 +274,7 @@ impl Ensemble {
             die_with_parent: self.opts.die_with_parent,
             cleanup: temporary.then_some((m.dir.as_path(), self.base_dir.as_path())),
             light_jvm: self.opts.light_jvm,
+            prefix,
         })?);
         Ok(())
     }
@@ -269,7 +300,7 @@ impl Ensemble {
                     });
                 }
             }
-            pending.retain(|&i| process::probe_mode(self.members[i].client_port).is_none());
+            pending.retain(|&i| process::probe_mode(self.members[i].addr, self.members[i].client_port).is_none());
             let Some(&first) = pending.first() else {
                 return Ok(());
             };
@@ -289,15 +320,18 @@ impl Ensemble {
         self.members.get_mut(i).ok_or(Error::NoSuchMember(i))
     }
 
-    /// The connect string, `127.0.0.1:p1,127.0.0.1:p2,...`.
+    /// The connect string, `127.0.0.1:p1,127.0.0.1:p2,...` (the members' own addresses
+    /// with [`Options::bind`]).
     pub fn connect_string(&self) -> String {
         let addrs: Vec<String> = (0..self.len()).map(|i| self.member_address(i)).collect();
         addrs.join(",")
     }
 
-    /// `127.0.0.1:<client port>` of member `i`. Panics if there is no member `i`.
+    /// `<address>:<client port>` of member `i` (127.0.0.1 unless bound elsewhere). Panics
+    /// if there is no member `i`.
     pub fn member_address(&self, i: usize) -> String {
-        format!("127.0.0.1:{}", self.members[i].client_port)
+        let m = &self.members[i];
+        std::net::SocketAddr::new(m.addr, m.client_port).to_string()
     }
 
     /// Number of members (running or not).
@@ -351,7 +385,7 @@ impl Ensemble {
     pub fn mode(&self, i: usize) -> Option<String> {
         let m = self.members.get(i)?;
         m.running.as_ref()?;
-        process::probe_mode(m.client_port)
+        process::probe_mode(m.addr, m.client_port)
     }
 
     /// The member that is leader now (a standalone server leads itself), `None` during an
@@ -393,7 +427,7 @@ impl Ensemble {
                 if !r.is_alive() {
                     return None;
                 }
-                Some(MemberState { pid: r.detach(), client_port: m.client_port, dir: m.dir })
+                Some(MemberState { pid: r.detach(), address: m.addr, client_port: m.client_port, dir: m.dir })
             })
             .collect();
         State { base_dir: self.base_dir.clone(), temporary, members }

@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -81,6 +81,9 @@ pub(crate) struct Launch<'a> {
     /// directories only).
     pub cleanup: Option<(&'a Path, &'a Path)>,
     pub light_jvm: bool,
+    /// Command prefix the JVM runs under (e.g. `ip netns exec NAME`, which execs, so the
+    /// pid stays the JVM's); empty: none.
+    pub prefix: &'a [String],
 }
 
 /// A running (or exited but not yet reaped) member JVM.
@@ -101,7 +104,14 @@ impl Running {
             .open(launch.log)
             .map_err(|e| Error::io(format!("open {}", launch.log.display()), e))?;
         let log2 = log.try_clone().map_err(|e| Error::io("duplicate log file handle", e))?;
-        let mut cmd = Command::new(launch.java);
+        let mut cmd = match launch.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(launch.java);
+                c
+            }
+            None => Command::new(launch.java),
+        };
         cmd.arg("-Xmx256m")
             .arg("-XX:+UseSerialGC")
             // No /tmp/hsperfdata_<user>/<pid> file per JVM.
@@ -254,10 +264,10 @@ pub(crate) fn main_class() -> &'static str {
     MAIN_CLASS
 }
 
-/// Sends a four-letter word to `127.0.0.1:port` and returns the answer; every step is
-/// capped by [`PROBE_TIMEOUT`].
-pub(crate) fn four_letter(port: u16, word: &str) -> io::Result<String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+/// Sends a four-letter word to `ip:port` and returns the answer; every step is capped by
+/// [`PROBE_TIMEOUT`].
+pub(crate) fn four_letter(ip: IpAddr, port: u16, word: &str) -> io::Result<String> {
+    let addr = SocketAddr::new(ip, port);
     let mut s = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
     s.set_read_timeout(Some(PROBE_TIMEOUT))?;
     s.set_write_timeout(Some(PROBE_TIMEOUT))?;
@@ -278,10 +288,10 @@ pub(crate) fn four_letter(port: u16, word: &str) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// The `Mode:` of the server on `port` ("standalone", "leader", "follower", ...), `None`
+/// The `Mode:` of the server on `ip:port` ("standalone", "leader", "follower", ...), `None`
 /// if it does not answer or does not serve yet.
-pub(crate) fn probe_mode(port: u16) -> Option<String> {
-    let answer = four_letter(port, "srvr").ok()?;
+pub(crate) fn probe_mode(ip: IpAddr, port: u16) -> Option<String> {
+    let answer = four_letter(ip, port, "srvr").ok()?;
     answer.lines().find_map(|l| l.strip_prefix("Mode:")).map(|m| m.trim().to_string())
 }
 

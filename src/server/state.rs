@@ -6,11 +6,13 @@
 //! temporary=true
 //! member.0.pid=4242
 //! member.0.client_port=2181
+//! member.0.address=127.0.0.1
 //! member.0.dir=/tmp/.tmpAbc123/zk0
 //! ```
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -35,7 +37,10 @@ pub struct State {
 pub struct MemberState {
     /// The JVM's pid.
     pub pid: u32,
-    /// Its client port on 127.0.0.1.
+    /// The address it listens on (127.0.0.1 unless started with `--bind`; also for state
+    /// files written before this key).
+    pub address: IpAddr,
+    /// Its client port on `address`.
     pub client_port: u16,
     /// Its directory (zoo.cfg, data/, zookeeper.log).
     pub dir: PathBuf,
@@ -44,7 +49,7 @@ pub struct MemberState {
 /// What [`status`] found out about one member.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberStatus {
-    /// `127.0.0.1:<client port>`.
+    /// `<address>:<client port>`.
     pub address: String,
     /// The pid from the state file.
     pub pid: u32,
@@ -68,7 +73,8 @@ impl State {
 
     /// The ZooKeeper connect string, `127.0.0.1:p1,127.0.0.1:p2,...`.
     pub fn connect_string(&self) -> String {
-        let addrs: Vec<String> = self.members.iter().map(|m| format!("127.0.0.1:{}", m.client_port)).collect();
+        let addrs: Vec<String> =
+            self.members.iter().map(|m| SocketAddr::new(m.address, m.client_port).to_string()).collect();
         addrs.join(",")
     }
 
@@ -80,6 +86,7 @@ impl State {
         for (i, m) in self.members.iter().enumerate() {
             s.push_str(&format!("member.{i}.pid={}\n", m.pid));
             s.push_str(&format!("member.{i}.client_port={}\n", m.client_port));
+            s.push_str(&format!("member.{i}.address={}\n", m.address));
             s.push_str(&format!("member.{i}.dir={}\n", m.dir.display()));
         }
         s
@@ -90,8 +97,8 @@ impl State {
         let bad = |why: String| Error::State { path: path.to_path_buf(), why };
         let mut base_dir = None;
         let mut temporary = false;
-        // Per member index: (pid, client_port, dir) as far as seen.
-        type Partial = (Option<u32>, Option<u16>, Option<PathBuf>);
+        // Per member index: (pid, client_port, dir, address) as far as seen.
+        type Partial = (Option<u32>, Option<u16>, Option<PathBuf>, Option<IpAddr>);
         let mut members: BTreeMap<usize, Partial> = BTreeMap::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim_end();
@@ -119,6 +126,9 @@ impl State {
                 "pid" => entry.0 = Some(value.parse().map_err(num_err)?),
                 "client_port" => entry.1 = Some(value.parse().map_err(num_err)?),
                 "dir" => entry.2 = Some(PathBuf::from(value)),
+                "address" => {
+                    entry.3 = Some(value.parse().map_err(|_| bad(format!("line {}: bad address {value}", n + 1)))?)
+                }
                 _ => return Err(bad(format!("line {}: unknown key {key}", n + 1))),
             }
         }
@@ -129,7 +139,12 @@ impl State {
                 return Err(bad(format!("member {expected} missing")));
             }
             match m {
-                (Some(pid), Some(client_port), Some(dir)) => out.push(MemberState { pid, client_port, dir }),
+                (Some(pid), Some(client_port), Some(dir), address) => out.push(MemberState {
+                    pid,
+                    address: address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                    client_port,
+                    dir,
+                }),
                 _ => return Err(bad(format!("member {idx} incomplete"))),
             }
         }
@@ -142,7 +157,7 @@ impl State {
     /// Writes the state file (creating its directory), atomically via a rename.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
         let text = self.to_text();
-        if text.lines().count() != 3 + 3 * self.members.len() {
+        if text.lines().count() != 3 + 4 * self.members.len() {
             return Err(Error::State { path: path.to_path_buf(), why: "a path contains a newline".into() });
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -173,10 +188,10 @@ pub fn status(state: &State) -> Vec<MemberStatus> {
         .members
         .iter()
         .map(|m| MemberStatus {
-            address: format!("127.0.0.1:{}", m.client_port),
+            address: SocketAddr::new(m.address, m.client_port).to_string(),
             pid: m.pid,
             alive: member_alive(m),
-            mode: process::probe_mode(m.client_port),
+            mode: process::probe_mode(m.address, m.client_port),
         })
         .collect()
 }

@@ -40,7 +40,7 @@ fn standalone_serves_and_drop_kills() {
     let port: u16 =
         addr.strip_prefix("127.0.0.1:").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("connect string {addr}"));
     assert_eq!(zk.member_address(0), addr);
-    let srvr = process::four_letter(port, "srvr").expect("srvr");
+    let srvr = process::four_letter(IpAddr::V4(Ipv4Addr::LOCALHOST), port, "srvr").expect("srvr");
     assert!(srvr.contains("Mode: standalone"), "srvr said {srvr:?}");
     assert_eq!(zk.mode(0).as_deref(), Some("standalone"));
     assert_eq!(zk.leader(), Some(0));
@@ -210,13 +210,26 @@ fn state_text_round_trip_and_errors() {
         base_dir: PathBuf::from("/tmp/a b"),
         temporary: true,
         members: vec![
-            MemberState { pid: 1, client_port: 2181, dir: PathBuf::from("/tmp/a b/zk0") },
-            MemberState { pid: 2, client_port: 2182, dir: PathBuf::from("/tmp/a b/zk1") },
+            MemberState {
+                pid: 1,
+                address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                client_port: 2181,
+                dir: PathBuf::from("/tmp/a b/zk0"),
+            },
+            MemberState {
+                pid: 2,
+                address: "10.77.0.2".parse().unwrap(),
+                client_port: 2182,
+                dir: PathBuf::from("/tmp/a b/zk1"),
+            },
         ],
     };
     let p = Path::new("x.state");
     assert_eq!(State::from_text(&s.to_text(), p).unwrap(), s);
-    assert_eq!(s.connect_string(), "127.0.0.1:2181,127.0.0.1:2182");
+    assert_eq!(s.connect_string(), "127.0.0.1:2181,10.77.0.2:2182");
+    // State files written before `address` existed: 127.0.0.1.
+    let old = State::from_text("base_dir=/x\nmember.0.pid=1\nmember.0.client_port=5\nmember.0.dir=/y\n", p).unwrap();
+    assert_eq!(old.connect_string(), "127.0.0.1:5");
     for bad in [
         "",
         "base_dir=/x\n",
@@ -225,6 +238,7 @@ fn state_text_round_trip_and_errors() {
         "base_dir=/x\nmember.0.pid=x\n",
         "garbage\n",
         "base_dir=/x\nfoo=1\n",
+        "base_dir=/x\nmember.0.pid=1\nmember.0.client_port=1\nmember.0.dir=/y\nmember.0.address=nope\n",
     ] {
         assert!(State::from_text(bad, p).is_err(), "accepted {bad:?}");
     }

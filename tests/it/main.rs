@@ -1,6 +1,7 @@
 //! One integration-test binary (one link of the static library): every test runs against a
 //! real ZooKeeper started by zkutil's own launcher.
 
+mod across_hosts;
 mod child;
 mod cli;
 mod client;

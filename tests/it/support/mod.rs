@@ -12,6 +12,7 @@ use zkutil::zk::{CreateMode, ZooKeeper};
 
 mod proc;
 pub mod proxy;
+pub mod rig;
 pub use proc::Proc;
 pub use proxy::Proxy;
 

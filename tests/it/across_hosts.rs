@@ -1,0 +1,436 @@
+//! Recipes across hosts: three network-namespace hosts (tests/it/support/rig.rs, driven by
+//! tools/rig.sh), one ZooKeeper member per host, zkutil processes inside the hosts, and a
+//! host cut off from the others (its link down) while it holds something. These tests need
+//! root and `ip netns`; where those are missing they print `SKIPPED ...` and pass.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use zkutil::zk::{CreateMode, ZooKeeper};
+
+use crate::support::rig::{HOSTS, Rig};
+use crate::support::wait_until;
+use crate::t;
+
+/// A shell loop in its own process group, SIGKILLed (the whole group) on drop.
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = killpg(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+}
+
+/// One run of the CMD: which host, first and last stamp, whether it wrote its `end`.
+#[derive(Debug, Clone)]
+struct Run {
+    host: usize,
+    start: u128,
+    last: u128,
+    ended: bool,
+}
+
+/// The runs in the shared file (`<host>-<pid> start|tick|end <ns>` lines), in the order
+/// they started.
+fn runs(file: &Path) -> Vec<Run> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let mut order = Vec::new();
+    let mut by_id: BTreeMap<String, Run> = BTreeMap::new();
+    for line in text.lines() {
+        let w: Vec<&str> = line.split(' ').collect();
+        let (Some(id), Some(kind), Some(Ok(ts))) = (w.first(), w.get(1), w.get(2).map(|t| t.parse::<u128>())) else {
+            continue; // a line being written
+        };
+        let host: usize = id.split('-').next().unwrap().parse().unwrap();
+        let r = by_id.entry(id.to_string()).or_insert_with(|| {
+            order.push(id.to_string());
+            Run { host, start: ts, last: ts, ended: false }
+        });
+        r.last = r.last.max(ts);
+        r.ended |= *kind == "end";
+    }
+    order.iter().map(|id| by_id[id].clone()).collect()
+}
+
+/// The CMD each contender runs under the lock: stamps its start, a tick every 50 ms while
+/// fewer than `$DIR/ticks` ticks were written, then its end; all into `$DIR/holds`.
+const CMD: &str = r#"f="$DIR/holds"; id="$HOST-$$"; echo "$id start $(date +%s%N)" >> "$f"
+i=0; while [ "$i" -lt "$(cat "$DIR/ticks")" ]; do sleep 0.05; echo "$id tick $(date +%s%N)" >> "$f"; i=$((i+1)); done
+echo "$id end $(date +%s%N)" >> "$f""#;
+
+/// `zkutil lock -- CMD` in a loop on every host; cut the holder's host off while its CMD
+/// runs: that CMD is stopped (no `end`, its last stamp) before any other host's CMD
+/// starts, and over all handoffs no two CMDs overlap.
+#[test]
+fn lock_across_hosts() {
+    let Some(rig) = Rig::start("across_hosts::lock_across_hosts") else { return };
+    let t0 = Instant::now();
+    let ens = rig.ensemble();
+    let hosts = ens.connect_string();
+    let zk = t!(ZooKeeper::connect(&hosts, Duration::from_secs(10)));
+    let root = format!("/t-across-lock-{}", std::process::id());
+    t!(zk.create(&root, b"", CreateMode::Persistent));
+    let lock = format!("{root}/lock");
+    let dir = t!(tempfile::tempdir());
+    let (holds, ticks) = (dir.path().join("holds"), dir.path().join("ticks"));
+    let set_ticks = |n: u32| t!(std::fs::write(&ticks, format!("{n}\n")));
+    set_ticks(4);
+    // Session timeout 4 s: the holder stops its CMD by ~5T/6 of silence, the server
+    // expires the session at T.
+    let contenders: Vec<Group> = HOSTS
+        .iter()
+        .map(|&h| {
+            let script = r#"while :; do "$ZKUTIL" -q --session-timeout 4s --connect-timeout 3s lock "$LOCK" -- sh -c "$CMD"; sleep 0.1; done"#;
+            let mut c = Rig::exec(h, "sh");
+            c.args(["-c", script])
+                .env("ZKUTIL", env!("CARGO_BIN_EXE_zkutil"))
+                .env("ZK_HOSTS", &hosts)
+                .env("LOCK", &lock)
+                .env("CMD", CMD)
+                .env("DIR", dir.path())
+                .env("HOST", h.to_string())
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0);
+            Group(t!(c.spawn()))
+        })
+        .collect();
+
+    let mut cut_report = Vec::new();
+    for round in 0..3 {
+        // A few ordinary handoffs first.
+        let want = runs(&holds).len() + 3;
+        assert!(wait_until(Duration::from_secs(60), || runs(&holds).len() >= want), "round {round}: no handoffs");
+        // Make the holds long (the current one too), and cut the holder's host off while
+        // its CMD runs (stamped in the last second, no end yet).
+        set_ticks(400);
+        let mut holder = None;
+        assert!(
+            wait_until(Duration::from_secs(60), || {
+                let recent = now_ns().saturating_sub(1_000_000_000);
+                holder = runs(&holds).into_iter().find(|r| r.last > recent && !r.ended);
+                holder.is_some()
+            }),
+            "round {round}: no long hold"
+        );
+        let held = holder.unwrap();
+        let h = held.host;
+        let (cut_at, cut_ns) = (Instant::now(), now_ns());
+        rig.cut(h);
+        let mut next = None;
+        let took_over = wait_until(Duration::from_secs(60), || {
+            next = runs(&holds).into_iter().find(|r| r.start > held.start && r.host != h);
+            next.is_some()
+        });
+        let latency = cut_at.elapsed();
+        set_ticks(4);
+        rig.heal(h);
+        assert!(took_over, "round {round}: no other host took the lock over after host {h} was cut off");
+        let next = next.unwrap();
+        let cut_run = runs(&holds).into_iter().find(|r| r.start == held.start && r.host == h).unwrap();
+        assert!(!cut_run.ended, "round {round}: host {h}'s CMD ran to its end while cut off: {cut_run:?}");
+        assert!(
+            cut_run.last < next.start,
+            "round {round}: host {h}'s CMD (last stamp {}) still ran when host {}'s started ({})",
+            cut_run.last,
+            next.host,
+            next.start
+        );
+        cut_report.push(format!(
+            "cut host {h}: its CMD stopped {:.1} s after the cut, host {} took over after {:.1} s",
+            cut_run.last.saturating_sub(cut_ns) as f64 / 1e9,
+            next.host,
+            latency.as_secs_f64()
+        ));
+    }
+    // Every host holds again after the heals.
+    let since = now_ns();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let r = runs(&holds);
+            HOSTS.iter().all(|&h| r.iter().any(|x| x.host == h && x.start > since && x.ended))
+        }),
+        "a healed host never held the lock again: {:?}",
+        runs(&holds)
+    );
+    set_ticks(0);
+    drop(contenders);
+
+    let all = runs(&holds);
+    let mut sorted = all.clone();
+    sorted.sort_by_key(|r| r.start);
+    let overlaps = sorted.windows(2).filter(|w| w[0].last > w[1].start).count();
+    let handoffs = sorted.windows(2).filter(|w| w[0].host != w[1].host).count();
+    eprintln!(
+        "lock across hosts: {} holds, {handoffs} handoffs between hosts, {} cuts, {overlaps} overlaps, {:.0} s",
+        all.len(),
+        cut_report.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    for line in &cut_report {
+        eprintln!("  {line}");
+    }
+    assert_eq!(overlaps, 0, "overlapping holds: {sorted:?}");
+}
+
+/// One request to the kv server of host `h` from the root namespace (reaches every host not
+/// cut off); `None` if it cannot be had within the timeouts.
+fn kv_req(h: usize, line: &str) -> Option<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let addr: std::net::SocketAddr = format!("{}:7001", Rig::addr(h)).parse().unwrap();
+    let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    (&s).write_all(format!("{line}\n").as_bytes()).ok()?;
+    let mut answer = String::new();
+    BufReader::new(&s).read_line(&mut answer).ok()?;
+    Some(answer.trim_end().to_string())
+}
+
+/// One request to the kv server of host `h` from inside host `h` (works while it is cut off).
+fn kv_req_inside(h: usize, line: &str) -> String {
+    let script = r#"exec 3<>"/dev/tcp/$ADDR/7001" || exit 1; printf '%s\n' "$LINE" >&3; timeout 20 head -n1 <&3"#;
+    let out = t!(Rig::exec(h, "bash").args(["-c", script]).env("ADDR", Rig::addr(h)).env("LINE", line).output());
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+/// The host whose server leads, once the given hosts agree on one (the leader answers
+/// `ROLE` with exactly `leader`, the others with `follower <its address>`).
+fn agreed_leader(among: &[usize]) -> Option<usize> {
+    let roles: Vec<(usize, String)> = among.iter().map(|&h| (h, kv_req(h, "ROLE").unwrap_or_default())).collect();
+    let leaders: Vec<usize> = roles.iter().filter(|(_, r)| r == "leader").map(|(h, _)| *h).collect();
+    let [l] = leaders[..] else { return None };
+    let follow = format!("follower {}:7001", Rig::addr(l));
+    roles.iter().all(|(h, r)| *h == l || *r == follow).then_some(l)
+}
+
+/// A kv server per host (`--listen` its host address, a shared `--secret-file`); the
+/// leader's host is cut off: the majority side elects a new leader, the cut-off server
+/// does not acknowledge a write, and after the heal it follows the new leader and holds
+/// every acknowledged write (0 lost).
+#[test]
+fn kv_across_hosts() {
+    let Some(rig) = Rig::start("across_hosts::kv_across_hosts") else { return };
+    let t0 = Instant::now();
+    let ens = rig.ensemble();
+    let hosts = ens.connect_string();
+    let dir = t!(tempfile::tempdir());
+    let secret = dir.path().join("secret");
+    t!(std::fs::write(&secret, format!("across-hosts-{}-{}\n", std::process::id(), now_ns())));
+    let cluster = format!("across-{}", std::process::id());
+    let _servers: Vec<Group> = HOSTS
+        .iter()
+        .map(|&h| {
+            let listen = format!("{}:7001", Rig::addr(h));
+            let log = t!(std::fs::File::create(dir.path().join(format!("kv{h}.log"))));
+            let mut c = Rig::zkutil(
+                h,
+                &hosts,
+                &["--session-timeout", "4s", "--connect-timeout", "3s", "kv", "serve", "--listen", &listen],
+            );
+            c.args(["--cluster", &cluster, "--secret-file"])
+                .arg(&secret)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .process_group(0);
+            Group(t!(c.spawn()))
+        })
+        .collect();
+    let mut leader = None;
+    assert!(wait_until(Duration::from_secs(60), || {
+        leader = agreed_leader(&HOSTS);
+        leader.is_some()
+    }));
+    let old = leader.unwrap();
+
+    // Writes through every host; only `OK` counts as acknowledged.
+    let mut acked: Vec<(String, String)> = Vec::new();
+    let mut n = 0;
+    let mut write_through = |via: &[usize], count: usize, acked: &mut Vec<(String, String)>| {
+        for _ in 0..count {
+            let (k, v) = (format!("k{n}"), format!("v{n}"));
+            let h = via[n % via.len()];
+            n += 1;
+            if kv_req(h, &format!("PUT {k} {v}")).as_deref() == Some("OK") {
+                acked.push((k, v));
+            }
+        }
+    };
+    write_through(&HOSTS, 9, &mut acked);
+    assert_eq!(acked.len(), 9, "writes before the cut: {acked:?}");
+
+    rig.cut(old);
+    let cut_at = Instant::now();
+    let majority: Vec<usize> = HOSTS.iter().copied().filter(|&h| h != old).collect();
+    let mut new = None;
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            new = agreed_leader(&majority);
+            new.is_some()
+        }),
+        "no leader on the majority side after host {old} was cut off"
+    );
+    let failover = cut_at.elapsed();
+    let new = new.unwrap();
+    // The cut-off server, once the other side has its leader, acknowledges no write.
+    let refused = kv_req_inside(old, "PUT cutoff from-the-cut-off-host");
+    assert_ne!(refused, "OK", "the cut-off host {old} acknowledged a write while host {new} leads");
+    let before = acked.len();
+    write_through(&majority, 9, &mut acked);
+    assert!(acked.len() - before >= 8, "writes on the majority side after the failover: {acked:?}");
+
+    rig.heal(old);
+    let heal_at = Instant::now();
+    let follow = format!("follower {}:7001", Rig::addr(new));
+    assert!(
+        wait_until(Duration::from_secs(60), || kv_req(old, "ROLE").as_deref() == Some(follow.as_str())),
+        "host {old} did not rejoin as a follower of host {new}: {:?}",
+        kv_req(old, "ROLE")
+    );
+    let rejoin = heal_at.elapsed();
+    // Every acknowledged write readable on every host (0 lost), once converged.
+    let missing =
+        |h: usize| acked.iter().filter(|(k, v)| kv_req(h, &format!("GET {k}")) != Some(format!("VALUE {v}"))).count();
+    let converged = wait_until(Duration::from_secs(30), || HOSTS.iter().all(|&h| missing(h) == 0));
+    let lost: Vec<usize> = HOSTS.iter().map(|&h| missing(h)).collect();
+    eprintln!(
+        "kv across hosts: leader host {old} cut off; host {new} leads after {:.1} s; the cut-off server \
+         answered {refused:?}; rejoined {:.1} s after the heal; {} acknowledged writes, missing per host {lost:?}; {:.0} s",
+        failover.as_secs_f64(),
+        rejoin.as_secs_f64(),
+        acked.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(converged, "acknowledged writes missing per host: {lost:?}");
+}
+
+/// `--bind` without namespaces (no root needed): members on 127.0.0.1-3, the connect
+/// string and the state file name those addresses; a count that does not match `--nodes`
+/// is a usage error.
+#[test]
+fn server_start_bind_places_members() {
+    use crate::support::{ok, usage_fails};
+    let err = usage_fails(&["server", "start", "--nodes", "3", "--bind", "127.0.0.1,127.0.0.2"]);
+    assert!(err.contains("--bind names 2 value(s) for --nodes 3"), "{err}");
+    usage_fails(&["server", "start", "--netns", "a,b,c", "--nodes", "3"]);
+    let dir = t!(tempfile::tempdir());
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let out = ok(&[
+        "server",
+        "start",
+        "--nodes",
+        "3",
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1,127.0.0.2,127.0.0.3",
+        "--state-file",
+        state,
+    ]);
+    let stop = || ok(&["server", "stop", "--state-file", state]);
+    let hosts = out.trim().strip_prefix("export ZK_HOSTS=").unwrap_or_else(|| panic!("{out}")).to_string();
+    let addrs: Vec<&str> = hosts.split(',').map(|a| a.rsplit_once(':').unwrap().0).collect();
+    let status = ok(&["server", "status", "--state-file", state]);
+    stop();
+    assert_eq!(addrs, ["127.0.0.1", "127.0.0.2", "127.0.0.3"], "{hosts}");
+    let lines: Vec<&str> = status.lines().collect();
+    assert_eq!(lines.len(), 3, "{status}");
+    for (line, addr) in lines.iter().zip(&addrs) {
+        assert!(
+            line.starts_with(&format!("{addr}:")) && (line.ends_with("leader") || line.ends_with("follower")),
+            "{status}"
+        );
+    }
+}
+
+/// `queue consume --follow -- CMD` on every host, items produced on host 1; a consumer's
+/// host is cut off while its CMD works on an item: every item is still done (at least
+/// once), the one in flight on the cut-off host by a live host.
+#[test]
+fn queue_across_hosts() {
+    let Some(rig) = Rig::start("across_hosts::queue_across_hosts") else { return };
+    let t0 = Instant::now();
+    let ens = rig.ensemble();
+    let hosts = ens.connect_string();
+    let dir = t!(tempfile::tempdir());
+    let log = dir.path().join("done");
+    let queue = format!("/t-across-queue-{}", std::process::id());
+    const ITEMS: usize = 30;
+    let items: Vec<String> = (0..ITEMS).map(|i| format!("item-{i}")).collect();
+    let mut produce = Rig::zkutil(1, &hosts, &["queue", "produce", &queue]);
+    produce.args(&items);
+    let out = t!(produce.output());
+    assert!(out.status.success(), "produce: {}", String::from_utf8_lossy(&out.stderr));
+    // CMD: `<host> begin|done <item>` around 0.6 s of work.
+    let cmd = r#"x=$(cat); echo "$HOST begin $x" >> "$LOG"; sleep 0.6; echo "$HOST done $x" >> "$LOG""#;
+    let _consumers: Vec<Group> = HOSTS
+        .iter()
+        .map(|&h| {
+            let mut c = Rig::zkutil(
+                h,
+                &hosts,
+                &["-q", "--session-timeout", "4s", "--connect-timeout", "3s", "queue", "consume", "--follow", &queue],
+            );
+            c.args(["--", "sh", "-c", cmd])
+                .env("HOST", h.to_string())
+                .env("LOG", &log)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0);
+            Group(t!(c.spawn()))
+        })
+        .collect();
+    let lines = || -> Vec<(usize, String, String)> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.splitn(3, ' ');
+                Some((w.next()?.parse().ok()?, w.next()?.to_string(), w.next()?.to_string()))
+            })
+            .collect()
+    };
+    // Cut host 3 while its CMD works on an item (begun, not done).
+    let cut_host = 3;
+    let mut in_flight = None;
+    assert!(wait_until(Duration::from_secs(60), || {
+        let l = lines();
+        in_flight = l
+            .iter()
+            .filter(|(h, k, _)| *h == cut_host && k == "begin")
+            .map(|(_, _, item)| item.clone())
+            .find(|item| !l.iter().any(|(h, k, i)| *h == cut_host && k == "done" && i == item));
+        in_flight.is_some()
+    }));
+    rig.cut(cut_host);
+    let item = in_flight.unwrap();
+    let done_by_live =
+        |l: &[(usize, String, String)], it: &str| l.iter().any(|(h, k, i)| *h != cut_host && k == "done" && i == it);
+    let all_done = wait_until(Duration::from_secs(60), || {
+        let l = lines();
+        items.iter().all(|it| l.iter().any(|(_, k, i)| k == "done" && i == it)) && done_by_live(&l, &item)
+    });
+    rig.heal(cut_host);
+    let l = lines();
+    let missing: Vec<&String> = items.iter().filter(|it| !l.iter().any(|(_, k, i)| k == "done" && i == *it)).collect();
+    let done = l.iter().filter(|(_, k, _)| k == "done").count();
+    eprintln!(
+        "queue across hosts: {ITEMS} items, host {cut_host} cut off working on {item}; {done} CMD runs done, \
+         {} duplicates, missing {missing:?}; {item} redone by a live host: {}; {:.0} s",
+        done.saturating_sub(ITEMS - missing.len()),
+        done_by_live(&l, &item),
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(all_done && missing.is_empty(), "items not done: {missing:?}; in flight on the cut host: {item}");
+}
