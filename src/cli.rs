@@ -944,11 +944,9 @@ pub struct DumpArgs {
     pub path: String,
 }
 
+/// How `load` and `cp` write: the options they share.
 #[derive(Debug, Args)]
-pub struct LoadArgs {
-    /// Restore under PATH instead of the dumped root
-    #[arg(long, value_name = "PATH")]
-    pub to: Option<String>,
+pub struct RestoreArgs {
     /// Print what would be created, overwritten or skipped; write nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -958,28 +956,27 @@ pub struct LoadArgs {
     /// Leave nodes that exist already as they are
     #[arg(long)]
     pub skip_existing: bool,
-    /// Raise each parent's cversion to the dumped one, so sequential nodes created after the
-    /// restore continue the old numbering
+    /// Raise each parent's cversion to the source's (the dumped or copied one), so
+    /// sequential nodes created after the restore continue the old numbering
     #[arg(long)]
     pub preserve_sequence: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Restore under PATH instead of the dumped root
+    #[arg(long, value_name = "PATH")]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub restore: RestoreArgs,
     /// The dump (`-`: stdin; gzip recognised)
     pub file: String,
 }
 
 #[derive(Debug, Args)]
 pub struct CpArgs {
-    /// Print what would be created, overwritten or skipped; write nothing
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Replace the data (and ACL) of nodes that exist already
-    #[arg(long, conflicts_with = "skip_existing")]
-    pub overwrite: bool,
-    /// Leave nodes that exist already as they are
-    #[arg(long)]
-    pub skip_existing: bool,
-    /// Raise each parent's cversion to the source's (sequential numbering continues)
-    #[arg(long)]
-    pub preserve_sequence: bool,
+    #[command(flatten)]
+    pub restore: RestoreArgs,
     /// Copy ephemeral nodes too (as persistent ones)
     #[arg(long)]
     pub ephemeral: bool,

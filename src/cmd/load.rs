@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 
 use super::Run;
 use super::dump::{DumpReader, Filter, Record, walk_records};
-use crate::cli::{CpArgs, Global, LoadArgs};
+use crate::cli::{CpArgs, Global, LoadArgs, RestoreArgs};
 use crate::zk::{self, Acl, Code, CreateMode, Op, ZooKeeper};
 
 /// What to do with a node that exists already.
@@ -340,15 +340,17 @@ fn report(what: &str, s: &LoadStats, dry_run: bool) {
     );
 }
 
-impl LoadArgs {
-    fn existing(&self) -> Existing {
-        if self.overwrite {
+impl RestoreArgs {
+    /// The loader's options for writing under `target`.
+    fn options(&self, target: String) -> LoadOptions {
+        let existing = if self.overwrite {
             Existing::Overwrite
         } else if self.skip_existing {
             Existing::Skip
         } else {
             Existing::Fail
-        }
+        };
+        LoadOptions { target, dry_run: self.dry_run, existing, preserve_sequence: self.preserve_sequence }
     }
 }
 
@@ -358,13 +360,7 @@ impl Run for LoadArgs {
         let target = self.to.clone().unwrap_or_else(|| reader.root.clone());
         zk::validate_path(&target, false)?;
         let zk = g.connect()?;
-        let opts = LoadOptions {
-            target,
-            dry_run: self.dry_run,
-            existing: self.existing(),
-            preserve_sequence: self.preserve_sequence,
-        };
-        let mut loader = Loader::new(&zk, opts, g.auth.is_some());
+        let mut loader = Loader::new(&zk, self.restore.options(target), g.auth.is_some());
         let mut ended = false;
         let mut reader = reader;
         for r in reader.by_ref() {
@@ -375,7 +371,7 @@ impl Run for LoadArgs {
             bail!("{}: the dump has no end line (truncated?); what it held was loaded", self.file);
         }
         let stats = loader.finish()?;
-        report(&format!("load {}", self.file), &stats, self.dry_run);
+        report(&format!("load {}", self.file), &stats, self.restore.dry_run);
         Ok(if stats.conflicts > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
     }
 }
@@ -415,24 +411,11 @@ impl Run for CpArgs {
         let to = if same { None } else { Some(connect_spec(g, dst_hosts)?) };
         let to_zk = to.as_ref().unwrap_or(&from);
         let filter = Filter::new(&self.include, &self.exclude, self.ephemeral);
-        let existing = if self.overwrite {
-            Existing::Overwrite
-        } else if self.skip_existing {
-            Existing::Skip
-        } else {
-            Existing::Fail
-        };
-        let opts = LoadOptions {
-            target: dst.to_string(),
-            dry_run: self.dry_run,
-            existing,
-            preserve_sequence: self.preserve_sequence,
-        };
-        let mut loader = Loader::new(to_zk, opts, g.auth.is_some());
+        let mut loader = Loader::new(to_zk, self.restore.options(dst.to_string()), g.auth.is_some());
         // The walk reads ahead on the source session while the loader writes on the other.
         walk_records(&from, src, &filter, |r| loader.push(r))?;
         let stats = loader.finish()?;
-        report(&format!("cp {} {}", self.src, self.dst), &stats, self.dry_run);
+        report(&format!("cp {} {}", self.src, self.dst), &stats, self.restore.dry_run);
         Ok(if stats.conflicts > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
     }
 }
