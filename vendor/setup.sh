@@ -4,6 +4,9 @@
 set -eu
 
 pkgs="libzookeeper-mt-dev libclang-dev zookeeper default-jre-headless netcat-openbsd redis-server redis-tools pkg-config tmux"
+# Apache Curator (5.4 in bookworm) and a JDK, for the Curator interop tests (tests/java,
+# compiled with plain javac against /usr/share/java); they skip without them.
+pkgs="$pkgs default-jdk-headless libcurator-recipes-java libcurator-discovery-java libslf4j-java"
 
 missing=""
 for p in $pkgs; do

@@ -8,6 +8,7 @@ mod client;
 mod commit;
 mod conventions;
 mod crawl;
+mod curator;
 mod election;
 mod health;
 mod inspect;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use zkutil::server::Ensemble;
 use zkutil::zk::{CreateMode, ZooKeeper};
 
+pub mod curator;
 mod proc;
 pub mod proxy;
 pub mod rig;
