@@ -757,6 +757,10 @@ pub struct LockArgs {
     /// Take the lock shared (a read lock): readers run together, a writer excludes all
     #[arg(long, visible_alias = "read")]
     pub shared: bool,
+    /// Take it exclusive as a writer of Curator's InterProcessReadWriteLock (node `__WRIT__`,
+    /// which Curator's readers wait for); the default writer shares it with InterProcessMutex
+    #[arg(long, conflicts_with = "shared")]
+    pub write: bool,
     /// The lock's znode (created as a container if missing)
     #[arg(value_parser = parse_znode_path)]
     pub path: String,

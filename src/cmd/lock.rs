@@ -115,7 +115,11 @@ impl Run for LockArgs {
         super::exit::check_runnable(&self.command)?;
         let stop = shutdown();
         let zk = g.connect()?;
-        let mode = if self.shared { Mode::Shared } else { Mode::Exclusive };
+        let mode = match (self.shared, self.write) {
+            (true, _) => Mode::Shared,
+            (_, true) => Mode::Write,
+            _ => Mode::Exclusive,
+        };
         let lock = Lock::new(&zk, &self.path, mode)?;
         let deadline = self.timeout.map(crate::util::deadline_after);
         let held = match lock.acquire(deadline, &stop, |_| {}) {

@@ -3,13 +3,22 @@
 //! Every contender creates an ephemeral-sequential node under the lock's directory and
 //! waits until no node that blocks it precedes it:
 //! - exclusive (write) contenders `_c_<uuid>-lock-<seq>` are blocked by any earlier node;
-//! - shared (read) contenders `_c_<uuid>-__READ__<seq>` only by an earlier writer.
+//! - shared (read) contenders `_c_<uuid>-__READ__<seq>` only by an earlier writer;
+//! - writers of Curator's InterProcessReadWriteLock, `_c_<uuid>-__WRIT__<seq>`, are
+//!   exclusive contenders under the name Curator's readers look for ([`Mode::Write`]).
 //!
 //! Contenders are ordered by the 10-digit sequence suffix whatever the prefix (all children
 //! of one parent share one counter), so the lock is shared with Curator's InterProcessMutex
 //! (same names), and with kazoo's Lock when kazoo is told the `-lock-` pattern. A node whose
 //! name (before the suffix) ends with `__READ__` (Curator) or `__rlock__` (kazoo) is a
 //! reader; every other sequential child is a writer.
+//!
+//! Curator itself tells its two kinds apart by name, so one exclusive name cannot serve
+//! both: InterProcessMutex orders only `lock-` nodes by their suffix, and
+//! InterProcessReadWriteLock only `__READ__`/`__WRIT__` nodes, and its readers wait only
+//! for `__WRIT__` nodes. Share a lock with an InterProcessMutex as [`Mode::Exclusive`], with
+//! an InterProcessReadWriteLock as [`Mode::Shared`] and [`Mode::Write`]
+//! (tests/it/curator.rs runs Curator against each).
 //!
 //! Safety properties:
 //! - a waiter watches only the node that blocks it (`get_w`, never `exists_w`, which would
@@ -42,6 +51,9 @@ pub enum Mode {
     Exclusive,
     /// Read lock: held together with other readers, never with a writer.
     Shared,
+    /// Write lock under Curator InterProcessReadWriteLock's writer name (`__WRIT__`):
+    /// excludes every other holder, as `Exclusive`, and Curator's readers see it as a writer.
+    Write,
 }
 
 impl Mode {
@@ -50,6 +62,7 @@ impl Mode {
         match self {
             Mode::Exclusive => "lock-",
             Mode::Shared => "__READ__",
+            Mode::Write => "__WRIT__",
         }
     }
 }
@@ -183,7 +196,7 @@ impl<'z> Lock<'z> {
                 return Err(LockError::Vanished { node: me.node.clone() });
             };
             let blockers: Vec<&str> = match self.mode {
-                Mode::Exclusive => order[..idx].to_vec(),
+                Mode::Exclusive | Mode::Write => order[..idx].to_vec(),
                 Mode::Shared => order[..idx].iter().copied().filter(|n| !is_reader(n)).collect(),
             };
             let Some(&pred) = blockers.last() else { return Ok(()) };

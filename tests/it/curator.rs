@@ -86,3 +86,58 @@ fn zkutil_lock_and_curator_interprocessmutex_exclude_each_other() {
     assert_eq!(overlaps(&all), 0, "holds overlap: {all:?}");
     c.close();
 }
+
+/// `zkutil lock --shared` and `--write` with Curator's InterProcessReadWriteLock: readers of
+/// both run together, a writer of either excludes every reader and writer of the other.
+#[test]
+fn zkutil_read_write_lock_and_curator_interprocessreadwritelock() {
+    let Some(mut c) = Peer::start() else { return };
+    let path = format!("{}/rw", unique_root("curator-rw"));
+    let zk = connect();
+    let kids = |n: usize| wait_until(LONG, || zk.children(&path).map(|k| k.len()).unwrap_or(0) == n);
+
+    // a Curator reader: zkutil readers run beside it, zkutil writers wait
+    c.send(&format!("r1 read {path} 60000"));
+    c.expect("r1", &["acquired"]);
+    assert_eq!(ok(&["lock", "--shared", "--timeout", "0s", &path, "--", "echo", "read"]), "read\n");
+    conflict_fails(&["lock", "--write", "--timeout", "300ms", &path, "--", "true"]);
+    conflict_fails(&["lock", "--timeout", "300ms", &path, "--", "true"]);
+    c.send("r1 release");
+    c.expect("r1", &["released"]);
+
+    // a Curator writer: zkutil readers wait
+    c.send(&format!("w1 write {path} 60000"));
+    c.expect("w1", &["acquired"]);
+    conflict_fails(&["lock", "--shared", "--timeout", "300ms", &path, "--", "true"]);
+    c.send("w1 release");
+    c.expect("w1", &["released"]);
+
+    // a zkutil reader: Curator readers run beside it, Curator writers wait
+    let reader = Proc::start(&["lock", "--shared", &path, "--", "sh", "-c", "echo held; exec sleep 60"]);
+    assert!(reader.wait_line("held", LONG).is_some());
+    c.send(&format!("r2 read {path} 60000"));
+    c.expect("r2", &["acquired"]);
+    c.send(&format!("w2 write {path} 300"));
+    assert_eq!(c.expect("w2", &["acquired", "timeout"]), "timeout");
+    c.send("r2 release");
+    c.expect("r2", &["released"]);
+    reader.signal(Signal::SIGTERM);
+    assert_eq!(reader.finish().0, Some(143));
+
+    // a zkutil writer: Curator readers and writers wait, and are handed the lock when it ends
+    let writer = Proc::start(&["lock", "--write", &path, "--", "sh", "-c", "echo held; exec sleep 60"]);
+    assert!(writer.wait_line("held", LONG).is_some());
+    c.send(&format!("r3 read {path} 300"));
+    assert_eq!(c.expect("r3", &["acquired", "timeout"]), "timeout");
+    c.send(&format!("w3 write {path} 300"));
+    assert_eq!(c.expect("w3", &["acquired", "timeout"]), "timeout");
+    c.send(&format!("w4 write {path} 60000"));
+    assert!(kids(2), "Curator's writer never queued");
+    writer.signal(Signal::SIGTERM);
+    assert_eq!(writer.finish().0, Some(143));
+    c.expect("w4", &["acquired"]);
+    conflict_fails(&["lock", "--shared", "--timeout", "300ms", &path, "--", "true"]);
+    c.send("w4 release");
+    c.expect("w4", &["released"]);
+    c.close();
+}
