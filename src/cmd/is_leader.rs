@@ -1,5 +1,7 @@
 //! `zkutil election is-leader PATH --id ID`: Curator LeaderLatch's `hasLeadership` as an
-//! exit code, for scripts that campaign with `election run` elsewhere and only ask.
+//! exit code, for scripts that campaign with `election run` elsewhere and only ask. PATH may
+//! also be a Curator LeaderLatch's (its `_c_<uuid>-latch-<seq>` nodes hold the participant
+//! id): then ID is asked about among Curator's participants.
 //!
 //! The answer is read after a `sync`, so the server we ask has caught up with the leader of
 //! the ensemble: a candidacy that ended before the call is not reported as leading. 0: the
@@ -27,7 +29,12 @@ impl Run for ElectionIsLeaderArgs {
             Err(e) if e.code() == Some(Code::NoNode) => {}
             Err(e) => return Err(anyhow!(e).context(format!("{what}: sync"))),
         }
-        let leader = election::leader(&zk, &self.path, PREFIX).map_err(|e| anyhow!("{what}: {e}"))?;
+        // zkutil's candidates, else a Curator LeaderLatch's participants
+        let leader = match election::leader(&zk, &self.path, PREFIX) {
+            Ok(None) => election::latch_leader(&zk, &self.path),
+            r => r,
+        };
+        let leader = leader.map_err(|e| anyhow!("{what}: {e}"))?;
         Ok(match leader {
             Some(c) if c.data == self.id.as_bytes() => ExitCode::SUCCESS,
             _ => ExitCode::FAILURE,

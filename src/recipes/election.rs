@@ -491,11 +491,32 @@ pub fn members_w(zk: &ZooKeeper, dir: &str, prefix: &str) -> Result<(Vec<String>
 
 /// The current leader, or None when nobody campaigns (or `dir` does not exist).
 pub fn leader(zk: &ZooKeeper, dir: &str, prefix: &str) -> Result<Option<Candidate>> {
+    first_of(zk, dir, |names| ordered(names, prefix))
+}
+
+/// The leader of a Curator LeaderLatch at `dir` (None when nobody campaigns): its
+/// participants are `_c_<uuid>-latch-<seq>` nodes holding the participant id, the smallest
+/// sequence leading. LeaderLatch ignores other nodes' order, and zkutil's candidates ignore
+/// its nodes: the two do not campaign together.
+pub fn latch_leader(zk: &ZooKeeper, dir: &str) -> Result<Option<Candidate>> {
+    first_of(zk, dir, |names| {
+        let mut v: Vec<(String, u32)> = names
+            .into_iter()
+            .filter(|n| n.starts_with("_c_") && n[..n.len().saturating_sub(10)].ends_with("-latch-"))
+            .filter_map(|n| sequence_of(&n).map(|s| (n, s)))
+            .collect();
+        v.sort_by_key(|(_, s)| *s);
+        v
+    })
+}
+
+/// The first of the candidates `order` picks from `dir`'s children, with its data.
+fn first_of(zk: &ZooKeeper, dir: &str, order: impl Fn(Vec<String>) -> Vec<(String, u32)>) -> Result<Option<Candidate>> {
     loop {
-        let all = match list(zk, dir, prefix) {
-            Ok(v) => v,
-            Err(Error::Zk(e)) if e.code() == Some(Code::NoNode) => return Ok(None),
-            Err(e) => return Err(e),
+        let all = match zk.children(dir) {
+            Ok(v) => order(v),
+            Err(e) if e.code() == Some(Code::NoNode) => return Ok(None),
+            Err(e) => return Err(e.into()),
         };
         let Some((name, seq)) = all.into_iter().next() else { return Ok(None) };
         let path = join(dir, &name);
