@@ -9,6 +9,7 @@ use nix::sys::signal::Signal;
 
 use crate::support::curator::Peer;
 use crate::support::*;
+use crate::t;
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -139,5 +140,227 @@ fn zkutil_read_write_lock_and_curator_interprocessreadwritelock() {
     conflict_fails(&["lock", "--shared", "--timeout", "300ms", &path, "--", "true"]);
     c.send("w4 release");
     c.expect("w4", &["released"]);
+    c.close();
+}
+
+/// `zkutil semaphore` and Curator's InterProcessSemaphoreV2 share the leases of one
+/// semaphore: together never more than N, and each hands a lease on to the other.
+#[test]
+fn zkutil_semaphore_and_curator_interprocesssemaphorev2_share_the_leases() {
+    let Some(mut c) = Peer::start() else { return };
+    let path = format!("{}/sem", unique_root("curator-sem"));
+    let zk = connect();
+    let count = |dir: &str| zk.children(&format!("{path}/{dir}")).map(|k| k.len()).unwrap_or(0);
+
+    // one lease each of 2: a third of either kind does not get one
+    c.send(&format!("s1 semaphore {path} 2 60000"));
+    c.expect("s1", &["acquired"]);
+    let holder = Proc::start(&["semaphore", &path, "-n", "2", "--", "sh", "-c", "echo held; exec sleep 60"]);
+    assert!(holder.wait_line("held", LONG).is_some());
+    c.send(&format!("s2 semaphore {path} 2 300"));
+    assert_eq!(c.expect("s2", &["acquired", "timeout"]), "timeout");
+    conflict_fails(&["semaphore", &path, "-n", "2", "--timeout", "300ms", "--", "true"]);
+    let leases = t!(zk.children(&format!("{path}/leases")));
+    assert_eq!(leases.len(), 2, "{leases:?}");
+    assert!(leases.iter().all(|l| l.starts_with("_c_") && l[..l.len() - 10].ends_with("-lease-")), "{leases:?}");
+
+    // a Curator waiter (holding the semaphore's lock), then a zkutil one queued on that lock
+    c.send(&format!("s3 semaphore {path} 2 60000"));
+    assert!(wait_until(LONG, || count("locks") == 1), "Curator never queued");
+    let mut waiter = Proc::start(&["semaphore", &path, "-n", "2", "--timeout", "60s", "--", "echo", "got it"]);
+    assert!(wait_until(LONG, || count("locks") == 2), "zkutil never queued");
+    // Curator's lease goes to the Curator waiter; zkutil's then to the zkutil waiter
+    c.send("s1 release");
+    c.expect("s3", &["acquired"]);
+    assert!(waiter.running(), "zkutil got a third lease");
+    holder.signal(Signal::SIGTERM);
+    assert_eq!(holder.finish().0, Some(143));
+    let (code, out, err) = waiter.finish();
+    assert_eq!((code, out), (Some(0), vec!["got it".to_string()]), "{err}");
+    c.close();
+}
+
+/// Service discovery both ways: an instance registered by Curator's ServiceDiscovery is
+/// listed by `zkutil service list` with its fields, and one registered by `zkutil service
+/// register` is found by Curator's queryForInstances with its address, ports, payload and
+/// URI spec; each goes from the other's view when it unregisters.
+#[test]
+fn service_discovery_with_curator_both_ways() {
+    let Some(mut c) = Peer::start() else { return };
+    let base = format!("{}/services", unique_root("curator-sd"));
+
+    // Curator registers; zkutil lists it
+    c.send(&format!(r#"c1 register {base} web c-1 10.0.0.9 8081 {{"zone":"eu-1"}}"#));
+    c.expect("c1", &["registered"]);
+    assert_eq!(ok(&["service", "list", "--base", &base]), "web\n");
+    assert_eq!(
+        ok(&["service", "list", "web", "--base", &base]),
+        "c-1\t10.0.0.9\t8081\t{\"@class\":\"java.util.LinkedHashMap\",\"zone\":\"eu-1\"}\n"
+    );
+    let v: serde_json::Value =
+        t!(serde_json::from_str(&ok(&["-o", "json", "service", "list", "web", "--base", &base])));
+    let i = &v["instances"][0];
+    assert_eq!(
+        (&i["name"], &i["id"], &i["address"], &i["port"], &i["sslPort"], &i["serviceType"], &i["payload"]["zone"]),
+        (
+            &"web".into(),
+            &"c-1".into(),
+            &"10.0.0.9".into(),
+            &8081.into(),
+            &serde_json::Value::Null,
+            &"DYNAMIC".into(),
+            &"eu-1".into()
+        ),
+        "{v}"
+    );
+    assert!(i["registrationTimeUTC"].as_u64().is_some_and(|t| t > 1_600_000_000_000), "{v}");
+    assert_eq!(i["uriSpec"]["parts"][0], serde_json::json!({"value": "scheme", "variable": true}), "{v}");
+
+    // zkutil registers two; Curator finds them
+    let z1 = Proc::start(&[
+        "service",
+        "register",
+        "web",
+        "--base",
+        &base,
+        "--id",
+        "z-1",
+        "--address",
+        "10.0.0.1",
+        "--port",
+        "8080",
+        "--ssl-port",
+        "8443",
+        "--payload",
+        r#"{"zone":"eu-2","weight":3}"#,
+        "--uri-spec",
+        "{scheme}://{address}:{port}/api",
+    ]);
+    let z2 = Proc::start(&[
+        "service",
+        "register",
+        "web",
+        "--base",
+        &base,
+        "--id",
+        "z-2",
+        "--address",
+        "10.0.0.2",
+        "--port",
+        "9090",
+    ]);
+    assert!(z1.wait_line("z-1", LONG).is_some() && z2.wait_line("z-2", LONG).is_some());
+    let query = |c: &mut Peer, tag: &str| {
+        c.send(&format!("{tag} query {base} web"));
+        c.expect(tag, &["done"]);
+        let mut v: Vec<String> =
+            c.replies(tag).into_iter().filter_map(|r| r.strip_prefix("instance\t").map(str::to_string)).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        query(&mut c, "q1"),
+        [
+            "c-1\t10.0.0.9\t8081\tnull\t{\"zone\":\"eu-1\"}\thttp://10.0.0.9:8081/x\tDYNAMIC",
+            "z-1\t10.0.0.1\t8080\t8443\t{\"zone\":\"eu-2\",\"weight\":3}\thttps://10.0.0.1:8080/api\tDYNAMIC",
+            "z-2\t10.0.0.2\t9090\tnull\tnull\t-\tDYNAMIC",
+        ]
+    );
+
+    // each unregisters: gone from the other's view
+    z1.signal(Signal::SIGTERM);
+    assert_eq!(z1.finish().0, Some(143));
+    z2.signal(Signal::SIGTERM);
+    assert_eq!(z2.finish().0, Some(143));
+    assert_eq!(
+        query(&mut c, "q2"),
+        ["c-1\t10.0.0.9\t8081\tnull\t{\"zone\":\"eu-1\"}\thttp://10.0.0.9:8081/x\tDYNAMIC"]
+    );
+    c.send("c1 release");
+    c.expect("c1", &["released"]);
+    assert_eq!(ok(&["service", "list", "web", "--base", &base]), "");
+    c.close();
+}
+
+/// `zkutil election is-leader` answers for a Curator LeaderLatch: 0 for the leading
+/// participant's id, 1 for a follower's and for any other, and the answer moves on when the
+/// leader closes its latch.
+#[test]
+fn election_is_leader_answers_for_curator_leaderlatch() {
+    let Some(mut c) = Peer::start() else { return };
+    let path = format!("{}/latch", unique_root("curator-latch"));
+    let zk = connect();
+    let is_leader = |id: &str| {
+        let o = run(&["election", "is-leader", &path, "--id", id]);
+        assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+        o.status.code()
+    };
+    c.send(&format!("l1 latch {path} java-1"));
+    c.expect("l1", &["leader"]);
+    c.send(&format!("l2 latch {path} java-2"));
+    assert!(wait_until(LONG, || zk.children(&path).map(|k| k.len()).unwrap_or(0) == 2), "no second participant");
+    assert_eq!((is_leader("java-1"), is_leader("java-2"), is_leader("other")), (Some(0), Some(1), Some(1)));
+    c.send("l1 release");
+    c.expect("l1", &["released"]);
+    c.expect("l2", &["leader"]);
+    assert_eq!((is_leader("java-1"), is_leader("java-2")), (Some(1), Some(0)));
+    c.close();
+}
+
+/// The double barrier with Curator's DistributedDoubleBarrier: mixed participants enter
+/// only when the count is complete, whoever completes it, and nobody leaves before every
+/// participant's work is done.
+#[test]
+fn double_barrier_with_curator_distributeddoublebarrier() {
+    let Some(mut c) = Peer::start() else { return };
+    let root = unique_root("curator-barrier");
+    let zk = connect();
+    let present = |p: &str, n: usize| wait_until(LONG, || zk.children(p).map(|k| k.len()).unwrap_or(0) == n);
+    let work = "sleep 0.3; date +%s%6N";
+
+    // two Curator participants wait for the third, zkutil's, which completes the count
+    let path = format!("{root}/b1");
+    c.send(&format!("b1 barrier {path} 3 60000"));
+    c.send(&format!("b2 barrier {path} 3 60000"));
+    assert!(present(&path, 2), "Curator's participants never arrived");
+    assert!(c.replies("b1").is_empty() && c.replies("b2").is_empty(), "entered with 2 of 3");
+    let out = ok(&["barrier", "wait", &path, "--count", "3", "--id", "z", "--timeout", "60s", "--", "sh", "-c", work]);
+    let done: u64 = t!(out.trim().parse());
+    for tag in ["b1", "b2"] {
+        let left: u64 = t!(c.expect(tag, &["left"])["left ".len()..].parse());
+        assert!(left >= done, "{tag} left before zkutil's work was done");
+    }
+
+    // two zkutil participants wait for the third, Curator's, which completes the count
+    let path = format!("{root}/b2");
+    let z: Vec<Proc> = (1..=2)
+        .map(|i| {
+            Proc::start(&[
+                "barrier",
+                "wait",
+                &path,
+                "--count",
+                "3",
+                "--id",
+                &format!("z{i}"),
+                "--timeout",
+                "60s",
+                "--",
+                "sh",
+                "-c",
+                work,
+            ])
+        })
+        .collect();
+    assert!(present(&path, 2), "zkutil's participants never arrived");
+    c.send(&format!("b3 barrier {path} 3 60000"));
+    c.expect("b3", &["entered"]);
+    let left: u64 = t!(c.expect("b3", &["left"])["left ".len()..].parse());
+    for p in z {
+        let (code, out, err) = p.finish();
+        assert_eq!(code, Some(0), "{err}");
+        let done: u64 = t!(out[0].parse());
+        assert!(left >= done, "Curator left before zkutil's work was done");
+    }
     c.close();
 }

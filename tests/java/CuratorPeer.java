@@ -13,9 +13,10 @@
 //   TAG semaphore PATH N TIMEOUT_MS        InterProcessSemaphoreV2 -> as above
 //   TAG loop PATH N HOLD_MS                N times: InterProcessMutex, TAG start US, hold, TAG end US, release;
 //                                          then TAG done
-//   TAG latch PATH ID                      LeaderLatch -> TAG leader; TAG release -> TAG released US
+//   TAG latch PATH ID                      LeaderLatch -> TAG leader US; TAG release -> TAG released US
+//                                          (once closed: its node is gone)
 //   TAG register BASE NAME ID ADDRESS PORT PAYLOAD_JSON   ServiceDiscovery (payload: a Map)
-//                                          -> TAG registered; TAG release -> TAG released US
+//                                          -> TAG registered; TAG release -> TAG released US (unregistered)
 //   TAG query BASE NAME                    queryForInstances -> per instance a tab-separated line
 //                                          TAG instance ID ADDRESS PORT SSLPORT PAYLOAD_JSON URI TYPE; then TAG done
 //   TAG barrier PATH COUNT TIMEOUT_MS      DistributedDoubleBarrier: enter, leave
@@ -184,8 +185,8 @@ public class CuratorPeer {
                         latch.await();
                         say(tag, "leader", now());
                         awaitRelease(tag);
-                        say(tag, "released", now());
                     }
+                    say(tag, "released", now());
                 });
                 break;
             }
@@ -202,8 +203,8 @@ public class CuratorPeer {
                         sd.start();
                         say(tag, "registered");
                         awaitRelease(tag);
-                        say(tag, "released", now());
                     }
+                    say(tag, "released", now());
                 });
                 break;
             }
