@@ -75,7 +75,7 @@ fn zkutil_lock_and_curator_interprocessmutex_exclude_each_other() {
         .collect();
     let mut all = Vec::new();
     for z in zkutils {
-        all.extend(spans(&z.join().unwrap()));
+        all.extend(spans(&z.join().unwrap()).into_iter().map(|s| (s, "zkutil")));
     }
     assert_eq!(all.len(), 6);
     c.expect("c4", &["done"]);
@@ -83,8 +83,13 @@ fn zkutil_lock_and_curator_interprocessmutex_exclude_each_other() {
         c.replies("c4").into_iter().filter_map(|r| r.split_once(' ').map(|(_, t)| t.to_string())).collect();
     let curator = spans(&times);
     assert_eq!(curator.len(), 6);
-    all.extend(curator);
-    assert_eq!(overlaps(&all), 0, "holds overlap: {all:?}");
+    all.extend(curator.into_iter().map(|s| (s, "Curator")));
+    all.sort();
+    let holds: Vec<(u64, u64)> = all.iter().map(|(s, _)| *s).collect();
+    assert_eq!(overlaps(&holds), 0, "holds overlap: {all:?}");
+    // first come, first served: Curator, queueing again after each hold, takes turns with zkutil
+    let turns = all.windows(2).filter(|w| w[0].1 != w[1].1).count();
+    assert!(turns >= 2, "no alternation: {all:?}");
     c.close();
 }
 
@@ -189,9 +194,12 @@ fn service_discovery_with_curator_both_ways() {
     let Some(mut c) = Peer::start() else { return };
     let base = format!("{}/services", unique_root("curator-sd"));
 
-    // Curator registers; zkutil lists it
+    // Curator registers; zkutil lists it, and a zkutil watcher sees it come
+    let watch = Proc::start(&["service", "list", "web", "--watch", "--base", &base]);
     c.send(&format!(r#"c1 register {base} web c-1 10.0.0.9 8081 {{"zone":"eu-1"}}"#));
     c.expect("c1", &["registered"]);
+    let seen = "+c-1\t10.0.0.9\t8081\t{\"@class\":\"java.util.LinkedHashMap\",\"zone\":\"eu-1\"}";
+    assert!(watch.wait_line(seen, LONG).is_some(), "{:?}", watch.lines());
     assert_eq!(ok(&["service", "list", "--base", &base]), "web\n");
     assert_eq!(
         ok(&["service", "list", "web", "--base", &base]),
@@ -279,6 +287,7 @@ fn service_discovery_with_curator_both_ways() {
     c.send("c1 release");
     c.expect("c1", &["released"]);
     assert_eq!(ok(&["service", "list", "web", "--base", &base]), "");
+    assert!(watch.wait_line("-c-1", LONG).is_some(), "{:?}", watch.lines());
     c.close();
 }
 
