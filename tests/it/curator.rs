@@ -130,7 +130,21 @@ fn zkutil_read_write_lock_and_curator_interprocessreadwritelock() {
     reader.signal(Signal::SIGTERM);
     assert_eq!(reader.finish().0, Some(143));
 
-    // a zkutil writer: Curator readers and writers wait, and are handed the lock when it ends
+    // the README's caveat, why --write exists: Curator's reader does not wait for a default
+    // (InterProcessMutex-named) writer
+    let plain = Proc::start(&["lock", &path, "--", "sh", "-c", "echo held; exec sleep 60"]);
+    assert!(plain.wait_line("held", LONG).is_some());
+    c.send(&format!("r0 read {path} 5000"));
+    assert!(
+        c.expect("r0", &["acquired", "timeout"]).starts_with("acquired"),
+        "Curator's reader now waits: update the README"
+    );
+    c.send("r0 release");
+    c.expect("r0", &["released"]);
+    plain.signal(Signal::SIGTERM);
+    assert_eq!(plain.finish().0, Some(143));
+
+    // a zkutil --write writer: Curator readers and writers wait, and are handed the lock when it ends
     let writer = Proc::start(&["lock", "--write", &path, "--", "sh", "-c", "echo held; exec sleep 60"]);
     assert!(writer.wait_line("held", LONG).is_some());
     c.send(&format!("r3 read {path} 300"));

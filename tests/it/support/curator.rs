@@ -82,7 +82,16 @@ impl Peer {
         };
         let mut child = Command::new("java")
             // a short-lived client: skip the optimising compiler, the smallest collector
-            .args(["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto", "-cp", cp, "CuratorPeer", hosts])
+            .args([
+                "-XX:TieredStopAtLevel=1",
+                "-XX:+UseSerialGC",
+                "-Xshare:auto",
+                "-Xmx256m",
+                "-cp",
+                cp,
+                "CuratorPeer",
+                hosts,
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
