@@ -472,7 +472,7 @@ fn due_items_order_by_priority_then_due_time() {
     ok(&["queue", "produce", "--at", &(now - 1000).to_string(), &q, "due-late"]);
     ok(&["queue", "produce", "--at", "2020-01-01T00:00:00Z", &q, "due-early"]);
     ok(&["queue", "produce", "--priority", "5", "--at", &(now - 1).to_string(), &q, "urgent"]);
-    ok(&["queue", "produce", &q, "plain-2"]);
+    ok(&["queue", "produce", "--delay", "0s", &q, "plain-2"]); // no delay: a plain name
     ok(&["queue", "produce", "--delay", "1h", &q, "next-hour"]);
     let zk = connect();
     let mut names = t!(zk.children(&q));
