@@ -688,6 +688,11 @@ pub struct QueueProduceArgs {
     /// UTC (2026-12-03T12:00:00Z)
     #[arg(long, value_parser = parse_due_time, value_name = "TIME")]
     pub at: Option<u64>,
+    /// Write Curator's DistributedQueue / DistributedDelayQueue format instead of kazoo's
+    /// (children queue-[|DUE|]SEQ, each item in Curator's ItemSerializer framing), for Java
+    /// consumers; zkutil's consumers do not take these items
+    #[arg(long, conflicts_with = "priority")]
+    pub curator: bool,
     /// Queue node (created if missing)
     #[arg(value_parser = parse_znode_path)]
     pub path: String,

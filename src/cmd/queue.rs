@@ -56,7 +56,8 @@ impl Run for QueueProduceArgs {
             (Some(d), _) if !d.is_zero() => Some(queue::epoch_ms() + d.as_nanos().div_ceil(1_000_000) as u64),
             (_, at) => at,
         };
-        let n = q.produce_due(&items, self.priority, due).with_context(|| format!("producing to {}", self.path))?;
+        let n = if self.curator { q.produce_curator(&items, due) } else { q.produce_due(&items, self.priority, due) }
+            .with_context(|| format!("producing to {}", self.path))?;
         if g.json() {
             let mut doc = json!({ "path": self.path, "queued": n });
             if let Some(due) = due {

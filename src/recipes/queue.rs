@@ -213,6 +213,51 @@ pub fn item_prefix(priority: u16, due: Option<u64>) -> String {
     }
 }
 
+/// Curator's `DistributedQueue` item prefix (`QUEUE_ITEM_NAME`).
+pub const CURATOR_PREFIX: &str = "queue-";
+/// Curator's `ItemSerializer`: format version, then per item an opcode and a length.
+const CURATOR_VERSION: u32 = 0x0001_0001;
+const CURATOR_ITEM: u8 = 0x01;
+const CURATOR_EOF: u8 = 0x02;
+/// What the framing adds to one item: version, opcode, length, end opcode.
+const CURATOR_FRAME: usize = 4 + 1 + 4 + 1;
+
+/// One item as Curator's `ItemSerializer.serialize` writes it (Java's DataOutputStream: big
+/// endian): version 0x00010001, opcode 0x01, the item's length and bytes, opcode 0x02.
+pub fn curator_frame(item: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(item.len() + CURATOR_FRAME);
+    out.extend(CURATOR_VERSION.to_be_bytes());
+    out.push(CURATOR_ITEM);
+    out.extend((item.len() as u32).to_be_bytes());
+    out.extend(item);
+    out.push(CURATOR_EOF);
+    out
+}
+
+/// The items in a node written by Curator's `ItemSerializer` (one, or several from
+/// `putMulti`); None when the bytes are not in that format.
+pub fn curator_unframe(data: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let (version, mut rest) = data.split_first_chunk::<4>()?;
+    if u32::from_be_bytes(*version) != CURATOR_VERSION {
+        return None;
+    }
+    let mut items = Vec::new();
+    loop {
+        let (&op, r) = rest.split_first()?;
+        match op {
+            CURATOR_EOF => return Some(items),
+            CURATOR_ITEM => {
+                let (len, r) = r.split_first_chunk::<4>()?;
+                let len = i32::from_be_bytes(*len);
+                let len = usize::try_from(len).ok().filter(|&l| l <= r.len())?;
+                items.push(r[..len].to_vec());
+                rest = &r[len..];
+            }
+            _ => return None,
+        }
+    }
+}
+
 /// Now, in epoch milliseconds (the clock due times are compared with).
 pub fn epoch_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -362,11 +407,32 @@ impl<'zk> Queue<'zk> {
         if let Some((index, item)) = items.iter().enumerate().find(|(_, i)| i.as_ref().len() > limit) {
             return Err(Error::TooLarge { index, size: item.as_ref().len(), limit });
         }
+        self.create_items(items, &self.prefix(priority, due))
+    }
+
+    /// Queues every item in the format of Curator's `DistributedQueue` (no `due`) or
+    /// `DistributedDelayQueue` (`due`, epoch ms): children `queue-<seq>` or
+    /// `queue-|<due:08X>|<seq>`, each item framed by Curator's `ItemSerializer`
+    /// ([`curator_frame`]), for Java consumers with a pass-through `QueueSerializer`. zkutil's
+    /// own consumers do not take these items. Sizes are checked first, as by `produce`.
+    pub fn produce_curator<T: AsRef<[u8]>>(&self, items: &[T], due: Option<u64>) -> Result<usize> {
+        let limit = self.item_limit() - DUE_ROOM - CURATOR_FRAME;
+        if let Some((index, item)) = items.iter().enumerate().find(|(_, i)| i.as_ref().len() > limit) {
+            return Err(Error::TooLarge { index, size: item.as_ref().len(), limit });
+        }
         self.ensure()?;
-        let prefix = self.prefix(priority, due);
-        let results = self
-            .zk
-            .create_many(items.iter().map(|i| (prefix.as_str(), i.as_ref(), CreateMode::PersistentSequential)), WINDOW);
+        let framed: Vec<Vec<u8>> = items.iter().map(|i| curator_frame(i.as_ref())).collect();
+        let name = match due {
+            None => CURATOR_PREFIX.to_string(),
+            Some(due) => format!("{CURATOR_PREFIX}{DUE_SEPARATOR}{due:08X}{DUE_SEPARATOR}"),
+        };
+        self.create_items(&framed, &zk::join(&self.path, &name))
+    }
+
+    /// Creates one sequential node per item under `prefix`, pipelined.
+    fn create_items<T: AsRef<[u8]>>(&self, items: &[T], prefix: &str) -> Result<usize> {
+        let results =
+            self.zk.create_many(items.iter().map(|i| (prefix, i.as_ref(), CreateMode::PersistentSequential)), WINDOW);
         let queued = results.iter().filter(|r| r.is_ok()).count();
         match results.into_iter().find_map(Result::err) {
             None => Ok(queued),
@@ -1045,6 +1111,23 @@ mod tests {
         assert!(Position::parse("entry-1-0000000001").is_none());
         assert!(Position::parse("taken").is_none());
         assert!(Position::parse("entry-abc-0000000001").is_none());
+    }
+
+    #[test]
+    fn curator_item_serializer_format() {
+        // bytes as Curator 5's ItemSerializer.serialize writes a single "hi"
+        let framed = curator_frame(b"hi");
+        assert_eq!(framed, [0, 1, 0, 1, 1, 0, 0, 0, 2, b'h', b'i', 2]);
+        assert_eq!(curator_unframe(&framed), Some(vec![b"hi".to_vec()]));
+        assert_eq!(curator_unframe(&curator_frame(b"")), Some(vec![vec![]]));
+        // putMulti: several items in one node
+        let multi = [&[0u8, 1, 0, 1, 1, 0, 0, 0, 1, b'a', 1, 0, 0, 0, 1, b'b', 2][..]];
+        assert_eq!(curator_unframe(multi[0]), Some(vec![b"a".to_vec(), b"b".to_vec()]));
+        for bad in
+            [&b"hi"[..], &[0, 1, 0, 2, 2], &[0, 1, 0, 1, 1, 0, 0, 0, 9, b'x', 2], &[0, 1, 0, 1, 1, 0, 0, 0, 1, b'x']]
+        {
+            assert_eq!(curator_unframe(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

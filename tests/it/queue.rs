@@ -610,3 +610,30 @@ zk.stop()
     assert_eq!(String::from_utf8_lossy(&o.stdout), "plain\nnot-yet\nNone\n");
     assert_eq!(ok(&["queue", "consume", &q]), "from-kazoo\n");
 }
+
+/// `produce --curator`: Curator's own names (`queue-<seq>`, `queue-|<due:08X>|<seq>`) and
+/// ItemSerializer framing, byte for byte; zkutil's consumers leave those items alone.
+/// (Curator's Java consumer taking them is checked by hand, see the README.)
+#[test]
+fn curator_flavour_writes_curators_format() {
+    let q = format!("{}/q", unique_root("q-curator"));
+    let before = queue::epoch_ms();
+    ok(&["queue", "produce", "--curator", "--delay", "1h", &q, "later"]);
+    ok(&["queue", "produce", "--curator", &q, "now"]);
+    let zk = connect();
+    let mut names = t!(zk.children(&q));
+    names.sort();
+    assert_eq!(names[0], "queue-0000000001");
+    let hex = names[1].strip_prefix("queue-|").and_then(|r| r.strip_suffix("|0000000000")).expect(&names[1]);
+    let due = u64::from_str_radix(hex, 16).unwrap();
+    assert!(due >= before + 3_600_000 && due < queue::epoch_ms() + 3_600_000, "{hex}");
+    assert_eq!(hex, format!("{due:08X}"));
+    let (data, _) = t!(zk.get(&format!("{q}/queue-0000000001")));
+    assert_eq!(data, [0, 1, 0, 1, 1, 0, 0, 0, 3, b'n', b'o', b'w', 2]);
+    assert_eq!(queue::curator_unframe(&t!(zk.get(&format!("{q}/{}", names[1]))).0), Some(vec![b"later".to_vec()]));
+    let o = run(&["queue", "consume", &q]);
+    assert!(o.status.success() && stdout(&o).is_empty(), "{}", stderr(&o));
+    assert_eq!(t!(zk.children(&q)).len(), 2);
+    let err = usage_fails(&["queue", "produce", "--curator", "--priority", "5", &q, "x"]);
+    assert!(err.contains("cannot be used with"), "{err}");
+}
