@@ -705,7 +705,8 @@ pub struct QueueConsumeArgs {
     /// Stop after N items
     #[arg(long, short = 'n', value_name = "N")]
     pub count: Option<u64>,
-    /// Wait for new items instead of stopping when the queue is empty
+    /// Wait for new items (and delayed ones to become due) instead of stopping when no item is
+    /// due
     #[arg(long, short = 'f')]
     pub follow: bool,
     /// With --follow: stop once no item has arrived for this long (e.g. 30s)

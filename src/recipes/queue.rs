@@ -407,6 +407,7 @@ impl<'zk> Queue<'zk> {
         if let Some((index, item)) = items.iter().enumerate().find(|(_, i)| i.as_ref().len() > limit) {
             return Err(Error::TooLarge { index, size: item.as_ref().len(), limit });
         }
+        self.ensure()?;
         self.create_items(items, &self.prefix(priority, due))
     }
 
