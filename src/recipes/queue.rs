@@ -273,7 +273,7 @@ fn instant_of(due: u64) -> Instant {
 struct Listing {
     /// The due items' names, in the order consumers take them.
     names: Vec<String>,
-    /// Items not yet due: (due time in epoch ms, name), earliest first.
+    /// Items not yet due, earliest first.
     later: Vec<(Position, String)>,
     /// The children watch, when asked for.
     watch: Option<Receiver<zk::WatchEvent>>,
