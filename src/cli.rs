@@ -680,6 +680,19 @@ pub struct QueueProduceArgs {
     /// Priority: lower is taken first
     #[arg(long, short = 'p', default_value_t = 100, value_parser = clap::value_parser!(u16).range(0..=999))]
     pub priority: u16,
+    /// Consumers see the items only after this long (e.g. 10m; Curator's delay queue). kazoo
+    /// consumers do not wait: they take them in turn
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", conflicts_with = "at")]
+    pub delay: Option<Duration>,
+    /// Consumers see the items only from this time on: epoch milliseconds, or RFC 3339 in
+    /// UTC (2026-12-03T12:00:00Z)
+    #[arg(long, value_parser = parse_due_time, value_name = "TIME")]
+    pub at: Option<u64>,
+    /// Write Curator's DistributedQueue / DistributedDelayQueue format instead of kazoo's
+    /// (children queue-[|DUE|]SEQ, each item in Curator's ItemSerializer framing), for Java
+    /// consumers; zkutil's consumers do not take these items
+    #[arg(long, conflicts_with = "priority")]
+    pub curator: bool,
     /// Queue node (created if missing)
     #[arg(value_parser = parse_znode_path)]
     pub path: String,
@@ -692,7 +705,8 @@ pub struct QueueConsumeArgs {
     /// Stop after N items
     #[arg(long, short = 'n', value_name = "N")]
     pub count: Option<u64>,
-    /// Wait for new items instead of stopping when the queue is empty
+    /// Wait for new items (and delayed ones to become due) instead of stopping when no item is
+    /// due
     #[arg(long, short = 'f')]
     pub follow: bool,
     /// With --follow: stop once no item has arrived for this long (e.g. 30s)
@@ -706,11 +720,36 @@ pub struct QueueConsumeArgs {
     pub cmd: Vec<String>,
 }
 
+/// `queue produce --at`: epoch milliseconds or an RFC 3339 UTC time, after 1970 and at most
+/// 100 years ahead (what `--delay` allows).
+fn parse_due_time(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let ms = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        t.parse::<u64>().map_err(|_| format!("{s:?} is too large for epoch milliseconds"))?
+    } else {
+        let at = humantime::parse_rfc3339_weak(t).map_err(|e| {
+            format!("{s:?} is not a time ({e}): write epoch milliseconds or RFC 3339 in UTC, like 2026-12-03T12:00:00Z")
+        })?;
+        at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    };
+    let limit = crate::recipes::queue::epoch_ms() + crate::util::MAX_DURATION.as_millis() as u64;
+    if ms == 0 {
+        return Err(format!("{s:?}: a time after 1970-01-01T00:00:00Z"));
+    }
+    if ms > limit {
+        return Err(format!("{s:?} is too far ahead: at most 100 years from now"));
+    }
+    Ok(ms)
+}
+
 #[derive(Debug, Args)]
 pub struct QueuePeekArgs {
     /// How many items
     #[arg(long, short = 'n', value_name = "N", default_value_t = 1)]
     pub count: usize,
+    /// Also items not yet due (delayed), after the due ones, earliest first
+    #[arg(long)]
+    pub all: bool,
     /// Queue node
     #[arg(value_parser = parse_znode_path)]
     pub path: String,

@@ -51,11 +51,22 @@ impl Run for QueueProduceArgs {
         };
         let zk = g.connect()?;
         let q = Queue::new(&zk, &self.path)?;
-        let n = q.produce(&items, self.priority).with_context(|| format!("producing to {}", self.path))?;
+        // the due time is taken once the session is up, so the delay counts from the write
+        let due = match (self.delay, self.at) {
+            (Some(d), _) if !d.is_zero() => Some(queue::epoch_ms() + d.as_nanos().div_ceil(1_000_000) as u64),
+            (_, at) => at,
+        };
+        let n = if self.curator { q.produce_curator(&items, due) } else { q.produce_due(&items, self.priority, due) }
+            .with_context(|| format!("producing to {}", self.path))?;
         if g.json() {
-            print_json(&json!({ "path": self.path, "queued": n }))?;
+            let mut doc = json!({ "path": self.path, "queued": n });
+            if let Some(due) = due {
+                doc["due"] = due_json(due);
+            }
+            print_json(&doc)?;
         } else {
-            println!("queued {n} item{} to {}", if n == 1 { "" } else { "s" }, self.path);
+            let due = due.map(|d| format!(", due {}", rfc3339_ms(d))).unwrap_or_default();
+            println!("queued {n} item{} to {}{due}", if n == 1 { "" } else { "s" }, self.path);
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -75,7 +86,7 @@ fn len(g: &Global, a: &PathArg) -> Result<ExitCode> {
 impl Run for QueuePeekArgs {
     fn run(&self, g: &Global) -> Result<ExitCode> {
         let zk = g.connect()?;
-        let items = Queue::new(&zk, &self.path)?.peek(self.count)?;
+        let items = Queue::new(&zk, &self.path)?.peek_with(self.count, self.all)?;
         if g.json() {
             let list: Vec<_> = items.iter().map(item_json).collect();
             print_json(&json!({ "path": self.path, "items": list }))?;
@@ -91,11 +102,25 @@ impl Run for QueuePeekArgs {
     }
 }
 
-/// An item in JSON: `{"node", "data", "encoding"}`.
+/// An item in JSON: `{"node", "data", "encoding"}`, and `"due"` for a delayed item.
 fn item_json(item: &Item) -> serde_json::Value {
     let mut m = data_fields(&item.data);
     m.insert("node".into(), item.path.clone().into());
+    let name = item.path.rsplit('/').next().unwrap_or_default();
+    if let Some(p) = queue::Position::parse(name).filter(|p| p.due > 0) {
+        m.insert("due".into(), due_json(p.due));
+    }
     serde_json::Value::Object(m)
+}
+
+/// A due time in JSON: RFC 3339 with milliseconds, UTC.
+fn due_json(due: u64) -> serde_json::Value {
+    rfc3339_ms(due).into()
+}
+
+fn rfc3339_ms(epoch_ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(epoch_ms);
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 /// Items to stdout, raw, newline-terminated (or, `json`, one NDJSON event each). Stdout is
@@ -151,7 +176,7 @@ impl Run for QueueConsumeArgs {
             Lines { out: io::stdout().lock(), json: g.json().then(|| self.path.clone()), delivered: 0, recovered: 0 };
         let mut in_doubt = Vec::new();
         let mut noted = false;
-        let end = loop {
+        let (end, not_due) = loop {
             let q = Queue::new(&zk, &self.path)?;
             if self.follow && !noted && matches!(q.len(), Err(queue::Error::NoQueue { .. })) {
                 eprintln!("zkutil: {what}: the queue does not exist yet; waiting for it");
@@ -172,7 +197,7 @@ impl Run for QueueConsumeArgs {
                     drop(q);
                     zk = g.connect_owned().with_context(|| format!("{what}: reconnecting"))?;
                 }
-                end => break end,
+                end => break (end, q.not_due()),
             }
         };
         let flushed = sink.out.flush();
@@ -202,11 +227,26 @@ impl Run for QueueConsumeArgs {
                 eprintln!("zkutil: {what}: the queue does not exist; nothing to consume");
                 Ok(ExitCode::SUCCESS)
             }
-            Ok(_) => {
+            Ok(end) => {
                 flushed?;
+                if end == End::Empty {
+                    note_not_due(&what, not_due);
+                }
                 Ok(ExitCode::SUCCESS)
             }
         }
+    }
+}
+
+/// Says on stderr that delayed items remain (a consumer without --follow does not wait).
+fn note_not_due(what: &str, not_due: Option<(usize, u64)>) {
+    if let Some((n, first)) = not_due {
+        crate::status!(
+            "zkutil: {what}: {n} item{} not due yet (the first at {}); --follow waits for {}",
+            if n == 1 { " is" } else { "s are" },
+            rfc3339_ms(first),
+            if n == 1 { "it" } else { "them" },
+        );
     }
 }
 
@@ -247,7 +287,11 @@ impl QueueConsumeArgs {
         while self.count.is_none_or(|n| *done < n) {
             let claim = match claimer.next(self.follow, self.timeout, stop) {
                 Ok(Claimed::Item(c)) => c,
-                Ok(Claimed::Empty | Claimed::Idle) => break,
+                Ok(Claimed::Empty) => {
+                    note_not_due(&format!("consuming from {}", self.path), q.not_due());
+                    break;
+                }
+                Ok(Claimed::Idle) => break,
                 Ok(Claimed::Stopped) => return Ok(after_stop()),
                 Err(e) => return Err(anyhow::Error::new(e).context(format!("consuming from {}", self.path))),
             };

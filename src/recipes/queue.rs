@@ -17,9 +17,22 @@
 //!   The claim lives under the item (not in a `taken` sibling) so the queue node's children
 //!   stay exactly kazoo's items, and no delete-as-claim consumer can take a claimed item
 //!   (its delete fails with NOTEMPTY).
+//!
+//! Delayed items (Curator's DistributedDelayQueue): an item produced with a due time is named
+//! `entry-<priority:03>-|<due:08X>|<seq:010>`, the due time in epoch milliseconds as Curator
+//! writes it (`%08X` between two `|`, read back from the last two separators). Consumers skip
+//! items not yet due and, when only those remain, wait on the children watch and a timer set
+//! to the earliest due time. Due items go in (priority, due time, sequence) order: items
+//! without a delay count as due at 0, so within a priority they come first, and the order is
+//! the one kazoo's sort of the names gives ('|' sorts after the digits). A kazoo consumer
+//! knows nothing of due times and takes a delayed item as soon as it reaches the head of the
+//! queue; zkutil before the delay queue does not take them at all (they are not its names).
+//! Due times compare the producer's clock with the consumer's: skew between hosts moves the
+//! moment an item becomes visible by that much (Curator has the same weakness).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select, TryRecvError, never};
@@ -40,6 +53,10 @@ const REQUEST_OVERHEAD: usize = 256;
 const LIST_ATTEMPTS: usize = 3;
 /// How many claimed items a waiting claimer watches for a released claim.
 const WATCHED_CLAIMS: usize = 32;
+/// Curator's separator around the due time in a delayed item's name.
+pub const DUE_SEPARATOR: char = '|';
+/// Room a due time takes in a name: `|` + up to 16 hex digits + `|`.
+const DUE_ROOM: usize = 18;
 
 /// What can go wrong with a queue.
 #[derive(Debug)]
@@ -150,12 +167,15 @@ fn halted(h: Halt) -> Error {
 /// Shorthand for the queue's results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// An item's name parsed: `entry-<priority>-<sequence>`.
+/// An item's name parsed: `entry-<priority>-<sequence>`, or `entry-<priority>-|<due>|<sequence>`
+/// for a delayed item. Ordered as consumers take due items: priority, due time, sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Position {
     /// 0-999, lower first.
     pub priority: u16,
-    /// The server's sequence number (FIFO within a priority).
+    /// When the item becomes visible, epoch milliseconds; 0 for an item without a delay.
+    pub due: u64,
+    /// The server's sequence number (FIFO within a priority and due time).
     pub sequence: u32,
 }
 
@@ -163,11 +183,106 @@ impl Position {
     /// Parses a child name; None for names that are not queue items.
     pub fn parse(name: &str) -> Option<Position> {
         let rest = name.strip_prefix(PREFIX)?;
-        let (prio, seq) = rest.split_once('-')?;
-        if prio.len() != 3 || !prio.bytes().all(|b| b.is_ascii_digit()) || seq.len() != 10 {
+        let (prio, rest) = rest.split_once('-')?;
+        if prio.len() != 3 || !prio.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        Some(Position { priority: prio.parse().ok()?, sequence: zk::sequence_of(seq)? })
+        let (due, seq) = match rest.strip_prefix(DUE_SEPARATOR) {
+            None => (0, rest),
+            Some(delayed) => {
+                let (hex, seq) = delayed.split_once(DUE_SEPARATOR)?;
+                if hex.is_empty() || hex.len() > 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
+                (u64::from_str_radix(hex, 16).ok()?, seq)
+            }
+        };
+        if seq.len() != 10 {
+            return None;
+        }
+        Some(Position { priority: prio.parse().ok()?, due, sequence: zk::sequence_of(seq)? })
+    }
+}
+
+/// The name prefix (before the sequence) of an item of `priority` due at `due` (epoch ms;
+/// None: no delay). The due time is written as Curator's `epochToString` does.
+pub fn item_prefix(priority: u16, due: Option<u64>) -> String {
+    match due {
+        None => format!("{PREFIX}{priority:03}-"),
+        Some(due) => format!("{PREFIX}{priority:03}-{DUE_SEPARATOR}{due:08X}{DUE_SEPARATOR}"),
+    }
+}
+
+/// Curator's `DistributedQueue` item prefix (`QUEUE_ITEM_NAME`).
+pub const CURATOR_PREFIX: &str = "queue-";
+/// Curator's `ItemSerializer`: format version, then per item an opcode and a length.
+const CURATOR_VERSION: u32 = 0x0001_0001;
+const CURATOR_ITEM: u8 = 0x01;
+const CURATOR_EOF: u8 = 0x02;
+/// What the framing adds to one item: version, opcode, length, end opcode.
+const CURATOR_FRAME: usize = 4 + 1 + 4 + 1;
+
+/// One item as Curator's `ItemSerializer.serialize` writes it (Java's DataOutputStream: big
+/// endian): version 0x00010001, opcode 0x01, the item's length and bytes, opcode 0x02.
+pub fn curator_frame(item: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(item.len() + CURATOR_FRAME);
+    out.extend(CURATOR_VERSION.to_be_bytes());
+    out.push(CURATOR_ITEM);
+    out.extend((item.len() as u32).to_be_bytes());
+    out.extend(item);
+    out.push(CURATOR_EOF);
+    out
+}
+
+/// The items in a node written by Curator's `ItemSerializer` (one, or several from
+/// `putMulti`); None when the bytes are not in that format.
+pub fn curator_unframe(data: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let (version, mut rest) = data.split_first_chunk::<4>()?;
+    if u32::from_be_bytes(*version) != CURATOR_VERSION {
+        return None;
+    }
+    let mut items = Vec::new();
+    loop {
+        let (&op, r) = rest.split_first()?;
+        match op {
+            CURATOR_EOF => return Some(items),
+            CURATOR_ITEM => {
+                let (len, r) = r.split_first_chunk::<4>()?;
+                let len = i32::from_be_bytes(*len);
+                let len = usize::try_from(len).ok().filter(|&l| l <= r.len())?;
+                items.push(r[..len].to_vec());
+                rest = &r[len..];
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Now, in epoch milliseconds (the clock due times are compared with).
+pub fn epoch_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The monotonic instant at which the wall clock reaches `due` (epoch ms): never early, since
+/// a due item is one whose due time is not after the current whole millisecond.
+fn instant_of(due: u64) -> Instant {
+    crate::util::deadline_after(Duration::from_millis(due.saturating_sub(epoch_ms())))
+}
+
+/// One listing of a queue.
+struct Listing {
+    /// The due items' names, in the order consumers take them.
+    names: Vec<String>,
+    /// Items not yet due, earliest first.
+    later: Vec<(Position, String)>,
+    /// The children watch, when asked for.
+    watch: Option<Receiver<zk::WatchEvent>>,
+}
+
+impl Listing {
+    /// When the earliest item not yet due becomes due.
+    fn next_due(&self) -> Option<Instant> {
+        self.later.first().map(|(p, _)| instant_of(p.due))
     }
 }
 
@@ -229,6 +344,8 @@ pub struct Queue<'zk> {
     /// The session's health, with a watcher's grace (T after the client noticed silence):
     /// a consumer holds nothing that another could take meanwhile.
     health: SessionWatch,
+    /// Items not yet due at the last listing, and the earliest one's due time.
+    later: (AtomicU64, AtomicU64),
 }
 
 fn stopped(stop: &Receiver<()>) -> bool {
@@ -239,7 +356,19 @@ impl<'zk> Queue<'zk> {
     /// A queue at `path` (which need not exist yet).
     pub fn new(zk: &'zk ZooKeeper, path: &str) -> Result<Queue<'zk>> {
         zk::validate_path(path, false)?;
-        Ok(Queue { zk, path: path.to_string(), health: SessionWatch::watcher(zk) })
+        Ok(Queue {
+            zk,
+            path: path.to_string(),
+            health: SessionWatch::watcher(zk),
+            later: (AtomicU64::new(0), AtomicU64::new(0)),
+        })
+    }
+
+    /// How many items the last listing found not yet due, and when the earliest is due
+    /// (epoch ms); None when there were none (or nothing was listed yet).
+    pub fn not_due(&self) -> Option<(usize, u64)> {
+        let n = self.later.0.load(Ordering::Relaxed);
+        (n > 0).then(|| (n as usize, self.later.1.load(Ordering::Relaxed)))
     }
 
     /// The queue node's path.
@@ -249,11 +378,11 @@ impl<'zk> Queue<'zk> {
 
     /// The largest item this queue accepts (ZooKeeper's packet limit minus the request).
     pub fn item_limit(&self) -> usize {
-        MAX_PACKET - self.prefix(DEFAULT_PRIORITY).len() - 10 - REQUEST_OVERHEAD
+        MAX_PACKET - self.prefix(DEFAULT_PRIORITY, None).len() - 10 - REQUEST_OVERHEAD
     }
 
-    fn prefix(&self, priority: u16) -> String {
-        zk::join(&self.path, &format!("{PREFIX}{priority:03}-"))
+    fn prefix(&self, priority: u16, due: Option<u64>) -> String {
+        zk::join(&self.path, &item_prefix(priority, due))
     }
 
     /// Creates the queue node (and its parents) if missing.
@@ -264,18 +393,47 @@ impl<'zk> Queue<'zk> {
     /// Queues every item, in order, pipelined. Sizes are checked first: one oversized item
     /// and nothing is queued. Creates the queue node if missing. Returns the count queued.
     pub fn produce<T: AsRef<[u8]>>(&self, items: &[T], priority: u16) -> Result<usize> {
+        self.produce_due(items, priority, None)
+    }
+
+    /// [`Queue::produce`], the items visible to consumers only from `due` (epoch ms) on
+    /// (None: at once). A due time in the past makes the items due at once, ordered after
+    /// undelayed items of their priority.
+    pub fn produce_due<T: AsRef<[u8]>>(&self, items: &[T], priority: u16, due: Option<u64>) -> Result<usize> {
         if priority > 999 {
             return Err(Error::BadPriority(priority));
         }
-        let limit = self.item_limit();
+        let limit = self.item_limit() - if due.is_some() { DUE_ROOM } else { 0 };
         if let Some((index, item)) = items.iter().enumerate().find(|(_, i)| i.as_ref().len() > limit) {
             return Err(Error::TooLarge { index, size: item.as_ref().len(), limit });
         }
         self.ensure()?;
-        let prefix = self.prefix(priority);
-        let results = self
-            .zk
-            .create_many(items.iter().map(|i| (prefix.as_str(), i.as_ref(), CreateMode::PersistentSequential)), WINDOW);
+        self.create_items(items, &self.prefix(priority, due))
+    }
+
+    /// Queues every item in the format of Curator's `DistributedQueue` (no `due`) or
+    /// `DistributedDelayQueue` (`due`, epoch ms): children `queue-<seq>` or
+    /// `queue-|<due:08X>|<seq>`, each item framed by Curator's `ItemSerializer`
+    /// ([`curator_frame`]), for Java consumers with a pass-through `QueueSerializer`. zkutil's
+    /// own consumers do not take these items. Sizes are checked first, as by `produce`.
+    pub fn produce_curator<T: AsRef<[u8]>>(&self, items: &[T], due: Option<u64>) -> Result<usize> {
+        let limit = self.item_limit() - DUE_ROOM - CURATOR_FRAME;
+        if let Some((index, item)) = items.iter().enumerate().find(|(_, i)| i.as_ref().len() > limit) {
+            return Err(Error::TooLarge { index, size: item.as_ref().len(), limit });
+        }
+        self.ensure()?;
+        let framed: Vec<Vec<u8>> = items.iter().map(|i| curator_frame(i.as_ref())).collect();
+        let name = match due {
+            None => CURATOR_PREFIX.to_string(),
+            Some(due) => format!("{CURATOR_PREFIX}{DUE_SEPARATOR}{due:08X}{DUE_SEPARATOR}"),
+        };
+        self.create_items(&framed, &zk::join(&self.path, &name))
+    }
+
+    /// Creates one sequential node per item under `prefix`, pipelined.
+    fn create_items<T: AsRef<[u8]>>(&self, items: &[T], prefix: &str) -> Result<usize> {
+        let results =
+            self.zk.create_many(items.iter().map(|i| (prefix, i.as_ref(), CreateMode::PersistentSequential)), WINDOW);
         let queued = results.iter().filter(|r| r.is_ok()).count();
         match results.into_iter().find_map(Result::err) {
             None => Ok(queued),
@@ -297,7 +455,7 @@ impl<'zk> Queue<'zk> {
 
     /// `list`, retried after reconnecting, but only a few times: a listing that loses the
     /// connection each time is too big for a packet limit, and looping would hide that.
-    fn list_retrying(&self, watch: bool) -> Result<(Vec<String>, Option<Receiver<zk::WatchEvent>>)> {
+    fn list_retrying(&self, watch: bool) -> Result<Listing> {
         let mut attempt = 0;
         loop {
             match self.list(watch) {
@@ -319,8 +477,9 @@ impl<'zk> Queue<'zk> {
         self.len().map(|n| n == 0)
     }
 
-    /// The item names in queue order. `watch`: also arm a children watch.
-    fn list(&self, watch: bool) -> Result<(Vec<String>, Option<Receiver<zk::WatchEvent>>)> {
+    /// The item names: the due ones in queue order, the others by due time. `watch`: also arm
+    /// a children watch.
+    fn list(&self, watch: bool) -> Result<Listing> {
         let listed = if watch {
             self.zk.children_w(&self.path).map(|(c, _, w)| (c, Some(w)))
         } else {
@@ -331,15 +490,39 @@ impl<'zk> Queue<'zk> {
             Err(e) if e.code() == Some(Code::NoNode) => return Err(Error::NoQueue { path: self.path.clone() }),
             Err(e) => return Err(e.into()),
         };
-        let mut items: Vec<(Position, String)> =
-            names.into_iter().filter_map(|n| Position::parse(&n).map(|p| (p, n))).collect();
+        let now = epoch_ms();
+        let mut later = Vec::new();
+        let mut items: Vec<(Position, String)> = names
+            .into_iter()
+            .filter_map(|n| match Position::parse(&n) {
+                Some(p) if p.due > now => {
+                    later.push((p, n));
+                    None
+                }
+                Some(p) => Some((p, n)),
+                None => None,
+            })
+            .collect();
         items.sort_unstable();
-        Ok((items.into_iter().map(|(_, n)| n).collect(), w))
+        later.sort_unstable_by_key(|(p, _)| (p.due, p.priority, p.sequence));
+        self.later.0.store(later.len() as u64, Ordering::Relaxed);
+        self.later.1.store(later.first().map_or(0, |(p, _)| p.due), Ordering::Relaxed);
+        Ok(Listing { names: items.into_iter().map(|(_, n)| n).collect(), later, watch: w })
     }
 
-    /// The first `n` items, in queue order, left in the queue.
+    /// The first `n` due items, in queue order, left in the queue.
     pub fn peek(&self, n: usize) -> Result<Vec<Item>> {
-        let (names, _) = self.list_retrying(false)?;
+        self.peek_with(n, false)
+    }
+
+    /// The first `n` items, left in the queue: the due ones in queue order, then (`later`) the
+    /// ones not yet due, earliest due first.
+    pub fn peek_with(&self, n: usize, later: bool) -> Result<Vec<Item>> {
+        let listing = self.list_retrying(false)?;
+        let mut names = listing.names;
+        if later {
+            names.extend(listing.later.into_iter().map(|(_, n)| n));
+        }
         let mut out = Vec::new();
         let mut start = 0;
         while out.len() < n && start < names.len() {
@@ -369,7 +552,8 @@ impl<'zk> Queue<'zk> {
     /// is empty (or, with `follow`, until `max` items, the idle timeout, or `stop`). A
     /// missing queue is [`End::NoQueue`]; with `follow` it is waited for. Items claimed by
     /// CMD consumers ([`Claimer`]) are left alone, and a follower watches their claims: a
-    /// released claim (CMD failed) wakes it.
+    /// released claim (CMD failed) wakes it. Items not yet due are skipped; a follower with
+    /// nothing but those waits until the earliest is due (or the queue changes).
     pub fn consume(&self, opts: &Options, stop: &Receiver<()>, sink: &mut dyn Sink) -> Result<End> {
         let mut taken: u64 = 0;
         let mut last_item = Instant::now();
@@ -381,33 +565,35 @@ impl<'zk> Queue<'zk> {
                 return Ok(End::Stopped);
             }
             let idle = |last_item: Instant| opts.idle.map(|d| last_item + d);
-            let (mut names, mut watch) = match self.list_retrying(false) {
+            let mut listing = match self.list_retrying(false) {
                 Err(Error::NoQueue { .. }) if opts.follow => match self.await_queue(idle(last_item), stop)? {
-                    Woke::Changed => continue,
+                    Woke::Changed | Woke::Due => continue,
                     Woke::Idle => return Ok(End::Idle),
                     Woke::Stopped => return Ok(End::Stopped),
                 },
                 Err(Error::NoQueue { .. }) => return Ok(End::NoQueue),
                 r => r?,
             };
-            if names.is_empty() && opts.follow {
+            if listing.names.is_empty() && opts.follow {
                 // list again with a watch: whatever arrives after this listing fires it
-                (names, watch) = match self.list_retrying(true) {
+                listing = match self.list_retrying(true) {
                     Err(Error::NoQueue { .. }) => continue, // deleted meanwhile: wait for it again
                     r => r?,
                 };
             }
+            let names = &listing.names;
             if names.is_empty() {
                 sink.idle().map_err(|error| Error::Sink { error, lost: 0, requeued: 0 })?;
-                let Some(watch) = watch else { return Ok(End::Empty) };
-                match self.wait(&[watch], idle(last_item), stop)? {
-                    Woke::Changed => continue,
+                let due = listing.next_due();
+                let Some(watch) = listing.watch else { return Ok(End::Empty) };
+                match self.wait(&[watch], idle(last_item), due, stop)? {
+                    Woke::Changed | Woke::Due => continue,
                     Woke::Idle => return Ok(End::Idle),
                     Woke::Stopped => return Ok(End::Stopped),
                 }
             }
             let remaining = opts.max.map(|m| m - taken);
-            let (n, busy) = self.take_batch(&names, remaining, stop, sink)?;
+            let (n, busy) = self.take_batch(names, remaining, stop, sink)?;
             if n > 0 {
                 last_item = Instant::now();
             }
@@ -419,9 +605,9 @@ impl<'zk> Queue<'zk> {
                 if !opts.follow {
                     return Ok(End::Empty);
                 }
-                let Some(watches) = self.watch_busy(&busy)? else { continue };
-                match self.wait(&watches, idle(last_item), stop)? {
-                    Woke::Changed => {}
+                let Some((watches, due)) = self.watch_busy(&busy)? else { continue };
+                match self.wait(&watches, idle(last_item), due, stop)? {
+                    Woke::Changed | Woke::Due => {}
                     Woke::Idle => return Ok(End::Idle),
                     Woke::Stopped => return Ok(End::Stopped),
                 }
@@ -431,16 +617,19 @@ impl<'zk> Queue<'zk> {
 
     /// Watches for a change that could free an item while every listed one is claimed: the
     /// queue's children and the claims (up to [`WATCHED_CLAIMS`]). None when something
-    /// changed already (a new item, a released claim): list again.
-    fn watch_busy(&self, busy: &[String]) -> Result<Option<Vec<Receiver<zk::WatchEvent>>>> {
-        let (names, watch) = match self.list_retrying(true) {
+    /// changed already (a new item, a released claim): list again. Also when the earliest
+    /// item not yet due becomes due.
+    #[allow(clippy::type_complexity)]
+    fn watch_busy(&self, busy: &[String]) -> Result<Option<(Vec<Receiver<zk::WatchEvent>>, Option<Instant>)>> {
+        let listing = match self.list_retrying(true) {
             Err(Error::NoQueue { .. }) => return Ok(None),
             r => r?,
         };
-        if names.iter().any(|n| !busy.contains(n)) {
+        if listing.names.iter().any(|n| !busy.contains(n)) {
             return Ok(None);
         }
-        let mut watches: Vec<_> = watch.into_iter().collect();
+        let due = listing.next_due();
+        let mut watches: Vec<_> = listing.watch.into_iter().collect();
         for name in busy.iter().take(WATCHED_CLAIMS) {
             let claim = zk::join(&zk::join(&self.path, name), CLAIM);
             let (stat, w) = self.retry(|| Ok(self.zk.exists_w(&claim)?))?;
@@ -449,7 +638,7 @@ impl<'zk> Queue<'zk> {
             }
             watches.push(w);
         }
-        Ok(Some(watches))
+        Ok(Some((watches, due)))
     }
 
     /// Waits for the queue node to be created (a consumer may start before any producer).
@@ -458,7 +647,7 @@ impl<'zk> Queue<'zk> {
         if stat.is_some() {
             return Ok(Woke::Changed);
         }
-        self.wait(&[w], idle, stop)
+        self.wait(&[w], idle, None, stop)
     }
 
     /// Works through one sorted listing, pipelined: gets go out back to back, and an item's
@@ -617,13 +806,15 @@ impl<'zk> Queue<'zk> {
         Ok(handed)
     }
 
-    /// Produces taken items again, each with its old priority; returns how many went back.
+    /// Produces taken items again, each with its old priority and due time; returns how many
+    /// went back.
     fn requeue(&self, items: &[Item]) -> usize {
         let mut back = 0;
         for item in items {
             let name = item.path.rsplit('/').next().unwrap_or_default();
-            let priority = Position::parse(name).map_or(DEFAULT_PRIORITY, |p| p.priority);
-            match self.produce(std::slice::from_ref(&item.data), priority) {
+            let (priority, due) = Position::parse(name).map_or((DEFAULT_PRIORITY, 0), |p| (p.priority, p.due));
+            let due = (due > 0).then_some(due); // its place among the due items of its priority
+            match self.produce_due(std::slice::from_ref(&item.data), priority, due) {
                 Ok(n) => back += n,
                 Err(e) => log::warn!("{}: could not put it back: {e}", item.path),
             }
@@ -653,15 +844,24 @@ impl<'zk> Queue<'zk> {
         self.health.wait_connected(&never::<()>(), None).map_err(halted)
     }
 
-    /// Waits for any of `watches`, the idle deadline, or `stop`.
-    fn wait(&self, watches: &[Receiver<zk::WatchEvent>], idle: Option<Instant>, stop: &Receiver<()>) -> Result<Woke> {
+    /// Waits for any of `watches`, the idle deadline, the `due` time (of the earliest item
+    /// not yet due), or `stop`.
+    fn wait(
+        &self,
+        watches: &[Receiver<zk::WatchEvent>],
+        idle: Option<Instant>,
+        due: Option<Instant>,
+        stop: &Receiver<()>,
+    ) -> Result<Woke> {
         let deadline = idle.map_or_else(crossbeam_channel::never, crossbeam_channel::at);
+        let timer = due.map_or_else(crossbeam_channel::never, crossbeam_channel::at);
         let mut sel = Select::new();
         for w in watches {
             sel.recv(w);
         }
         let stop_i = sel.recv(stop);
         let idle_i = sel.recv(&deadline);
+        let due_i = sel.recv(&timer);
         let op = sel.select();
         let i = op.index();
         if i == stop_i {
@@ -671,6 +871,10 @@ impl<'zk> Queue<'zk> {
         if i == idle_i {
             let _ = op.recv(&deadline);
             return Ok(Woke::Idle);
+        }
+        if i == due_i {
+            let _ = op.recv(&timer);
+            return Ok(Woke::Due);
         }
         match op.recv(&watches[i]) {
             Ok(_) => Ok(Woke::Changed),
@@ -685,6 +889,8 @@ impl<'zk> Queue<'zk> {
 
 enum Woke {
     Changed,
+    /// The earliest item not yet due became due.
+    Due,
     Idle,
     Stopped,
 }
@@ -716,8 +922,9 @@ impl<'q, 'zk> Claimer<'q, 'zk> {
         Claimer { queue, cache: VecDeque::new(), last_item: Instant::now() }
     }
 
-    /// Claims the next free item in queue order. With `follow` it waits for one (new items,
-    /// or a claim released by a consumer that failed or died).
+    /// Claims the next free due item in queue order. With `follow` it waits for one (new
+    /// items, a claim released by a consumer that failed or died, or the earliest item not
+    /// yet due becoming due).
     pub fn next(&mut self, follow: bool, idle: Option<Duration>, stop: &Receiver<()>) -> Result<Claimed<'q, 'zk>> {
         let q = self.queue;
         loop {
@@ -729,17 +936,19 @@ impl<'q, 'zk> Claimer<'q, 'zk> {
                     return Ok(Claimed::Item(c));
                 }
             }
-            let (names, watch) = match q.list_retrying(follow) {
+            let listing = match q.list_retrying(follow) {
                 Err(Error::NoQueue { .. }) if follow => match q.await_queue(idle.map(|d| self.last_item + d), stop)? {
-                    Woke::Changed => continue,
+                    Woke::Changed | Woke::Due => continue,
                     Woke::Idle => return Ok(Claimed::Idle),
                     Woke::Stopped => return Ok(Claimed::Stopped),
                 },
                 Err(Error::NoQueue { .. }) => return Ok(Claimed::Empty),
                 r => r?,
             };
+            let due = listing.next_due();
+            let watch = listing.watch;
             let mut busy = Vec::new();
-            let mut names = names.into_iter();
+            let mut names = listing.names.into_iter();
             while let Some(name) = names.next() {
                 match self.try_claim(&name)? {
                     Attempt::Claimed(c) => {
@@ -764,8 +973,8 @@ impl<'q, 'zk> Claimer<'q, 'zk> {
             if released {
                 continue;
             }
-            match q.wait(&watches, idle.map(|d| self.last_item + d), stop)? {
-                Woke::Changed => continue,
+            match q.wait(&watches, idle.map(|d| self.last_item + d), due, stop)? {
+                Woke::Changed | Woke::Due => continue,
                 Woke::Idle => return Ok(Claimed::Idle),
                 Woke::Stopped => return Ok(Claimed::Stopped),
             }
@@ -896,12 +1105,60 @@ mod tests {
     #[test]
     fn positions_parse_and_order() {
         let a = Position::parse("entry-100-0000000007").unwrap();
-        assert_eq!(a, Position { priority: 100, sequence: 7 });
+        assert_eq!(a, Position { priority: 100, due: 0, sequence: 7 });
         let b = Position::parse("entry-005-0000000009").unwrap();
         assert!(b < a);
         assert!(Position::parse("entry-100-").is_none());
         assert!(Position::parse("entry-1-0000000001").is_none());
         assert!(Position::parse("taken").is_none());
         assert!(Position::parse("entry-abc-0000000001").is_none());
+    }
+
+    #[test]
+    fn curator_item_serializer_format() {
+        // bytes as Curator 5's ItemSerializer.serialize writes a single "hi"
+        let framed = curator_frame(b"hi");
+        assert_eq!(framed, [0, 1, 0, 1, 1, 0, 0, 0, 2, b'h', b'i', 2]);
+        assert_eq!(curator_unframe(&framed), Some(vec![b"hi".to_vec()]));
+        assert_eq!(curator_unframe(&curator_frame(b"")), Some(vec![vec![]]));
+        // putMulti: several items in one node
+        let multi = [&[0u8, 1, 0, 1, 1, 0, 0, 0, 1, b'a', 1, 0, 0, 0, 1, b'b', 2][..]];
+        assert_eq!(curator_unframe(multi[0]), Some(vec![b"a".to_vec(), b"b".to_vec()]));
+        for bad in
+            [&b"hi"[..], &[0, 1, 0, 2, 2], &[0, 1, 0, 1, 1, 0, 0, 0, 9, b'x', 2], &[0, 1, 0, 1, 1, 0, 0, 0, 1, b'x']]
+        {
+            assert_eq!(curator_unframe(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn delayed_names_parse_and_order() {
+        // Curator's epochToString: %08X between two '|'
+        assert_eq!(item_prefix(7, Some(0x18C_0000_0000)), "entry-007-|18C00000000|");
+        assert_eq!(item_prefix(7, Some(0xAB)), "entry-007-|000000AB|");
+        assert_eq!(item_prefix(100, None), "entry-100-");
+        let d = Position::parse("entry-100-|18C00000000|0000000003").unwrap();
+        assert_eq!(d, Position { priority: 100, due: 0x18C_0000_0000, sequence: 3 });
+        let plain = Position::parse("entry-100-0000000009").unwrap();
+        let sooner = Position::parse("entry-100-|18BFFFFFFFF|0000000004").unwrap();
+        let urgent = Position::parse("entry-005-|18C00000001|0000000005").unwrap();
+        // within a priority: undelayed first, then by due time; priority first of all
+        let mut v = vec![d, plain, sooner, urgent];
+        v.sort();
+        assert_eq!(v, [urgent, plain, sooner, d]);
+        // kazoo's sort of the names gives the same order (same-width due times)
+        let mut names =
+            ["entry-100-|18C00000000|0000000003", "entry-100-0000000009", "entry-100-|18BFFFFFFFF|0000000004"];
+        names.sort();
+        assert_eq!(names.map(|n| Position::parse(n).unwrap()), [plain, sooner, d]);
+        for bad in [
+            "entry-100-||0000000001",
+            "entry-100-|XYZ|0000000001",
+            "entry-100-|18C00000000|000000001",
+            "entry-100-|18C00000000",
+            "entry-100-|11111111111111111|0000000001",
+        ] {
+            assert!(Position::parse(bad).is_none(), "{bad}");
+        }
     }
 }

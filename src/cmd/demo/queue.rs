@@ -28,5 +28,9 @@ pub fn run(d: &Demo) -> Result<()> {
     d.run(&["queue", "produce", "/mail", "hello mallory"])?;
     d.run_failing(&["queue", "consume", "/mail", "--", "sh", "-c", "cat >/dev/null; exit 3"])?;
     d.run(&["queue", "len", "/mail"])?;
+    d.say("--delay hides an item until its time (Curator's delay queue); a follower wakes when it is due.");
+    d.run(&["queue", "produce", "--delay", "2s", "/later", "reminder"])?;
+    d.run(&["queue", "consume", "/later"])?;
+    d.run(&["queue", "consume", "--follow", "-n", "1", "/later"])?;
     Ok(())
 }
