@@ -838,10 +838,12 @@ impl<'zk> Queue<'zk> {
         }
     }
 
-    /// Waits until the client has a connection again (the C client reconnects by itself
-    /// while the session lives), or fails once the session-health model calls it lost.
+    /// After an outcome-unknown error: waits until the client has a connection again (the C
+    /// client reconnects by itself while the session lives), or fails once the session-health
+    /// model calls it lost. It pauses first, as the health model may not have heard of the
+    /// disconnect yet, so that a dead server does not burn retries in a few milliseconds.
     fn await_connected(&self) -> Result<()> {
-        self.health.wait_connected(&never::<()>(), None).map_err(halted)
+        self.health.recover(&never::<()>(), None).map_err(halted)
     }
 
     /// Waits for any of `watches`, the idle deadline, the `due` time (of the earliest item
