@@ -387,3 +387,33 @@ fn double_barrier_with_curator_distributeddoublebarrier() {
     }
     c.close();
 }
+
+/// `queue produce --curator` items are taken by Curator's own DistributedDelayQueue
+/// consumer: an undelayed one at once, a delayed one not before its due time.
+#[test]
+fn curator_delay_queue_takes_zkutils_curator_items_at_their_time() {
+    let Some(mut c) = Peer::start() else { return };
+    let q = format!("{}/q", unique_root("curator-delayq"));
+    let before_ms = zkutil::recipes::queue::epoch_ms();
+    ok(&["queue", "produce", "--curator", "--delay", "3s", &q, "later"]);
+    ok(&["queue", "produce", "--curator", &q, "now"]);
+    c.send(&format!("d1 delayconsume {q}"));
+    c.expect("d1", &["started"]);
+    let at = |r: String| -> (u64, String) {
+        let mut w = r.splitn(3, ' ').skip(1);
+        (w.next().unwrap().parse().unwrap(), w.next().unwrap_or_default().to_string())
+    };
+    let (_, first) = at(c.expect("d1", &["item"]));
+    assert_eq!(first, "now", "the undelayed item comes first");
+    let items =
+        || -> Vec<(u64, String)> { c.replies("d1").into_iter().filter(|r| r.starts_with("item ")).map(at).collect() };
+    assert!(wait_until(LONG, || items().len() >= 2), "{:?}", c.replies("d1"));
+    let items = items();
+    assert_eq!(items.len(), 2, "{items:?}");
+    let (us, later) = &items[1];
+    assert_eq!(later, "later");
+    assert!(*us / 1000 >= before_ms + 3000, "taken {} ms before it was due", before_ms + 3000 - us / 1000);
+    let zk = connect();
+    assert!(wait_until(LONG, || zk.children(&q).map(|k| k.is_empty()).unwrap_or(false)), "Curator left items behind");
+    c.close();
+}

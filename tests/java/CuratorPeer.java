@@ -21,6 +21,8 @@
 //                                          TAG instance ID ADDRESS PORT SSLPORT PAYLOAD_JSON URI TYPE; then TAG done
 //   TAG barrier PATH COUNT TIMEOUT_MS      DistributedDoubleBarrier: enter, leave
 //                                          -> TAG entered US, TAG left US (or TAG timeout)
+//   TAG delayconsume PATH                  DistributedDelayQueue consumer (raw bytes)
+//                                          -> TAG started; per item TAG item US MESSAGE
 //
 // Times (US) are microseconds since the epoch. A failure prints `TAG error ...`.
 
@@ -43,6 +45,11 @@ import org.apache.curator.framework.recipes.locks.InterProcessMutex;
 import org.apache.curator.framework.recipes.locks.InterProcessReadWriteLock;
 import org.apache.curator.framework.recipes.locks.InterProcessSemaphoreV2;
 import org.apache.curator.framework.recipes.locks.Lease;
+import org.apache.curator.framework.recipes.queue.DistributedDelayQueue;
+import org.apache.curator.framework.recipes.queue.QueueBuilder;
+import org.apache.curator.framework.recipes.queue.QueueConsumer;
+import org.apache.curator.framework.recipes.queue.QueueSerializer;
+import org.apache.curator.framework.state.ConnectionState;
 import org.apache.curator.retry.RetryNTimes;
 import org.apache.curator.x.discovery.ServiceDiscovery;
 import org.apache.curator.x.discovery.ServiceDiscoveryBuilder;
@@ -246,6 +253,20 @@ public class CuratorPeer {
                     }
                     say(tag, "left", now());
                 });
+                break;
+            }
+            case "delayconsume": {
+                QueueSerializer<byte[]> raw = new QueueSerializer<byte[]>() {
+                    public byte[] serialize(byte[] b) { return b; }
+                    public byte[] deserialize(byte[] b) { return b; }
+                };
+                QueueConsumer<byte[]> consumer = new QueueConsumer<byte[]>() {
+                    public void consumeMessage(byte[] m) { say(tag, "item", now(), new String(m)); }
+                    public void stateChanged(CuratorFramework c, ConnectionState s) {}
+                };
+                DistributedDelayQueue<byte[]> q = QueueBuilder.builder(client, consumer, raw, w[2]).buildDelayQueue();
+                q.start(); // closed with the client at the end of stdin
+                say(tag, "started");
                 break;
             }
             default:
