@@ -120,6 +120,17 @@ fn overlaps(runs: &[Run]) -> Vec<(Run, Run)> {
     found
 }
 
+/// The overlap sweep itself (no rig needed): a run overlapping a later, non-adjacent one is
+/// found; back-to-back runs are not.
+#[test]
+fn lock_overlap_sweep() {
+    let run = |host, start, last| Run { host, start, last, ended: true };
+    assert!(overlaps(&[run(1, 0, 10), run(2, 11, 20), run(3, 21, 30)]).is_empty());
+    let found = overlaps(&[run(2, 11, 12), run(1, 0, 25), run(3, 13, 14), run(2, 30, 40)]);
+    let pairs: Vec<(usize, usize)> = found.iter().map(|(a, b)| (a.host, b.host)).collect();
+    assert_eq!(pairs, [(1, 2), (1, 3)]);
+}
+
 /// `zkutil lock -- CMD` in a loop on every host, short CMDs (~60 ms), until 200 CMD runs
 /// completed; every 20-30 of them (seeded RNG, seed printed) the holder's host is cut off
 /// while its CMD runs: that CMD is stopped (no `end`, its last stamp) before any other
