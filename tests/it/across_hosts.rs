@@ -271,6 +271,31 @@ fn lock_across_hosts() {
     assert!(completed >= LOCK_HOLDS, "seed {seed}: only {completed} CMD runs completed");
 }
 
+/// `bench election --hosts-rig` once (a smoke test, not a measurement): a kv server per
+/// host, 50 ms added each way between them and ZooKeeper by the bench's proxy; both
+/// handovers are timed, and the SIGTERM one shows the delay (the new leader hears of the
+/// old one's end through the proxy and answers only after more round trips through it).
+#[test]
+fn bench_election_hosts_rig_smoke() {
+    let Some(_rig) = Rig::start("across_hosts::bench_election_hosts_rig_smoke") else { return };
+    let out = t!(std::process::Command::new(env!("CARGO_BIN_EXE_zkutil"))
+        .args(["bench", "election", "--hosts-rig", "--rig-only", "--runs", "1", "--rig-delay", "50ms"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output());
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("{stdout}");
+    assert!(out.status.success(), "bench election --hosts-rig: {:?}\n{stdout}\n{stderr}", out.status);
+    assert!(stdout.contains("rig +50 ms"), "{stdout}");
+    let median = |sig: &str| -> f64 {
+        let line = stdout.lines().find(|l| l.contains(&format!("SIG{sig}"))).unwrap_or_else(|| panic!("{stdout}"));
+        let after = line.split("median").nth(1).unwrap_or_else(|| panic!("{line}"));
+        t!(after.split_whitespace().next().unwrap_or_default().parse::<f64>())
+    };
+    assert!(median("TERM") >= 100.0, "SIGTERM handover below one round trip through the proxy: {stdout}");
+    assert!(median("KILL") >= 2000.0, "SIGKILL handover below the session timeout: {stdout}");
+}
+
 /// One request to the kv server of host `h` from the root namespace (reaches every host not
 /// cut off); `None` if it cannot be had within the timeouts.
 fn kv_req(h: usize, line: &str) -> Option<String> {

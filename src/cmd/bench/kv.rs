@@ -44,12 +44,35 @@ impl KvProc {
         extra: &[&str],
     ) -> Result<KvProc> {
         let addr = format!("127.0.0.1:{}", free_port()?);
+        KvProc::start_at(&[], &addr, hosts, cluster, session_timeout, log, extra)
+    }
+
+    /// Starts `zkutil kv serve --listen addr` under a command prefix (e.g. `ip netns exec
+    /// zkrig1`, which execs: the child is the server) and waits until it has a role.
+    pub fn start_at(
+        prefix: &[String],
+        addr: &str,
+        hosts: &str,
+        cluster: &str,
+        session_timeout: &str,
+        log: Option<PathBuf>,
+        extra: &[&str],
+    ) -> Result<KvProc> {
+        let addr = addr.to_string();
         let exe = std::env::current_exe().context("finding the zkutil binary")?;
         let stderr = match log {
             Some(p) => Stdio::from(std::fs::File::create(p)?),
             None => Stdio::null(),
         };
-        let child = Command::new(exe)
+        let mut cmd = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let child = cmd
             .args(["--hosts", hosts, "--session-timeout", session_timeout, "kv", "serve", "--listen", &addr])
             .args(["--cluster", cluster])
             .args(extra)
