@@ -67,17 +67,29 @@ fn handovers(spawn: &Spawn, runs: usize) -> Result<Vec<(&'static str, Vec<Durati
             if l != 0 {
                 bail!("run {run}: the leader is not the oldest server");
             }
-            let mut next = Line::connect(&line[1].1.addr)?;
+            let mut next = Line::connect(&line[1].1.addr)
+                .with_context(|| format!("SIG{sig} run {run}: connecting to the next leader"))?;
             let (slot, old) = line.pop_front().context("no leader")?;
             let t = Instant::now();
             old.signal(sig)?;
             let deadline = t + Duration::from_secs(60);
             loop {
-                if next.req("ROLE")? == "leader" && next.req(&format!("PUT bench-{sig}-{run} x"))? == "OK" {
+                let said = || line[0].1.said(8);
+                let role = next.req("ROLE").with_context(|| format!("SIG{sig} run {run}: ROLE{}", said()))?;
+                let put = if role == "leader" {
+                    next.req(&format!("PUT bench-{sig}-{run} x"))
+                        .with_context(|| format!("SIG{sig} run {run}: PUT{}", said()))?
+                } else {
+                    String::new()
+                };
+                if put == "OK" {
                     break;
                 }
                 if Instant::now() > deadline {
-                    bail!("run {run}: no new leader took a write within 60 s");
+                    bail!(
+                        "SIG{sig} run {run}: no new leader took a write within 60 s (ROLE: {role:?}, PUT: {put:?}){}",
+                        said()
+                    );
                 }
             }
             times.push(t.elapsed());
@@ -181,6 +193,8 @@ pub fn run(_g: &Global, a: &BenchElectionArgs) -> Result<ExitCode> {
     writeln!(secret, "{}", uuid::Uuid::new_v4()).context("writing the kv servers' secret")?;
     let secret_path = secret.path().to_str().context("the temporary directory's path is not UTF-8")?.to_string();
     let port = AtomicU16::new(17001);
+    // The kv servers' stderr: the tail is shown when one does not start.
+    let logs = tempfile::tempdir().context("making a directory for the kv servers' logs")?;
     println!(
         "rig: 3 hosts (10.77.0.1-3), on each a ZooKeeper member and a kv server; session timeout {timeout}, {} runs \
          per signal",
@@ -213,7 +227,8 @@ pub fn run(_g: &Global, a: &BenchElectionArgs) -> Result<ExitCode> {
             let addr = SocketAddr::new(rig_addr(h), port.fetch_add(1, Ordering::Relaxed)).to_string();
             let mut args = vec!["--secret-file", secret_path.as_str()];
             args.extend_from_slice(extra);
-            KvProc::start_at(&prefix, &addr, &hosts, &cluster, &timeout, None, &args)
+            let log = logs.path().join(format!("kv-{}.log", addr.replace(':', "-")));
+            KvProc::start_at(&prefix, &addr, &hosts, &cluster, &timeout, Some(log), &args)
         };
         if delay.is_zero() {
             println!("rig +0 ms: kv servers connect to the members directly");
