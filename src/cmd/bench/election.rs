@@ -168,6 +168,9 @@ pub fn run(_g: &Global, a: &BenchElectionArgs) -> Result<ExitCode> {
     if a.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    if let Some(d) = a.rig_delay.iter().find(|d| **d > Duration::from_secs(1)) {
+        return Err(crate::cmd::exit::usage(format!("--rig-delay {}: at most 1s", humantime::format_duration(*d))));
+    }
     if a.hosts_rig {
         rig_is_up()?;
     }
