@@ -69,13 +69,23 @@ const CMD: &str = r#"f="$DIR/holds"; id="$HOST-$$"; echo "$id start $(date +%s%N
 i=0; while [ "$i" -lt "$(cat "$DIR/ticks")" ]; do sleep 0.05; echo "$id tick $(date +%s%N)" >> "$f"; i=$((i+1)); done
 echo "$id end $(date +%s%N)" >> "$f""#;
 
-/// How many runs in the shared file wrote their `end`.
-fn completed(file: &Path) -> usize {
-    runs(file).iter().filter(|r| r.ended).count()
+/// How many runs in the shared file wrote their `end`, and how many times the lock went
+/// from one host to another (runs in start order, each next to the one before).
+fn progress(file: &Path) -> (usize, usize) {
+    let mut r = runs(file);
+    r.sort_by_key(|r| r.start);
+    (r.iter().filter(|r| r.ended).count(), r.windows(2).filter(|w| w[0].host != w[1].host).count())
 }
 
-/// Completed CMD runs the lock test needs, and how many completed runs apart its cuts are
-/// (drawn from the seeded RNG).
+/// The lesser of [`progress`]'s two counts: the lock test goes on until both reach
+/// `LOCK_HOLDS`.
+fn done(file: &Path) -> usize {
+    let (completed, handoffs) = progress(file);
+    completed.min(handoffs)
+}
+
+/// Completed CMD runs and handoffs between hosts the lock test needs, and how many of them
+/// apart its cuts are (drawn from the seeded RNG).
 const LOCK_HOLDS: usize = 200;
 const LOCK_CUT_EVERY: std::ops::RangeInclusive<usize> = 20..=30;
 
@@ -132,7 +142,7 @@ fn lock_overlap_sweep() {
 }
 
 /// `zkutil lock -- CMD` in a loop on every host, short CMDs (~60 ms), until 200 CMD runs
-/// completed; every 20-30 of them (seeded RNG, seed printed) the holder's host is cut off
+/// completed and the lock went 200 times from one host to another; every 20-30 of them (seeded RNG, seed printed) the holder's host is cut off
 /// while its CMD runs: that CMD is stopped (no `end`, its last stamp) before any other
 /// host's CMD starts, and the host is healed once another took over. Over all holds no two
 /// CMDs overlap (their stamps, on the machine's one clock). A cut costs a session timeout
@@ -186,9 +196,9 @@ fn lock_across_hosts() {
     loop {
         let want = next_cut.min(LOCK_HOLDS);
         assert!(
-            wait_until(Duration::from_secs(60), || completed(&holds) >= want),
-            "seed {seed}: stuck at {} completed holds, waiting for {want}",
-            completed(&holds)
+            wait_until(Duration::from_secs(60), || done(&holds) >= want),
+            "seed {seed}: stuck at {:?} (completed runs, handoffs between hosts), waiting for {want}",
+            progress(&holds)
         );
         if want == LOCK_HOLDS {
             break;
@@ -237,7 +247,7 @@ fn lock_across_hosts() {
             next.host,
             latency.as_secs_f64()
         ));
-        next_cut = completed(&holds) + rng.in_range(LOCK_CUT_EVERY);
+        next_cut = done(&holds) + rng.in_range(LOCK_CUT_EVERY);
     }
     // Every host holds again after the heals.
     let since = now_ns();
@@ -253,11 +263,8 @@ fn lock_across_hosts() {
     drop(contenders);
 
     let all = runs(&holds);
-    let mut sorted = all.clone();
-    sorted.sort_by_key(|r| r.start);
     let bad = overlaps(&all);
-    let completed = all.iter().filter(|r| r.ended).count();
-    let handoffs = sorted.windows(2).filter(|w| w[0].host != w[1].host).count();
+    let (completed, handoffs) = progress(&holds);
     eprintln!(
         "lock across hosts: seed {seed}: {} holds ({completed} CMD runs completed), {handoffs} handoffs between \
          hosts, {} cuts, {} overlaps, {:.0} s",
@@ -271,6 +278,7 @@ fn lock_across_hosts() {
     }
     assert!(bad.is_empty(), "seed {seed}: overlapping holds: {bad:?}");
     assert!(completed >= LOCK_HOLDS, "seed {seed}: only {completed} CMD runs completed");
+    assert!(handoffs >= LOCK_HOLDS, "seed {seed}: only {handoffs} handoffs between hosts");
 }
 
 /// `bench election --hosts-rig` once (a smoke test, not a measurement): a kv server per
