@@ -419,8 +419,8 @@ pub enum BenchCmd {
     /// A 3-server `kv serve` cluster: GET and PUT throughput, next to redis-server (starts
     /// its own ZooKeeper: --hosts is not used)
     Kv(BenchKvArgs),
-    /// `kv serve` leader handover after SIGTERM and SIGKILL: min/median/max (starts its own
-    /// ZooKeeper: --hosts is not used)
+    /// `kv serve` leader handover after SIGTERM and SIGKILL: min/median/max, on loopback and
+    /// (--hosts-rig) across three hosts (starts its own ZooKeeper: --hosts is not used)
     Election(BenchElectionArgs),
     /// Crawl a generated loopback site twice: ZooKeeper dedupe, then in-memory dedupe
     Crawl(BenchCrawlArgs),
@@ -917,6 +917,18 @@ pub struct BenchElectionArgs {
     /// Session timeout of the kv servers (bounds the SIGKILL handover)
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub server_session_timeout: Duration,
+    /// Also time the handover across the rig's three hosts (root; `tools/rig.sh up` first):
+    /// a ZooKeeper member and a kv server per host, once per --rig-delay
+    #[arg(long)]
+    pub hosts_rig: bool,
+    /// Latencies added on the rig, one way, between every kv server and the ZooKeeper members
+    /// (a user-space TCP proxy; ZooKeeper's own quorum traffic is not delayed); 0 connects
+    /// directly
+    #[arg(long, value_parser = parse_duration, value_delimiter = ',', default_value = "0ms,50ms")]
+    pub rig_delay: Vec<Duration>,
+    /// With --hosts-rig: skip the loopback figures
+    #[arg(long, requires = "hosts_rig")]
+    pub rig_only: bool,
 }
 
 #[cfg(test)]

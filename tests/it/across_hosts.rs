@@ -63,18 +63,97 @@ fn runs(file: &Path) -> Vec<Run> {
 }
 
 /// The CMD each contender runs under the lock: stamps its start, a tick every 50 ms while
-/// fewer than `$DIR/ticks` ticks were written, then its end; all into `$DIR/holds`.
+/// fewer than `$DIR/ticks` ticks were written, then its end; all into `$DIR/holds`. The
+/// stamps are CLOCK_REALTIME of the one machine, common to every host.
 const CMD: &str = r#"f="$DIR/holds"; id="$HOST-$$"; echo "$id start $(date +%s%N)" >> "$f"
 i=0; while [ "$i" -lt "$(cat "$DIR/ticks")" ]; do sleep 0.05; echo "$id tick $(date +%s%N)" >> "$f"; i=$((i+1)); done
 echo "$id end $(date +%s%N)" >> "$f""#;
 
-/// `zkutil lock -- CMD` in a loop on every host; cut the holder's host off while its CMD
-/// runs: that CMD is stopped (no `end`, its last stamp) before any other host's CMD
-/// starts, and over all handoffs no two CMDs overlap.
+/// How many runs in the shared file wrote their `end`, and how many times the lock went
+/// from one host to another (runs in start order, each next to the one before).
+fn progress(file: &Path) -> (usize, usize) {
+    let mut r = runs(file);
+    r.sort_by_key(|r| r.start);
+    (r.iter().filter(|r| r.ended).count(), r.windows(2).filter(|w| w[0].host != w[1].host).count())
+}
+
+/// The lesser of [`progress`]'s two counts: the lock test goes on until both reach
+/// `LOCK_HOLDS`.
+fn done(file: &Path) -> usize {
+    let (completed, handoffs) = progress(file);
+    completed.min(handoffs)
+}
+
+/// Completed CMD runs and handoffs between hosts the lock test needs, and how many of them
+/// apart its cuts are (drawn from the seeded RNG).
+const LOCK_HOLDS: usize = 200;
+const LOCK_CUT_EVERY: std::ops::RangeInclusive<usize> = 20..=30;
+
+/// A xorshift64 generator: the test's random choices, replayable from the printed seed
+/// (`ZKUTIL_TEST_SEED=<seed>`).
+struct Rng(u64);
+
+impl Rng {
+    fn seeded() -> (Rng, u64) {
+        let seed = std::env::var("ZKUTIL_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| (now_ns() as u64) | 1);
+        (Rng(seed.max(1)), seed)
+    }
+
+    fn in_range(&mut self, r: std::ops::RangeInclusive<usize>) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        r.start() + (self.0 % (r.end() - r.start() + 1) as u64) as usize
+    }
+}
+
+/// Pairs of runs whose [start, last stamp] intervals overlap (a sweep over the runs in
+/// start order, so a long run overlapping several later ones counts for each).
+fn overlaps(runs: &[Run]) -> Vec<(Run, Run)> {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by_key(|r| r.start);
+    let mut found = Vec::new();
+    let mut latest: Option<&Run> = None; // the run that ends last among those started so far
+    for r in &sorted {
+        if let Some(l) = latest
+            && l.last >= r.start
+        {
+            found.push((l.clone(), r.clone()));
+        }
+        if latest.is_none_or(|l| r.last > l.last) {
+            latest = Some(r);
+        }
+    }
+    found
+}
+
+/// The overlap sweep itself (no rig needed): a run overlapping a later, non-adjacent one is
+/// found; back-to-back runs are not.
+#[test]
+fn lock_overlap_sweep() {
+    let run = |host, start, last| Run { host, start, last, ended: true };
+    assert!(overlaps(&[run(1, 0, 10), run(2, 11, 20), run(3, 21, 30)]).is_empty());
+    let found = overlaps(&[run(2, 11, 12), run(1, 0, 25), run(3, 13, 14), run(2, 30, 40)]);
+    let pairs: Vec<(usize, usize)> = found.iter().map(|(a, b)| (a.host, b.host)).collect();
+    assert_eq!(pairs, [(1, 2), (1, 3)]);
+}
+
+/// `zkutil lock -- CMD` in a loop on every host, short CMDs (~60 ms), until 200 CMD runs
+/// completed and the lock went 200 times from one host to another; every 20-30 of them (seeded RNG, seed printed) the holder's host is cut off
+/// while its CMD runs: that CMD is stopped (no `end`, its last stamp) before any other
+/// host's CMD starts, and the host is healed once another took over. Over all holds no two
+/// CMDs overlap (their stamps, on the machine's one clock). A cut costs a session timeout
+/// (4 s) or more (when the cut host had the ZooKeeper leader, an election first), so the
+/// cuts are few: ~8, and the test takes ~1.5 min.
 #[test]
 fn lock_across_hosts() {
     let Some(rig) = Rig::start("across_hosts::lock_across_hosts") else { return };
     let t0 = Instant::now();
+    let (mut rng, seed) = Rng::seeded();
+    eprintln!("lock across hosts: seed {seed} (replay: ZKUTIL_TEST_SEED={seed})");
     let ens = rig.ensemble();
     let hosts = ens.connect_string();
     let zk = t!(ZooKeeper::connect(&hosts, Duration::from_secs(10)));
@@ -83,8 +162,13 @@ fn lock_across_hosts() {
     let lock = format!("{root}/lock");
     let dir = t!(tempfile::tempdir());
     let (holds, ticks) = (dir.path().join("holds"), dir.path().join("ticks"));
-    let set_ticks = |n: u32| t!(std::fs::write(&ticks, format!("{n}\n")));
-    set_ticks(4);
+    // Renamed into place: a CMD never reads a half-written count.
+    let set_ticks = |n: u32| {
+        let tmp = dir.path().join("ticks.new");
+        t!(std::fs::write(&tmp, format!("{n}\n")));
+        t!(std::fs::rename(&tmp, &ticks));
+    };
+    set_ticks(1);
     // Session timeout 4 s: the holder stops its CMD by ~5T/6 of silence, the server
     // expires the session at T.
     let contenders: Vec<Group> = HOSTS
@@ -108,24 +192,32 @@ fn lock_across_hosts() {
         .collect();
 
     let mut cut_report = Vec::new();
-    for round in 0..3 {
-        // A few ordinary handoffs first.
-        let want = runs(&holds).len() + 3;
-        assert!(wait_until(Duration::from_secs(60), || runs(&holds).len() >= want), "round {round}: no handoffs");
-        // Make the holds long (the current one too), and cut the holder's host off while
-        // its CMD runs (stamped in the last second, no end yet).
+    let mut next_cut = rng.in_range(LOCK_CUT_EVERY);
+    loop {
+        let want = next_cut.min(LOCK_HOLDS);
+        assert!(
+            wait_until(Duration::from_secs(60), || done(&holds) >= want),
+            "seed {seed}: stuck at {:?} (completed runs, handoffs between hosts), waiting for {want}",
+            progress(&holds)
+        );
+        if want == LOCK_HOLDS {
+            break;
+        }
+        // Make the holds long, and cut the holder's host off while its CMD runs: a run
+        // stamped after the change reads the new count at its next check.
+        let changed = now_ns();
         set_ticks(400);
         let mut holder = None;
         assert!(
             wait_until(Duration::from_secs(60), || {
-                let recent = now_ns().saturating_sub(1_000_000_000);
-                holder = runs(&holds).into_iter().find(|r| r.last > recent && !r.ended);
+                holder = runs(&holds).into_iter().find(|r| r.last > changed && !r.ended);
                 holder.is_some()
             }),
-            "round {round}: no long hold"
+            "seed {seed}: no long hold"
         );
         let held = holder.unwrap();
         let h = held.host;
+        let zk_leader = ens.leader().map(|m| m + 1); // member i runs on host i + 1
         let (cut_at, cut_ns) = (Instant::now(), now_ns());
         rig.cut(h);
         let mut next = None;
@@ -134,25 +226,28 @@ fn lock_across_hosts() {
             next.is_some()
         });
         let latency = cut_at.elapsed();
-        set_ticks(4);
+        set_ticks(1);
         rig.heal(h);
-        assert!(took_over, "round {round}: no other host took the lock over after host {h} was cut off");
+        assert!(took_over, "seed {seed}: no other host took the lock over after host {h} was cut off");
         let next = next.unwrap();
         let cut_run = runs(&holds).into_iter().find(|r| r.start == held.start && r.host == h).unwrap();
-        assert!(!cut_run.ended, "round {round}: host {h}'s CMD ran to its end while cut off: {cut_run:?}");
+        assert!(!cut_run.ended, "seed {seed}: host {h}'s CMD ran to its end while cut off: {cut_run:?}");
         assert!(
             cut_run.last < next.start,
-            "round {round}: host {h}'s CMD (last stamp {}) still ran when host {}'s started ({})",
+            "seed {seed}: host {h}'s CMD (last stamp {}) still ran when host {}'s started ({})",
             cut_run.last,
             next.host,
             next.start
         );
         cut_report.push(format!(
-            "cut host {h}: its CMD stopped {:.1} s after the cut, host {} took over after {:.1} s",
+            "hold {:>3}: cut host {h}{}: its CMD stopped {:.1} s after the cut, host {} took over after {:.1} s",
+            runs(&holds).iter().position(|r| r.start == held.start).unwrap_or(0) + 1,
+            if zk_leader == Some(h) { " (the ZooKeeper leader's)" } else { "" },
             cut_run.last.saturating_sub(cut_ns) as f64 / 1e9,
             next.host,
             latency.as_secs_f64()
         ));
+        next_cut = done(&holds) + rng.in_range(LOCK_CUT_EVERY);
     }
     // Every host holds again after the heals.
     let since = now_ns();
@@ -161,27 +256,55 @@ fn lock_across_hosts() {
             let r = runs(&holds);
             HOSTS.iter().all(|&h| r.iter().any(|x| x.host == h && x.start > since && x.ended))
         }),
-        "a healed host never held the lock again: {:?}",
+        "seed {seed}: a healed host never held the lock again: {:?}",
         runs(&holds)
     );
     set_ticks(0);
     drop(contenders);
 
     let all = runs(&holds);
-    let mut sorted = all.clone();
-    sorted.sort_by_key(|r| r.start);
-    let overlaps = sorted.windows(2).filter(|w| w[0].last > w[1].start).count();
-    let handoffs = sorted.windows(2).filter(|w| w[0].host != w[1].host).count();
+    let bad = overlaps(&all);
+    let (completed, handoffs) = progress(&holds);
     eprintln!(
-        "lock across hosts: {} holds, {handoffs} handoffs between hosts, {} cuts, {overlaps} overlaps, {:.0} s",
+        "lock across hosts: seed {seed}: {} holds ({completed} CMD runs completed), {handoffs} handoffs between \
+         hosts, {} cuts, {} overlaps, {:.0} s",
         all.len(),
         cut_report.len(),
+        bad.len(),
         t0.elapsed().as_secs_f64()
     );
     for line in &cut_report {
         eprintln!("  {line}");
     }
-    assert_eq!(overlaps, 0, "overlapping holds: {sorted:?}");
+    assert!(bad.is_empty(), "seed {seed}: overlapping holds: {bad:?}");
+    assert!(completed >= LOCK_HOLDS, "seed {seed}: only {completed} CMD runs completed");
+    assert!(handoffs >= LOCK_HOLDS, "seed {seed}: only {handoffs} handoffs between hosts");
+}
+
+/// `bench election --hosts-rig` once (a smoke test, not a measurement): a kv server per
+/// host, 50 ms added each way between them and ZooKeeper by the bench's proxy; both
+/// handovers are timed, and the SIGTERM one shows the delay (the new leader hears of the
+/// old one's end through the proxy and reads ZooKeeper through it before it leads: at
+/// least 100 ms).
+#[test]
+fn bench_election_hosts_rig_smoke() {
+    let Some(_rig) = Rig::start("across_hosts::bench_election_hosts_rig_smoke") else { return };
+    let out = t!(std::process::Command::new(env!("CARGO_BIN_EXE_zkutil"))
+        .args(["bench", "election", "--hosts-rig", "--rig-only", "--runs", "1", "--rig-delay", "50ms"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output());
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("{stdout}");
+    assert!(out.status.success(), "bench election --hosts-rig: {:?}\n{stdout}\n{stderr}", out.status);
+    assert!(stdout.contains("rig +50 ms"), "{stdout}");
+    let median = |sig: &str| -> f64 {
+        let line = stdout.lines().find(|l| l.contains(&format!("SIG{sig}"))).unwrap_or_else(|| panic!("{stdout}"));
+        let after = line.split("median").nth(1).unwrap_or_else(|| panic!("{line}"));
+        t!(after.split_whitespace().next().unwrap_or_default().parse::<f64>())
+    };
+    assert!(median("TERM") >= 100.0, "SIGTERM handover below one round trip through the proxy: {stdout}");
+    assert!(median("KILL") > 0.0, "{stdout}");
 }
 
 /// One request to the kv server of host `h` from the root namespace (reaches every host not

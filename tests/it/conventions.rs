@@ -384,9 +384,13 @@ fn every_help_puts_global_options_under_their_own_heading() {
         let (own, global) = help.split_once("\nGlobal options:\n").unwrap_or_else(|| panic!("{args:?}:\n{help}"));
         for flag in ["--hosts", "--session-timeout", "--connect-timeout", "--auth", "--output", "--quiet"] {
             assert!(global.contains(flag), "{args:?}: {flag} not under Global options:\n{help}");
+            // the whole flag: `--hosts-rig` is not `--hosts`
+            let names = |r: &str| {
+                r.strip_prefix(flag).is_some_and(|rest| !rest.starts_with(|c: char| c.is_alphanumeric() || c == '-'))
+            };
             let listed = |l: &str| {
                 let l = l.trim_start();
-                l.starts_with(flag) || (l.starts_with('-') && l.get(4..).is_some_and(|r| r.starts_with(flag)))
+                names(l) || (l.starts_with('-') && l.get(4..).is_some_and(names))
             };
             let own_options = own.split_once("\nOptions:\n").map_or("", |(_, o)| o);
             assert!(!own_options.lines().any(listed), "{args:?}: {flag} among the command's own:\n{help}");

@@ -31,6 +31,8 @@ pub fn free_port() -> Result<u16> {
 pub struct KvProc {
     pub child: Child,
     pub addr: String,
+    /// Where its stderr goes, if anywhere.
+    pub log: Option<PathBuf>,
 }
 
 impl KvProc {
@@ -44,12 +46,35 @@ impl KvProc {
         extra: &[&str],
     ) -> Result<KvProc> {
         let addr = format!("127.0.0.1:{}", free_port()?);
+        KvProc::start_at(&[], &addr, hosts, cluster, session_timeout, log, extra)
+    }
+
+    /// Starts `zkutil kv serve --listen addr` under a command prefix (e.g. `ip netns exec
+    /// zkrig1`, which execs: the child is the server) and waits until it has a role.
+    pub fn start_at(
+        prefix: &[String],
+        addr: &str,
+        hosts: &str,
+        cluster: &str,
+        session_timeout: &str,
+        log: Option<PathBuf>,
+        extra: &[&str],
+    ) -> Result<KvProc> {
+        let addr = addr.to_string();
         let exe = std::env::current_exe().context("finding the zkutil binary")?;
-        let stderr = match log {
+        let stderr = match &log {
             Some(p) => Stdio::from(std::fs::File::create(p)?),
             None => Stdio::null(),
         };
-        let child = Command::new(exe)
+        let mut cmd = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let child = cmd
             .args(["--hosts", hosts, "--session-timeout", session_timeout, "kv", "serve", "--listen", &addr])
             .args(["--cluster", cluster])
             .args(extra)
@@ -59,15 +84,23 @@ impl KvProc {
             .stderr(stderr)
             .spawn()
             .context("starting zkutil kv serve")?;
-        let p = KvProc { child, addr };
+        let mut p = KvProc { child, addr, log };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !p.role().is_some_and(|r| r.starts_with("leader") || r.starts_with("follower")) {
-            if Instant::now() > deadline {
-                bail!("kv server {} did not start", p.addr);
+            if Instant::now() > deadline || p.child.try_wait().is_ok_and(|s| s.is_some()) {
+                bail!("kv server {} did not start (role {:?}){}", p.addr, p.role(), p.said(5));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         Ok(p)
+    }
+
+    /// The last `n` lines of its log, as `: line | line` (empty without a log).
+    pub fn said(&self, n: usize) -> String {
+        let text = self.log.as_ref().and_then(|l| std::fs::read_to_string(l).ok()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let last = &lines[lines.len().saturating_sub(n)..];
+        if last.is_empty() { String::new() } else { format!(": {}", last.join(" | ")) }
     }
 
     /// One line-protocol request on a new connection.

@@ -9,6 +9,7 @@ use super::Run;
 use crate::cli::{BenchCmd, Global};
 
 pub mod crawl;
+pub mod delay;
 pub mod election;
 pub mod kv;
 pub mod lock;

@@ -20,6 +20,16 @@ pub const HOSTS: [usize; 3] = [1, 2, 3];
 
 pub struct Rig {
     _one_at_a_time: MutexGuard<'static, ()>,
+    /// The rig's names are the machine's: this lock also serialises test binaries of other
+    /// checkouts (and a hand-run `flock /tmp/zkutil-rig.lock ...`). Released when dropped.
+    _machine_wide: Option<std::fs::File>,
+}
+
+/// Takes the machine-wide rig lock (blocking); `None` when the lock file cannot be had.
+fn machine_wide_lock() -> Option<std::fs::File> {
+    let f = std::fs::OpenOptions::new().create(true).append(true).open("/tmp/zkutil-rig.lock").ok()?;
+    f.lock().ok()?;
+    Some(f)
 }
 
 fn script() -> PathBuf {
@@ -52,8 +62,9 @@ impl Rig {
     pub fn start(test: &str) -> Option<Rig> {
         static ONE: Mutex<()> = Mutex::new(());
         let guard = ONE.lock().unwrap_or_else(|e| e.into_inner());
+        let machine_wide = machine_wide_lock();
         match rig_sh(&["up"]) {
-            Ok(()) => Some(Rig { _one_at_a_time: guard }),
+            Ok(()) => Some(Rig { _one_at_a_time: guard, _machine_wide: machine_wide }),
             Err(e) => {
                 let _ = rig_sh(&["down"]);
                 eprintln!("SKIPPED {test}: needs root and network namespaces (`ip netns add`), here: {e}");
