@@ -500,3 +500,131 @@ fn history_under_faults_keeps_every_acknowledged_write() {
     }
     eprintln!("history: {} attempts, {oks} acknowledged, {} keys checked", history.len(), acked.len());
 }
+
+// --- Frozen peers (SIGSTOP / SIGCONT): a stop-the-world pause of a whole server process,
+// the fault a GC pause or an overloaded host produces. The replica's side of the stream
+// and the leader's side time out after `SILENCE` (10 s, src/cmd/kv/replication.rs).
+
+/// The stream silence timeout of `kv serve` (replication::SILENCE).
+const SILENCE: Duration = Duration::from_secs(10);
+
+/// `line` sent on a fresh connection to `addr` from a thread: the reply (or the IO
+/// error) and how long it took.
+fn req_async(addr: &str, line: String) -> std::thread::JoinHandle<(String, Duration)> {
+    let addr = addr.to_string();
+    std::thread::spawn(move || {
+        let t = Instant::now();
+        let reply = Conn::open(&addr).and_then(|mut c| c.req(&line)).unwrap_or_else(|e| format!("io {e}"));
+        (reply, t.elapsed())
+    })
+}
+
+/// The index of the live server (among `among`) that says it leads, without asking the
+/// others (a frozen server would not answer).
+fn leader_among(c: &Cluster, among: &[usize]) -> Option<usize> {
+    among.iter().copied().find(|i| c.s(*i).role() == "leader")
+}
+
+/// Every key of `want` reads its value on `s`.
+fn holds(s: &Server, want: &HashMap<String, String>) -> bool {
+    want.iter().all(|(k, v)| s.try_req(&format!("GET {k}")).as_deref() == Some(&format!("VALUE {v}")[..]))
+}
+
+/// A follower frozen past its session timeout (2 s) and past the stream silence (10 s):
+/// writes to the leader wait for it only until ZooKeeper expires its session (its node
+/// vanishes and the leader's set of replicas drops it): every write is acknowledged within
+/// the session timeout + 6 s. Once thawed, it learns its session expired, registers again
+/// and catches up: it reads every acknowledged value.
+#[test]
+fn a_follower_frozen_past_its_session_holds_writes_up_only_until_it_expires() {
+    let mut c = Cluster::start("kvf-frz-fol", 3);
+    let l = c.leader();
+    let f = (l + 1) % 3;
+    let mut acked: HashMap<String, String> = HashMap::new();
+    for i in 0..5 {
+        assert_eq!(c.s(l).req(&format!("PUT fk{i} before")), "OK");
+        acked.insert(format!("fk{i}"), "before".into());
+    }
+    c.servers[f].as_mut().unwrap().signal("STOP");
+    let frozen = Instant::now();
+    let mut conn = Conn::open(&c.s(l).addr).unwrap();
+    let (mut n, mut slowest) = (0u32, Duration::ZERO);
+    while frozen.elapsed() < SILENCE + Duration::from_secs(1) {
+        let t = Instant::now();
+        let reply = conn.req(&format!("PUT fk{} v{n}", n % 5)).unwrap();
+        let took = t.elapsed();
+        assert_eq!(reply, "OK", "write {n}, {took:?} into the freeze; leader log:\n{}", c.s(l).log_text());
+        assert!(took < Duration::from_secs(2 + 6), "write {n} took {took:?} (session timeout 2s)");
+        slowest = slowest.max(took);
+        acked.insert(format!("fk{}", n % 5), format!("v{n}"));
+        n += 1;
+        std::thread::sleep(Duration::from_millis(20)); // pacing, not synchronisation
+    }
+    assert!(c.s(l).log_text().contains("left: writes no longer wait for it"), "{}", c.s(l).log_text());
+    c.servers[f].as_mut().unwrap().signal("CONT");
+    eprintln!("frozen follower: {n} writes acknowledged during an 11 s freeze, the slowest in {slowest:?}");
+    assert!(wait_until(LONG, || holds(c.s(f), &acked)), "the thawed follower never caught up:\n{}", c.s(f).log_text());
+    let log = c.s(f).log_text();
+    assert!(log.contains("lost the ZooKeeper session") && log.matches("registered as").count() == 2, "{log}");
+    assert_eq!(c.leader(), l);
+    assert_eq!(c.s(f).req("PUT fk0 after"), "OK");
+    assert_eq!(c.s(f).req("GET fk0"), "VALUE after");
+    acked.insert("fk0".into(), "after".into());
+    for (_, s) in c.live() {
+        assert!(holds(s, &acked), "{}", s.log_text());
+    }
+}
+
+/// A follower frozen past the stream silence (10 s) but within its session (18 s here, on
+/// a ZooKeeper of its own with 1 s ticks): it stays a member, so writes wait for it and
+/// get `ERR outcome unknown` at `--write-timeout` (3 s), never a hang and never OK; the
+/// leader drops the silent stream and reconnects once the follower is back, which then
+/// holds every write (those of unknown outcome were applied by the leader) with its
+/// session kept. A short freeze (1 s) only delays a write.
+#[test]
+fn a_follower_frozen_past_the_stream_silence_within_its_session() {
+    use zkutil::server::{Ensemble, Options};
+    let zk = Ensemble::start(Options { tick_ms: 1000, ..Options::for_tests(1) }).expect("start ZooKeeper");
+    let hosts = zk.connect_string();
+    let opts = ["--hosts", &hosts, "--session-timeout", "18s", "--write-timeout", "3s"];
+    let mut c = Cluster::start("kvf-frz-silence", 0);
+    c.add(&opts);
+    c.add(&opts);
+    let l = c.leader();
+    let f = 1 - l;
+    let mut want: HashMap<String, String> = HashMap::new();
+    assert_eq!(c.s(l).req("PUT sk0 before"), "OK");
+    // A short pause: the write waits for it, then is acknowledged.
+    c.servers[f].as_mut().unwrap().signal("STOP");
+    let short = req_async(&c.s(l).addr, "PUT sk0 short".into());
+    std::thread::sleep(Duration::from_secs(1)); // the pause itself
+    c.servers[f].as_mut().unwrap().signal("CONT");
+    let (reply, took) = short.join().unwrap();
+    assert_eq!(reply, "OK", "after {took:?}");
+    // A long one: past the silence, within the session.
+    c.servers[f].as_mut().unwrap().signal("STOP");
+    let frozen = Instant::now();
+    let mut conn = Conn::open(&c.s(l).addr).unwrap();
+    let mut n = 0;
+    let dropped = "the replica closed the stream";
+    while frozen.elapsed() < SILENCE + Duration::from_secs(1) || !c.s(l).log_text().contains(dropped) {
+        assert!(frozen.elapsed() < SILENCE + Duration::from_secs(8), "the leader kept the silent stream");
+        let t = Instant::now();
+        let reply = conn.req(&format!("PUT sk{} during{n}", n % 3)).unwrap();
+        let took = t.elapsed();
+        assert!(reply.starts_with("ERR outcome unknown"), "write {n} to a leader with a frozen replica: {reply}");
+        assert!(took < Duration::from_secs(3 + 4), "write {n} took {took:?} (write timeout 3s)");
+        want.insert(format!("sk{}", n % 3), format!("during{n}"));
+        n += 1;
+    }
+    c.servers[f].as_mut().unwrap().signal("CONT");
+    eprintln!("follower frozen {:?}: {n} writes of unknown outcome", frozen.elapsed());
+    assert!(wait_until(LONG, || c.s(l).req("PUT sk9 after") == "OK"), "{}", c.s(l).log_text());
+    want.insert("sk9".into(), "after".into());
+    assert!(holds(c.s(l), &want), "the leader applied the writes of unknown outcome");
+    assert!(wait_until(LONG, || holds(c.s(f), &want)), "{}", c.s(f).log_text());
+    let log = c.s(f).log_text();
+    assert_eq!(log.matches("registered as").count(), 1, "the session survived:\n{log}");
+    assert_eq!(c.s(f).req("PUT sk0 via"), "OK");
+    assert_eq!(c.s(f).req("GET sk0"), "VALUE via");
+}
