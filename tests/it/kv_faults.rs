@@ -628,3 +628,140 @@ fn a_follower_frozen_past_the_stream_silence_within_its_session() {
     assert_eq!(c.s(f).req("PUT sk0 via"), "OK");
     assert_eq!(c.s(f).req("GET sk0"), "VALUE via");
 }
+
+/// A leader frozen past its session timeout (the GC-pause case): ZooKeeper expires its
+/// session, another server is elected and takes writes. Once thawed, the old leader
+/// acknowledges nothing as leader: a PUT on a connection opened to it before the freeze,
+/// sent during the freeze or after the thaw, gets `ERR` or an `OK` that the new leader
+/// holds (forwarded). A PUT that was in flight on it when it froze (applied, waiting for
+/// a replica's ack) ends OK and durable, or `ERR outcome unknown`. It then follows and
+/// converges; no acknowledged write of the whole run is lost.
+#[test]
+fn a_leader_frozen_past_its_session_acknowledges_nothing_once_thawed() {
+    let mut c = Cluster::start("kvf-frz-leader", 3);
+    let l = c.leader();
+    let (a, b) = ((l + 1) % 3, (l + 2) % 3);
+    let mut acked: HashMap<String, String> = HashMap::new();
+    for i in 0..5 {
+        assert_eq!(c.s(i % 3).req(&format!("PUT lk{i} before")), "OK");
+        acked.insert(format!("lk{i}"), "before".into());
+    }
+    let mut old_during = Conn::open(&c.s(l).addr).unwrap();
+    let mut old_after = Conn::open(&c.s(l).addr).unwrap();
+    // In flight on the leader when it freezes: applied there, waiting for b's ack.
+    c.servers[b].as_mut().unwrap().signal("STOP");
+    let inflight = req_async(&c.s(l).addr, "PUT lm0 inflight".into());
+    assert!(wait_until(LONG, || c.s(l).req("GET lm0") == "VALUE inflight"), "{}", c.s(l).log_text());
+    c.servers[l].as_mut().unwrap().signal("STOP");
+    let frozen = Instant::now();
+    c.servers[b].as_mut().unwrap().signal("CONT");
+    // Writers to the frozen leader: each request waits in its socket until the thaw.
+    let to_old: Vec<_> = (0..3).map(|i| req_async(&c.s(l).addr, format!("PUT lo{i} old"))).collect();
+    old_during.send(b"PUT lm1 sent-during-freeze\n").unwrap();
+    let mut nl = None;
+    assert!(wait_until(LONG, || {
+        nl = leader_among(&c, &[a, b]);
+        nl.is_some()
+    }));
+    let nl = nl.unwrap();
+    eprintln!("frozen leader: {} elected {:?} into the freeze", c.s(nl).addr, frozen.elapsed());
+    for (i, via) in [a, b, a, b].into_iter().enumerate() {
+        let key = format!("lk{}", 2 + i % 2);
+        let reply = c.s(via).req(&format!("PUT {key} new{i}"));
+        assert_eq!(reply, "OK", "through {via} while the old leader is frozen:\n{}", c.s(via).log_text());
+        acked.insert(key, format!("new{i}"));
+    }
+    c.servers[l].as_mut().unwrap().signal("CONT");
+    let thawed = Instant::now();
+    let after = old_after.req("PUT lm4 sent-after-thaw").unwrap();
+    let during = old_during.line().unwrap();
+    let bound = Duration::from_secs(10 + 5); // --write-timeout (10s) + margin
+    assert!(thawed.elapsed() < bound, "the thawed leader answered after {:?}", thawed.elapsed());
+    let (inflight, took) = inflight.join().unwrap();
+    eprintln!(
+        "frozen leader: thawed after {:?}; in flight: {inflight:?} after {took:?}; sent during: {during:?}; \
+         after: {after:?}",
+        thawed - frozen
+    );
+    let mut maybe: Vec<(String, String, String)> = vec![
+        ("lm0".into(), "inflight".into(), inflight),
+        ("lm1".into(), "sent-during-freeze".into(), during),
+        ("lm4".into(), "sent-after-thaw".into(), after),
+    ];
+    for (i, h) in to_old.into_iter().enumerate() {
+        let (reply, took) = h.join().unwrap();
+        assert!(took < LONG, "{reply} after {took:?}");
+        maybe.push((format!("lo{i}"), "old".into(), reply));
+    }
+    for (key, value, reply) in &maybe {
+        assert!(reply == "OK" || reply.starts_with("ERR "), "PUT {key} {value}: {reply}");
+        if reply == "OK" {
+            acked.insert(key.clone(), value.clone());
+        }
+    }
+    assert_eq!(c.leader(), nl, "the thawed leader follows");
+    let log = c.s(l).log_text();
+    assert!(log.contains("lost the ZooKeeper session") && log.matches("registered as").count() == 2, "{log}");
+    // Nothing acknowledged is lost, and the old leader's state is the new leader's.
+    let missing: Vec<_> = acked.iter().filter(|(k, v)| c.s(nl).req(&format!("GET {k}")) != format!("VALUE {v}")).collect();
+    assert!(missing.is_empty(), "the new leader lost acknowledged writes {missing:?}\n{}", c.s(nl).log_text());
+    for (key, ..) in &maybe {
+        let want = c.s(nl).req(&format!("GET {key}"));
+        assert!(wait_until(LONG, || c.s(l).req(&format!("GET {key}")) == want), "{key}: {want}\n{log}");
+    }
+    assert!(holds(c.s(l), &acked));
+}
+
+/// Writes forwarded through a follower that freezes: one forwarded and applied by the
+/// leader just before the freeze (in flight), one sent to it during the freeze. The
+/// follower is frozen past its session timeout, so the leader stops waiting for it. Once
+/// thawed, each client gets its answer within `--write-timeout` + margin: OK (and the
+/// value is on the leader), or `ERR`; never a hang.
+#[test]
+fn a_write_forwarded_through_a_frozen_follower_gets_an_answer() {
+    let mut c = Cluster::start("kvf-frz-fwd", 0);
+    for _ in 0..3 {
+        c.add(&["--write-timeout", "20s"]);
+    }
+    let l = c.leader();
+    let (f, g) = ((l + 1) % 3, (l + 2) % 3);
+    assert_eq!(c.s(f).req("PUT wk0 before"), "OK");
+    // In flight: forwarded by f, applied by the leader, waiting for g's ack (and f's).
+    c.servers[g].as_mut().unwrap().signal("STOP");
+    let inflight = req_async(&c.s(f).addr, "PUT wk0 inflight".into());
+    assert!(wait_until(LONG, || c.s(l).req("GET wk0") == "VALUE inflight"), "{}", c.s(l).log_text());
+    c.servers[f].as_mut().unwrap().signal("STOP");
+    c.servers[g].as_mut().unwrap().signal("CONT");
+    let during = req_async(&c.s(f).addr, "PUT wk1 during".into());
+    // The leader stops waiting for f once its session expired.
+    let mut n = 0;
+    assert!(
+        wait_until(LONG, || {
+            n += 1;
+            c.s(l).req(&format!("PUT wk2 probe{n}")) == "OK"
+        }),
+        "{}",
+        c.s(l).log_text()
+    );
+    c.servers[f].as_mut().unwrap().signal("CONT");
+    let thawed = Instant::now();
+    let bound = Duration::from_secs(20 + 5); // --write-timeout (20s) + margin
+    let mut acked: HashMap<String, String> =
+        [("wk2".to_string(), format!("probe{n}"))].into_iter().collect();
+    for (key, value, h) in [("wk0", "inflight", inflight), ("wk1", "during", during)] {
+        let (reply, took) = h.join().unwrap();
+        eprintln!("forwarded through a frozen follower: PUT {key} {value}: {reply:?} after {took:?}");
+        assert!(thawed.elapsed() < bound, "PUT {key}: answered {:?} after the thaw", thawed.elapsed());
+        // Both are answered well within the write timeout: the leader answered the one
+        // in flight before the thaw; the other is forwarded after it.
+        assert_eq!(reply, "OK", "PUT {key} {value}:\n{}", c.s(f).log_text());
+        // Read your writes: the follower that said OK holds the write.
+        assert_eq!(c.s(f).req(&format!("GET {key}")), format!("VALUE {value}"), "{}", c.s(f).log_text());
+        acked.insert(key.into(), value.into());
+    }
+    assert!(holds(c.s(l), &acked), "{acked:?}\n{}", c.s(l).log_text());
+    assert_eq!(c.leader(), l);
+    assert!(wait_until(LONG, || holds(c.s(f), &acked)), "{}", c.s(f).log_text());
+    assert_eq!(c.s(f).req("PUT wk3 after"), "OK");
+    assert_eq!(c.s(f).req("GET wk3"), "VALUE after");
+}
