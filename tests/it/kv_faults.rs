@@ -703,7 +703,8 @@ fn a_leader_frozen_past_its_session_acknowledges_nothing_once_thawed() {
     let log = c.s(l).log_text();
     assert!(log.contains("lost the ZooKeeper session") && log.matches("registered as").count() == 2, "{log}");
     // Nothing acknowledged is lost, and the old leader's state is the new leader's.
-    let missing: Vec<_> = acked.iter().filter(|(k, v)| c.s(nl).req(&format!("GET {k}")) != format!("VALUE {v}")).collect();
+    let missing: Vec<_> =
+        acked.iter().filter(|(k, v)| c.s(nl).req(&format!("GET {k}")) != format!("VALUE {v}")).collect();
     assert!(missing.is_empty(), "the new leader lost acknowledged writes {missing:?}\n{}", c.s(nl).log_text());
     for (key, ..) in &maybe {
         let want = c.s(nl).req(&format!("GET {key}"));
@@ -746,8 +747,7 @@ fn a_write_forwarded_through_a_frozen_follower_gets_an_answer() {
     c.servers[f].as_mut().unwrap().signal("CONT");
     let thawed = Instant::now();
     let bound = Duration::from_secs(20 + 5); // --write-timeout (20s) + margin
-    let mut acked: HashMap<String, String> =
-        [("wk2".to_string(), format!("probe{n}"))].into_iter().collect();
+    let mut acked: HashMap<String, String> = [("wk2".to_string(), format!("probe{n}"))].into_iter().collect();
     for (key, value, h) in [("wk0", "inflight", inflight), ("wk1", "during", during)] {
         let (reply, took) = h.join().unwrap();
         eprintln!("forwarded through a frozen follower: PUT {key} {value}: {reply:?} after {took:?}");

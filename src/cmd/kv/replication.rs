@@ -67,9 +67,13 @@
 //! ([`Replica::added_at`]) starts its stream at or before that point. A replica leaves the
 //! set only when its election node vanishes. A follower forwards writes only once a
 //! stream from the current leader is attached, so a write made through a follower is
-//! streamed back to it (read your writes).
+//! streamed back to it (read your writes). The leader's `OK n term seq` names the write's
+//! position, and the follower answers its client `OK` only once its copy has reached it
+//! (`seq` under that term or a later one): a follower whose session expired (frozen, cut
+//! off from ZooKeeper) is dropped from the set and may still forward before it notices.
+//! If it does not get there by the deadline, the client gets `ERR outcome unknown`.
 //!
-//! **At most once.** A forwarded write carries a deadline; the leader answers `OK n`,
+//! **At most once.** A forwarded write carries a deadline; the leader answers `OK ...`,
 //! `NOTLEADER` or `EXPIRED` (not applied: the follower may try the next leader) or
 //! `UNKNOWN why` (applied, but leadership ended or acks did not come in time: the
 //! client gets `ERR outcome unknown: ...`, never a retry). A queued forward that the
@@ -430,6 +434,7 @@ fn receive(
                 }
                 ack = Some(st.last.seq);
                 drop(st);
+                node.store.grew.notify_all(); // a forwarded write's client may wait for it
             }
             [b] if b == b"PING" && started => ack = Some(node.store.st().last.seq),
             [b, t, q] if b == b"BASE" && !started => {

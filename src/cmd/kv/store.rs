@@ -277,6 +277,7 @@ pub enum WriteError {
 /// A write appended by the leader, waiting for its acks.
 #[derive(Debug, Clone, Copy)]
 pub struct Appended {
+    pub term: u64,
     pub seq: u64,
     pub epoch: u64,
     /// PUT: 1 if the key existed; DEL: how many keys it removed.
@@ -392,7 +393,7 @@ impl Store {
         let epoch = st.epoch;
         drop(st);
         self.grew.notify_all();
-        Ok(Appended { seq: pos.seq, epoch, count })
+        Ok(Appended { term, seq: pos.seq, epoch, count })
     }
 
     /// Leader: waits until every replica that must acknowledge `seq` did (acks are
@@ -426,6 +427,24 @@ impl Store {
         st.waiters.retain(|(_, t, _)| *t != token);
         drop(st);
         out
+    }
+
+    /// Follower: waits until our copy serves a history holding the acknowledged write at
+    /// `pos` (true), or until `deadline` (false). A history that reached `pos.seq` under
+    /// `pos.term` or a later leader holds it: a later leader holds every acknowledged
+    /// write. Woken by `grew` (notified when a stream applies writes).
+    pub fn wait_holds(&self, pos: Pos, deadline: Instant) -> bool {
+        let mut st = self.st();
+        loop {
+            if st.ready && st.last.term >= pos.term && st.last.seq >= pos.seq {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            st = self.grew.wait_timeout(st, left.min(Duration::from_millis(50))).unwrap_or_else(|e| e.into_inner()).0;
+        }
     }
 
     /// After acks advanced (or a replica left): wakes the writers whose write every
