@@ -765,3 +765,34 @@ fn a_write_forwarded_through_a_frozen_follower_gets_an_answer() {
     assert_eq!(c.s(f).req("PUT wk3 after"), "OK");
     assert_eq!(c.s(f).req("GET wk3"), "VALUE after");
 }
+
+/// A leader with no replica, frozen past its session timeout while another server joins
+/// and takes over (with an incomplete history: the only holder was gone). Thawed, the old
+/// leader has nobody to refuse its acks: it must still not acknowledge a write that the
+/// new leader does not have.
+#[test]
+fn a_lone_leader_frozen_past_its_session_acknowledges_nothing_once_thawed() {
+    let mut c = Cluster::start("kvf-frz-alone", 1);
+    let a = 0;
+    assert_eq!(c.s(a).req("PUT ak0 before"), "OK");
+    let mut during = Conn::open(&c.s(a).addr).unwrap();
+    let mut after = Conn::open(&c.s(a).addr).unwrap();
+    c.servers[a].as_mut().unwrap().signal("STOP");
+    let b = c.add(&[]);
+    assert!(wait_until(LONG, || c.s(b).role().starts_with("leader (history incomplete")), "{}", c.s(b).log_text());
+    assert_eq!(c.s(b).req("PUT bk0 new"), "OK");
+    during.send(b"PUT ak1 sent-during-freeze\n").unwrap();
+    c.servers[a].as_mut().unwrap().signal("CONT");
+    let replies = [
+        ("ak1", "sent-during-freeze", during.line().unwrap()),
+        ("ak2", "sent-after-thaw", after.req("PUT ak2 sent-after-thaw").unwrap()),
+    ];
+    eprintln!("lone frozen leader: {replies:?}");
+    assert_eq!(c.leader(), b);
+    for (key, value, reply) in replies {
+        assert!(reply == "OK" || reply.starts_with("ERR "), "PUT {key}: {reply}");
+        if reply == "OK" {
+            assert_eq!(c.s(b).req(&format!("GET {key}")), format!("VALUE {value}"), "acknowledged by the old leader");
+        }
+    }
+}

@@ -91,7 +91,7 @@ impl Node {
         loop {
             let (role, writable, attached, epoch) = {
                 let st = self.store.st();
-                (st.role.clone(), st.writable, st.attached, st.epoch)
+                (st.role.clone(), st.writable && st.leased(), st.attached, st.epoch)
             };
             let cut_off = matches!(role, Role::Leader { .. }) && !writable;
             match role {

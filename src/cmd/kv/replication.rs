@@ -73,6 +73,15 @@
 //! off from ZooKeeper) is dropped from the set and may still forward before it notices.
 //! If it does not get there by the deadline, the client gets `ERR outcome unknown`.
 //!
+//! **Lease.** A leader takes and acknowledges writes only while its lease holds: 2/3 of
+//! the session timeout from the start of its last ZooKeeper round trip that succeeded
+//! (renewed every quarter of the timeout). ZooKeeper expires a session no sooner than a
+//! whole timeout after it last heard from it, so no other leader exists before the lease
+//! runs out. A leader frozen past its session's expiry thaws with its lease run out and
+//! learns of the expiry before it renews it. With replicas, the probes fence it anyway
+//! (they refuse its stream); without any, only the lease does. Left open: a write that was
+//! acknowledged, then the process froze before the `OK` left it.
+//!
 //! **At most once.** A forwarded write carries a deadline; the leader answers `OK ...`,
 //! `NOTLEADER` or `EXPIRED` (not applied: the follower may try the next leader) or
 //! `UNKNOWN why` (applied, but leadership ended or acks did not come in time: the

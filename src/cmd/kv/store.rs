@@ -167,6 +167,13 @@ pub struct St {
     pub role: Role,
     /// Leader only: accepting writes (synced, and connected to ZooKeeper).
     pub writable: bool,
+    /// Leader only: writes are taken and acknowledged only before this instant, 2/3 of
+    /// the session timeout after the start of the last ZooKeeper round trip that
+    /// succeeded. ZooKeeper expires a session no sooner than a whole timeout after it last
+    /// heard from it, so until then no other leader can exist; a leader frozen past its
+    /// session's expiry (SIGSTOP, a long GC pause) finds its lease run out when it thaws,
+    /// before it could learn from ZooKeeper that it lost the session.
+    pub lease: Option<Instant>,
     /// Leader only: no live server held the complete history when it took over.
     pub lost_history: bool,
     /// Bumped on every change of role: threads started for an old role notice and stop.
@@ -221,6 +228,11 @@ impl St {
 
     pub fn is_leader(&self) -> bool {
         matches!(self.role, Role::Leader { .. })
+    }
+
+    /// Leader: the lease (see [`St::lease`]) has not run out.
+    pub fn leased(&self) -> bool {
+        self.lease.is_some_and(|l| Instant::now() < l)
     }
 
     /// Leader: the sequence numbers every replica that must acknowledge has.
@@ -291,6 +303,7 @@ impl Store {
             st: Mutex::new(St {
                 role: Role::Electing,
                 writable: false,
+                lease: None,
                 lost_history: false,
                 epoch: 0,
                 last: Pos::default(),
@@ -385,7 +398,7 @@ impl Store {
     pub fn append(&self, op: Op) -> Result<Appended, WriteError> {
         let mut st = self.st();
         let Role::Leader { term } = st.role else { return Err(WriteError::NotLeader) };
-        if !st.writable {
+        if !st.writable || !st.leased() {
             return Err(WriteError::NotLeader);
         }
         let pos = Pos { term, seq: st.last.seq + 1 };
@@ -407,7 +420,9 @@ impl Store {
             if st.epoch != epoch {
                 break Err(WriteError::Lost);
             }
-            if st.committed() >= seq {
+            // Committed, and still surely the leader: the lease has not run out (a leader
+            // without replicas has nobody else to refuse its writes).
+            if st.committed() >= seq && st.leased() {
                 break Ok(st.replicas.len());
             }
             let now = Instant::now();
@@ -458,10 +473,23 @@ impl Store {
         }
     }
 
+    /// Leader of `epoch`: ZooKeeper answered a request sent at `sent`; the lease runs
+    /// until `sent + valid` (see [`St::lease`]). Wakes writers waiting for it.
+    pub fn renew_lease(&self, epoch: u64, sent: Instant, valid: Duration) {
+        let mut st = self.st();
+        if st.epoch != epoch || !st.is_leader() {
+            return;
+        }
+        st.lease = st.lease.max(Some(sent + valid));
+        self.wake(&st);
+        drop(st);
+    }
+
     /// Changes the role: bumps the epoch and wakes everyone who depends on it.
     pub fn set_role(&self, st: &mut St, role: Role, writable: bool) {
         st.role = role;
         st.writable = writable;
+        st.lease = None;
         st.epoch += 1;
         st.replicas.clear();
         st.lost_history = false;
@@ -549,6 +577,7 @@ mod tests {
         {
             let mut st = s.st();
             s.set_role(&mut st, Role::Leader { term: 1 }, true);
+            st.lease = Some(Instant::now() + Duration::from_secs(3600));
             st.replicas.insert("r".into(), Replica { addr: "x".into(), acked: 0, added_at: 0 });
         }
         let s2 = s.clone();
