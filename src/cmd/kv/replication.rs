@@ -88,7 +88,7 @@
 //! client gets `ERR outcome unknown: ...`, never a retry). A queued forward that the
 //! client gave up on is never sent (see `forward`).
 
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,7 +98,7 @@ use log::{debug, info, warn};
 
 use super::Node;
 use super::peer::{Peer, PeerError, refusal};
-use super::protocol::{Frame, read_frame, write_array};
+use super::protocol::{Frame, FrameError, read_frame, write_array};
 use super::store::{Claim, Map, Op, Pos, St, Value};
 
 const BATCH: usize = 4096;
@@ -299,7 +299,15 @@ fn stream_once(node: &Arc<Node>, name: &str, addr: &str, epoch: u64, term: u64) 
         let broken = broken.clone();
         let mut r: BufReader<TcpStream> = p.r;
         std::thread::Builder::new().name(format!("ack-{name}")).spawn(move || {
-            while let Ok(Frame::Resp(a)) = read_frame(&mut r) {
+            loop {
+                let a = match read_frame(&mut r) {
+                    Ok(Frame::Resp(a)) => a,
+                    Err(FrameError::Io(e)) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
+                        warn!("replica {name}: no ack for {SILENCE:?} (frozen or cut off?): dropping its stream");
+                        break;
+                    }
+                    _ => break,
+                };
                 let Some(seq) = (a.len() == 2 && a[0] == b"ACK").then(|| num(&a[1])).flatten() else { break };
                 let mut st = node.store.st();
                 if st.epoch != epoch {
