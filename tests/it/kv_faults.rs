@@ -508,6 +508,14 @@ fn history_under_faults_keeps_every_acknowledged_write() {
 /// The stream silence timeout of `kv serve` (replication::SILENCE).
 const SILENCE: Duration = Duration::from_secs(10);
 
+/// A ZooKeeper of its own with 1 s ticks, for sessions longer than the stream silence
+/// (the shared one's 500 ms ticks allow at most 10 s); dies with the test process.
+fn slow_ticks() -> &'static zkutil::server::Ensemble {
+    use zkutil::server::{Ensemble, Options};
+    static S: std::sync::OnceLock<Ensemble> = std::sync::OnceLock::new();
+    S.get_or_init(|| Ensemble::start(Options { tick_ms: 1000, ..Options::for_tests(1) }).expect("start ZooKeeper"))
+}
+
 /// `line` sent on a fresh connection to `addr` from a thread: the reply (or the IO
 /// error) and how long it took.
 fn req_async(addr: &str, line: String) -> std::thread::JoinHandle<(String, Duration)> {
@@ -583,9 +591,7 @@ fn a_follower_frozen_past_its_session_holds_writes_up_only_until_it_expires() {
 /// session kept. A short freeze (1 s) only delays a write.
 #[test]
 fn a_follower_frozen_past_the_stream_silence_within_its_session() {
-    use zkutil::server::{Ensemble, Options};
-    let zk = Ensemble::start(Options { tick_ms: 1000, ..Options::for_tests(1) }).expect("start ZooKeeper");
-    let hosts = zk.connect_string();
+    let hosts = slow_ticks().connect_string();
     let opts = ["--hosts", &hosts, "--session-timeout", "18s", "--write-timeout", "3s"];
     let mut c = Cluster::start("kvf-frz-silence", 0);
     c.add(&opts);
@@ -795,4 +801,39 @@ fn a_lone_leader_frozen_past_its_session_acknowledges_nothing_once_thawed() {
             assert_eq!(c.s(b).req(&format!("GET {key}")), format!("VALUE {value}"), "acknowledged by the old leader");
         }
     }
+}
+
+/// A leader frozen past the stream silence (12 s) but within its session (18 s, on the
+/// 1 s-tick ZooKeeper): the follower drops its silent stream, nobody takes over. Thawed,
+/// the leader renews its lease (it ran out during the freeze) and keeps leading with the
+/// same session: a write forwarded into it during the freeze is acknowledged, later ones
+/// too, and the follower holds them all.
+#[test]
+fn a_leader_frozen_within_its_session_keeps_leading() {
+    let hosts = slow_ticks().connect_string();
+    let opts = ["--hosts", &hosts, "--session-timeout", "18s", "--write-timeout", "30s"];
+    let mut c = Cluster::start("kvf-frz-lease", 0);
+    c.add(&opts);
+    c.add(&opts);
+    let l = c.leader();
+    let f = 1 - l;
+    assert_eq!(c.s(f).req("PUT ek0 before"), "OK");
+    c.servers[l].as_mut().unwrap().signal("STOP");
+    let forwarded = req_async(&c.s(f).addr, "PUT ek1 forwarded-during-freeze".into());
+    std::thread::sleep(SILENCE + Duration::from_secs(2)); // the freeze itself
+    c.servers[l].as_mut().unwrap().signal("CONT");
+    let thawed = Instant::now();
+    let (reply, took) = forwarded.join().unwrap();
+    eprintln!("leader frozen 12 s within its session: the forwarded write: {reply:?} after {took:?}");
+    assert_eq!(reply, "OK", "answered {:?} after the thaw:\n{}", thawed.elapsed(), c.s(l).log_text());
+    assert!(wait_until(LONG, || c.s(l).req("PUT ek2 after") == "OK"), "{}", c.s(l).log_text());
+    assert_eq!(c.leader(), l);
+    let log = c.s(l).log_text();
+    assert_eq!(log.matches("registered as").count(), 1, "the leader kept its session:\n{log}");
+    let want: HashMap<String, String> = [("ek0", "before"), ("ek1", "forwarded-during-freeze"), ("ek2", "after")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert!(holds(c.s(l), &want));
+    assert!(wait_until(LONG, || holds(c.s(f), &want)), "{}", c.s(f).log_text());
 }
