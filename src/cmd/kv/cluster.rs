@@ -444,7 +444,7 @@ fn membership(
 ) {
     let mut watch = Some(watch);
     let mut failures = 0u32;
-    let renew_every = zk.session_timeout() / 4;
+    let renew_every = (zk.session_timeout() / 4).max(Duration::from_millis(50));
     let mut next_renewal = Instant::now() + renew_every;
     loop {
         let renewal = crossbeam_channel::at(next_renewal);

@@ -594,4 +594,31 @@ mod tests {
         assert_eq!(t.join().unwrap(), Ok((0, 2)));
         assert_eq!(s.write(Op::Del(vec![b"zz".to_vec()]), Duration::from_millis(10)), Err(WriteError::Timeout));
     }
+
+    #[test]
+    fn a_leader_without_its_lease_takes_and_acknowledges_nothing() {
+        let s = Arc::new(Store::new(false, 1 << 20));
+        let epoch = {
+            let mut st = s.st();
+            s.set_role(&mut st, Role::Leader { term: 1 }, true);
+            st.epoch
+        };
+        // No replica: a write commits at once, but only under the lease.
+        assert_eq!(s.write(put(b"a", b"1"), Duration::from_secs(1)), Err(WriteError::NotLeader), "no lease yet");
+        s.renew_lease(epoch, Instant::now(), Duration::from_secs(3600));
+        let a = s.append(put(b"a", b"2")).unwrap();
+        s.st().lease = Some(Instant::now()); // ran out (a freeze)
+        let s2 = s.clone();
+        let t = std::thread::spawn(move || s2.wait_acked(a.seq, a.epoch, Instant::now() + Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!t.is_finished(), "acknowledged without a lease");
+        s.renew_lease(epoch, Instant::now(), Duration::from_secs(3600));
+        assert_eq!(t.join().unwrap(), Ok(0), "acknowledged once renewed");
+        let b = s.append(put(b"a", b"3")).unwrap();
+        s.st().lease = Some(Instant::now());
+        let mut st = s.st();
+        s.set_role(&mut st, Role::Electing, false); // the session is gone
+        drop(st);
+        assert_eq!(s.wait_acked(b.seq, b.epoch, Instant::now() + Duration::from_secs(1)), Err(WriteError::Lost));
+    }
 }
