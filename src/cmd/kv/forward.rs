@@ -165,6 +165,10 @@ fn worker(addr: &str, secret: &Secret, patience: Duration, rx: Receiver<Job>) {
                             _ => Reply::Unknown("the leader answered a malformed OK".into()),
                         }
                     }
+                    // A leader of an older version: no position, nothing to wait for.
+                    [ok, n] if ok == b"OK" => {
+                        Reply::Ok(std::str::from_utf8(n).ok().and_then(|n| n.parse().ok()).unwrap_or(0), Pos::default())
+                    }
                     [n] if n == b"NOTLEADER" => Reply::NotApplied("the server does not lead".into()),
                     [n] if n == b"EXPIRED" => Reply::NotApplied("the request expired before the leader got it".into()),
                     [e, why] if e == b"UNKNOWN" => Reply::Unknown(String::from_utf8_lossy(why).into_owned()),
