@@ -500,3 +500,340 @@ fn history_under_faults_keeps_every_acknowledged_write() {
     }
     eprintln!("history: {} attempts, {oks} acknowledged, {} keys checked", history.len(), acked.len());
 }
+
+// --- Frozen peers (SIGSTOP / SIGCONT): a stop-the-world pause of a whole server process,
+// the fault a GC pause or an overloaded host produces. The replica's side of the stream
+// and the leader's side time out after `SILENCE` (10 s, src/cmd/kv/replication.rs).
+
+/// The stream silence timeout of `kv serve` (replication::SILENCE).
+const SILENCE: Duration = Duration::from_secs(10);
+
+/// A ZooKeeper of its own with 1 s ticks, for sessions longer than the stream silence
+/// (the shared one's 500 ms ticks allow at most 10 s); dies with the test process.
+fn slow_ticks() -> &'static zkutil::server::Ensemble {
+    use zkutil::server::{Ensemble, Options};
+    static S: std::sync::OnceLock<Ensemble> = std::sync::OnceLock::new();
+    S.get_or_init(|| Ensemble::start(Options { tick_ms: 1000, ..Options::for_tests(1) }).expect("start ZooKeeper"))
+}
+
+/// `line` sent on a fresh connection to `addr` from a thread: the reply (or the IO
+/// error) and how long it took.
+fn req_async(addr: &str, line: String) -> std::thread::JoinHandle<(String, Duration)> {
+    let addr = addr.to_string();
+    std::thread::spawn(move || {
+        let t = Instant::now();
+        let reply = Conn::open(&addr).and_then(|mut c| c.req(&line)).unwrap_or_else(|e| format!("io {e}"));
+        (reply, t.elapsed())
+    })
+}
+
+/// The index of the live server (among `among`) that says it leads, without asking the
+/// others (a frozen server would not answer).
+fn leader_among(c: &Cluster, among: &[usize]) -> Option<usize> {
+    among.iter().copied().find(|i| c.s(*i).role() == "leader")
+}
+
+/// Every key of `want` reads its value on `s`.
+fn holds(s: &Server, want: &HashMap<String, String>) -> bool {
+    want.iter().all(|(k, v)| s.try_req(&format!("GET {k}")).as_deref() == Some(&format!("VALUE {v}")[..]))
+}
+
+/// A follower frozen past its session timeout (2 s) and past the stream silence (10 s):
+/// writes to the leader wait for it only until ZooKeeper expires its session (its node
+/// vanishes and the leader's set of replicas drops it): every write is acknowledged within
+/// the session timeout + 6 s. Once thawed, it learns its session expired, registers again
+/// and catches up: it reads every acknowledged value.
+#[test]
+fn a_follower_frozen_past_its_session_holds_writes_up_only_until_it_expires() {
+    let mut c = Cluster::start("kvf-frz-fol", 3);
+    let l = c.leader();
+    let f = (l + 1) % 3;
+    let mut acked: HashMap<String, String> = HashMap::new();
+    for i in 0..5 {
+        assert_eq!(c.s(l).req(&format!("PUT fk{i} before")), "OK");
+        acked.insert(format!("fk{i}"), "before".into());
+    }
+    c.servers[f].as_mut().unwrap().signal("STOP");
+    let frozen = Instant::now();
+    let mut conn = Conn::open(&c.s(l).addr).unwrap();
+    let (mut n, mut slowest) = (0u32, Duration::ZERO);
+    while frozen.elapsed() < SILENCE + Duration::from_secs(1) {
+        let t = Instant::now();
+        let reply = conn.req(&format!("PUT fk{} v{n}", n % 5)).unwrap();
+        let took = t.elapsed();
+        assert_eq!(reply, "OK", "write {n}, {took:?} into the freeze; leader log:\n{}", c.s(l).log_text());
+        assert!(took < Duration::from_secs(2 + 6), "write {n} took {took:?} (session timeout 2s)");
+        slowest = slowest.max(took);
+        acked.insert(format!("fk{}", n % 5), format!("v{n}"));
+        n += 1;
+        std::thread::sleep(Duration::from_millis(20)); // pacing, not synchronisation
+    }
+    assert!(c.s(l).log_text().contains("left: writes no longer wait for it"), "{}", c.s(l).log_text());
+    c.servers[f].as_mut().unwrap().signal("CONT");
+    eprintln!("frozen follower: {n} writes acknowledged during an 11 s freeze, the slowest in {slowest:?}");
+    assert!(wait_until(LONG, || holds(c.s(f), &acked)), "the thawed follower never caught up:\n{}", c.s(f).log_text());
+    let log = c.s(f).log_text();
+    assert!(log.contains("lost the ZooKeeper session") && log.matches("registered as").count() == 2, "{log}");
+    assert_eq!(c.leader(), l);
+    assert_eq!(c.s(f).req("PUT fk0 after"), "OK");
+    assert_eq!(c.s(f).req("GET fk0"), "VALUE after");
+    acked.insert("fk0".into(), "after".into());
+    for (_, s) in c.live() {
+        assert!(holds(s, &acked), "{}", s.log_text());
+    }
+}
+
+/// A follower frozen past the stream silence (10 s) but within its session (18 s here, on
+/// a ZooKeeper of its own with 1 s ticks): it stays a member, so writes wait for it and
+/// get `ERR outcome unknown` at `--write-timeout` (3 s), never a hang and never OK; the
+/// leader drops the silent stream and reconnects once the follower is back, which then
+/// holds every write (those of unknown outcome were applied by the leader) with its
+/// session kept. A short freeze (1 s) only delays a write.
+#[test]
+fn a_follower_frozen_past_the_stream_silence_within_its_session() {
+    let hosts = slow_ticks().connect_string();
+    let opts = ["--hosts", &hosts, "--session-timeout", "18s", "--write-timeout", "3s"];
+    let mut c = Cluster::start("kvf-frz-silence", 0);
+    c.add(&opts);
+    c.add(&opts);
+    let l = c.leader();
+    let f = 1 - l;
+    let mut want: HashMap<String, String> = HashMap::new();
+    assert_eq!(c.s(l).req("PUT sk0 before"), "OK");
+    // A short pause: the write waits for it, then is acknowledged.
+    c.servers[f].as_mut().unwrap().signal("STOP");
+    let short = req_async(&c.s(l).addr, "PUT sk0 short".into());
+    std::thread::sleep(Duration::from_secs(1)); // the pause itself
+    c.servers[f].as_mut().unwrap().signal("CONT");
+    let (reply, took) = short.join().unwrap();
+    assert_eq!(reply, "OK", "after {took:?}");
+    // A long one: past the silence, within the session.
+    c.servers[f].as_mut().unwrap().signal("STOP");
+    let frozen = Instant::now();
+    let mut conn = Conn::open(&c.s(l).addr).unwrap();
+    let mut n = 0;
+    let dropped = "(frozen or cut off?): dropping its stream";
+    while frozen.elapsed() < SILENCE + Duration::from_secs(1) || !c.s(l).log_text().contains(dropped) {
+        assert!(frozen.elapsed() < SILENCE + Duration::from_secs(8), "the leader kept the silent stream");
+        let t = Instant::now();
+        let reply = conn.req(&format!("PUT sk{} during{n}", n % 3)).unwrap();
+        let took = t.elapsed();
+        assert!(reply.starts_with("ERR outcome unknown"), "write {n} to a leader with a frozen replica: {reply}");
+        assert!(took < Duration::from_secs(3 + 4), "write {n} took {took:?} (write timeout 3s)");
+        want.insert(format!("sk{}", n % 3), format!("during{n}"));
+        n += 1;
+    }
+    c.servers[f].as_mut().unwrap().signal("CONT");
+    eprintln!("follower frozen {:?}: {n} writes of unknown outcome", frozen.elapsed());
+    assert!(wait_until(LONG, || c.s(l).req("PUT sk9 after") == "OK"), "{}", c.s(l).log_text());
+    want.insert("sk9".into(), "after".into());
+    assert!(holds(c.s(l), &want), "the leader applied the writes of unknown outcome");
+    assert!(wait_until(LONG, || holds(c.s(f), &want)), "{}", c.s(f).log_text());
+    let log = c.s(f).log_text();
+    assert_eq!(log.matches("registered as").count(), 1, "the session survived:\n{log}");
+    assert_eq!(c.s(f).req("PUT sk0 via"), "OK");
+    assert_eq!(c.s(f).req("GET sk0"), "VALUE via");
+}
+
+/// A leader frozen past its session timeout (the GC-pause case): ZooKeeper expires its
+/// session, another server is elected and takes writes. Once thawed, the old leader
+/// acknowledges nothing as leader: a PUT on a connection opened to it before the freeze,
+/// sent during the freeze or after the thaw, gets `ERR` or an `OK` that the new leader
+/// holds (forwarded). A PUT that was in flight on it when it froze (applied, waiting for
+/// a replica's ack) ends OK and durable, or `ERR outcome unknown`. It then follows and
+/// converges; no acknowledged write of the whole run is lost.
+#[test]
+fn a_leader_frozen_past_its_session_acknowledges_nothing_once_thawed() {
+    let mut c = Cluster::start("kvf-frz-leader", 3);
+    let l = c.leader();
+    let (a, b) = ((l + 1) % 3, (l + 2) % 3);
+    let mut acked: HashMap<String, String> = HashMap::new();
+    for i in 0..5 {
+        assert_eq!(c.s(i % 3).req(&format!("PUT lk{i} before")), "OK");
+        acked.insert(format!("lk{i}"), "before".into());
+    }
+    let mut old_during = Conn::open(&c.s(l).addr).unwrap();
+    let mut old_after = Conn::open(&c.s(l).addr).unwrap();
+    // In flight on the leader when it freezes: applied there, waiting for b's ack.
+    c.servers[b].as_mut().unwrap().signal("STOP");
+    let inflight = req_async(&c.s(l).addr, "PUT lm0 inflight".into());
+    assert!(wait_until(LONG, || c.s(l).req("GET lm0") == "VALUE inflight"), "{}", c.s(l).log_text());
+    c.servers[l].as_mut().unwrap().signal("STOP");
+    let frozen = Instant::now();
+    c.servers[b].as_mut().unwrap().signal("CONT");
+    // Writers to the frozen leader: each request waits in its socket until the thaw.
+    let to_old: Vec<_> = (0..3).map(|i| req_async(&c.s(l).addr, format!("PUT lo{i} old"))).collect();
+    old_during.send(b"PUT lm1 sent-during-freeze\n").unwrap();
+    let mut nl = None;
+    assert!(wait_until(LONG, || {
+        nl = leader_among(&c, &[a, b]);
+        nl.is_some()
+    }));
+    let nl = nl.unwrap();
+    eprintln!("frozen leader: {} elected {:?} into the freeze", c.s(nl).addr, frozen.elapsed());
+    for (i, via) in [a, b, a, b].into_iter().enumerate() {
+        let key = format!("lk{}", 2 + i % 2);
+        let reply = c.s(via).req(&format!("PUT {key} new{i}"));
+        assert_eq!(reply, "OK", "through {via} while the old leader is frozen:\n{}", c.s(via).log_text());
+        acked.insert(key, format!("new{i}"));
+    }
+    c.servers[l].as_mut().unwrap().signal("CONT");
+    let thawed = Instant::now();
+    let after = old_after.req("PUT lm4 sent-after-thaw").unwrap();
+    let during = old_during.line().unwrap();
+    let bound = Duration::from_secs(10 + 5); // --write-timeout (10s) + margin
+    assert!(thawed.elapsed() < bound, "the thawed leader answered after {:?}", thawed.elapsed());
+    let (inflight, took) = inflight.join().unwrap();
+    eprintln!(
+        "frozen leader: thawed after {:?}; in flight: {inflight:?} after {took:?}; sent during: {during:?}; \
+         after: {after:?}",
+        thawed - frozen
+    );
+    let mut maybe: Vec<(String, String, String)> = vec![
+        ("lm0".into(), "inflight".into(), inflight),
+        ("lm1".into(), "sent-during-freeze".into(), during),
+        ("lm4".into(), "sent-after-thaw".into(), after),
+    ];
+    for (i, h) in to_old.into_iter().enumerate() {
+        let (reply, took) = h.join().unwrap();
+        assert!(took < LONG, "{reply} after {took:?}");
+        maybe.push((format!("lo{i}"), "old".into(), reply));
+    }
+    for (key, value, reply) in &maybe {
+        assert!(reply == "OK" || reply.starts_with("ERR "), "PUT {key} {value}: {reply}");
+        if reply == "OK" {
+            acked.insert(key.clone(), value.clone());
+        }
+    }
+    assert_eq!(c.leader(), nl, "the thawed leader follows");
+    let log = c.s(l).log_text();
+    assert!(log.contains("lost the ZooKeeper session") && log.matches("registered as").count() == 2, "{log}");
+    // Nothing acknowledged is lost, and the old leader's state is the new leader's.
+    let missing: Vec<_> =
+        acked.iter().filter(|(k, v)| c.s(nl).req(&format!("GET {k}")) != format!("VALUE {v}")).collect();
+    assert!(missing.is_empty(), "the new leader lost acknowledged writes {missing:?}\n{}", c.s(nl).log_text());
+    for (key, ..) in &maybe {
+        let want = c.s(nl).req(&format!("GET {key}"));
+        assert!(wait_until(LONG, || c.s(l).req(&format!("GET {key}")) == want), "{key}: {want}\n{log}");
+    }
+    assert!(holds(c.s(l), &acked));
+}
+
+/// Writes forwarded through a follower that freezes: one forwarded and applied by the
+/// leader just before the freeze (in flight), one sent to it during the freeze. The
+/// follower is frozen past its session timeout, so the leader stops waiting for it. Once
+/// thawed, each client gets its answer within `--write-timeout` + margin: OK (and the
+/// value is on the leader), or `ERR`; never a hang.
+#[test]
+fn a_write_forwarded_through_a_frozen_follower_gets_an_answer() {
+    let mut c = Cluster::start("kvf-frz-fwd", 0);
+    for _ in 0..3 {
+        c.add(&["--write-timeout", "20s"]);
+    }
+    let l = c.leader();
+    let (f, g) = ((l + 1) % 3, (l + 2) % 3);
+    assert_eq!(c.s(f).req("PUT wk0 before"), "OK");
+    // In flight: forwarded by f, applied by the leader, waiting for g's ack (and f's).
+    c.servers[g].as_mut().unwrap().signal("STOP");
+    let inflight = req_async(&c.s(f).addr, "PUT wk0 inflight".into());
+    assert!(wait_until(LONG, || c.s(l).req("GET wk0") == "VALUE inflight"), "{}", c.s(l).log_text());
+    c.servers[f].as_mut().unwrap().signal("STOP");
+    c.servers[g].as_mut().unwrap().signal("CONT");
+    let during = req_async(&c.s(f).addr, "PUT wk1 during".into());
+    // The leader stops waiting for f once its session expired.
+    let mut n = 0;
+    assert!(
+        wait_until(LONG, || {
+            n += 1;
+            c.s(l).req(&format!("PUT wk2 probe{n}")) == "OK"
+        }),
+        "{}",
+        c.s(l).log_text()
+    );
+    c.servers[f].as_mut().unwrap().signal("CONT");
+    let thawed = Instant::now();
+    let bound = Duration::from_secs(20 + 5); // --write-timeout (20s) + margin
+    let mut acked: HashMap<String, String> = [("wk2".to_string(), format!("probe{n}"))].into_iter().collect();
+    for (key, value, h) in [("wk0", "inflight", inflight), ("wk1", "during", during)] {
+        let (reply, took) = h.join().unwrap();
+        eprintln!("forwarded through a frozen follower: PUT {key} {value}: {reply:?} after {took:?}");
+        assert!(thawed.elapsed() < bound, "PUT {key}: answered {:?} after the thaw", thawed.elapsed());
+        // Both are answered well within the write timeout: the leader answered the one
+        // in flight before the thaw; the other is forwarded after it.
+        assert_eq!(reply, "OK", "PUT {key} {value}:\n{}", c.s(f).log_text());
+        // Read your writes: the follower that said OK holds the write.
+        assert_eq!(c.s(f).req(&format!("GET {key}")), format!("VALUE {value}"), "{}", c.s(f).log_text());
+        acked.insert(key.into(), value.into());
+    }
+    assert!(holds(c.s(l), &acked), "{acked:?}\n{}", c.s(l).log_text());
+    assert_eq!(c.leader(), l);
+    assert!(wait_until(LONG, || holds(c.s(f), &acked)), "{}", c.s(f).log_text());
+    assert_eq!(c.s(f).req("PUT wk3 after"), "OK");
+    assert_eq!(c.s(f).req("GET wk3"), "VALUE after");
+}
+
+/// A leader with no replica, frozen past its session timeout while another server joins
+/// and takes over (with an incomplete history: the only holder was gone). Thawed, the old
+/// leader has nobody to refuse its acks: it must still not acknowledge a write that the
+/// new leader does not have.
+#[test]
+fn a_lone_leader_frozen_past_its_session_acknowledges_nothing_once_thawed() {
+    let mut c = Cluster::start("kvf-frz-alone", 1);
+    let a = 0;
+    assert_eq!(c.s(a).req("PUT ak0 before"), "OK");
+    let mut during = Conn::open(&c.s(a).addr).unwrap();
+    let mut after = Conn::open(&c.s(a).addr).unwrap();
+    c.servers[a].as_mut().unwrap().signal("STOP");
+    let b = c.add(&[]);
+    assert!(wait_until(LONG, || c.s(b).role().starts_with("leader (history incomplete")), "{}", c.s(b).log_text());
+    assert_eq!(c.s(b).req("PUT bk0 new"), "OK");
+    during.send(b"PUT ak1 sent-during-freeze\n").unwrap();
+    c.servers[a].as_mut().unwrap().signal("CONT");
+    let replies = [
+        ("ak1", "sent-during-freeze", during.line().unwrap()),
+        ("ak2", "sent-after-thaw", after.req("PUT ak2 sent-after-thaw").unwrap()),
+    ];
+    eprintln!("lone frozen leader: {replies:?}");
+    assert_eq!(c.leader(), b);
+    for (key, value, reply) in replies {
+        assert!(reply == "OK" || reply.starts_with("ERR "), "PUT {key}: {reply}");
+        if reply == "OK" {
+            assert_eq!(c.s(b).req(&format!("GET {key}")), format!("VALUE {value}"), "acknowledged by the old leader");
+        }
+    }
+}
+
+/// A leader frozen past the stream silence (12 s) but within its session (18 s, on the
+/// 1 s-tick ZooKeeper): the follower drops its silent stream, nobody takes over. Thawed,
+/// the leader renews its lease (it ran out during the freeze) and keeps leading with the
+/// same session: a write forwarded into it during the freeze is acknowledged, later ones
+/// too, and the follower holds them all.
+#[test]
+fn a_leader_frozen_within_its_session_keeps_leading() {
+    let hosts = slow_ticks().connect_string();
+    let opts = ["--hosts", &hosts, "--session-timeout", "18s", "--write-timeout", "30s"];
+    let mut c = Cluster::start("kvf-frz-lease", 0);
+    c.add(&opts);
+    c.add(&opts);
+    let l = c.leader();
+    let f = 1 - l;
+    assert_eq!(c.s(f).req("PUT ek0 before"), "OK");
+    c.servers[l].as_mut().unwrap().signal("STOP");
+    let forwarded = req_async(&c.s(f).addr, "PUT ek1 forwarded-during-freeze".into());
+    std::thread::sleep(SILENCE + Duration::from_secs(2)); // the freeze itself
+    c.servers[l].as_mut().unwrap().signal("CONT");
+    let thawed = Instant::now();
+    let (reply, took) = forwarded.join().unwrap();
+    eprintln!("leader frozen 12 s within its session: the forwarded write: {reply:?} after {took:?}");
+    assert_eq!(reply, "OK", "answered {:?} after the thaw:\n{}", thawed.elapsed(), c.s(l).log_text());
+    assert!(wait_until(LONG, || c.s(l).req("PUT ek2 after") == "OK"), "{}", c.s(l).log_text());
+    assert_eq!(c.leader(), l);
+    let log = c.s(l).log_text();
+    assert_eq!(log.matches("registered as").count(), 1, "the leader kept its session:\n{log}");
+    let want: HashMap<String, String> = [("ek0", "before"), ("ek1", "forwarded-during-freeze"), ("ek2", "after")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert!(holds(c.s(l), &want));
+    assert!(wait_until(LONG, || holds(c.s(f), &want)), "{}", c.s(f).log_text());
+}

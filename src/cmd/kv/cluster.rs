@@ -378,6 +378,7 @@ fn lead<'scope, 'env: 'scope>(
             return Err(election::Error::Lost);
         }
         // 4. Take writes, with every live replica in the ack set from here on.
+        let sent = Instant::now(); // the lease runs from before these reads
         let (names, watch) = retry(zk, || election::members_w(zk, dir, PREFIX))?;
         let members = retry(zk, || addresses(zk, dir, &names, &me))?;
         let last = {
@@ -396,6 +397,7 @@ fn lead<'scope, 'env: 'scope>(
                 st.replicas.insert(n.clone(), Replica { addr: a.clone(), acked: 0, added_at: at });
             }
             st.writable = true;
+            st.lease = Some(sent + lease_time(zk));
             st.last
         };
         node.store.notify_all();
@@ -419,8 +421,15 @@ fn lead<'scope, 'env: 'scope>(
     }
 }
 
+/// How long a successful ZooKeeper round trip lets a leader act (`St::lease`): 2/3 of the
+/// session timeout, when the client itself gives up on a silent server.
+fn lease_time(zk: &ZooKeeper) -> Duration {
+    zk.session_timeout() * 2 / 3
+}
+
 /// The leader's membership thread: keeps the replica set equal to the election
-/// directory's members. It survives every ZooKeeper error (retries with a pause); it ends
+/// directory's members, and renews the leader's lease (a read every quarter of the
+/// session timeout). It survives every ZooKeeper error (retries with a pause); it ends
 /// when the leadership (`epoch`) or the session ends.
 #[allow(clippy::too_many_arguments)]
 fn membership(
@@ -435,14 +444,34 @@ fn membership(
 ) {
     let mut watch = Some(watch);
     let mut failures = 0u32;
+    let renew_every = (zk.session_timeout() / 4).max(Duration::from_millis(50));
+    let mut next_renewal = Instant::now() + renew_every;
     loop {
+        let renewal = crossbeam_channel::at(next_renewal);
+        let renew = || {
+            let sent = Instant::now();
+            match zk.exists(dir) {
+                Ok(_) => node.store.renew_lease(epoch, sent, lease_time(zk)),
+                Err(e) => debug!("renewing the leader's lease: {e}"),
+            }
+        };
         match &watch {
             Some(w) => select! {
                 recv(w) -> _ => {}, // fired, or the session ended (checked below)
                 recv(done) -> _ => return,
+                recv(renewal) -> _ => {
+                    renew();
+                    next_renewal = Instant::now() + renew_every;
+                    continue;
+                }
             },
             None => select! {
                 recv(done) -> _ => return,
+                recv(renewal) -> _ => {
+                    renew();
+                    next_renewal = Instant::now() + renew_every;
+                    continue;
+                }
                 default(Duration::from_millis(200)) => {}
             },
         }

@@ -28,7 +28,7 @@ use log::debug;
 use super::Node;
 use super::peer::{Peer, PeerError, Secret};
 use super::protocol::{Frame, read_frame, write_array};
-use super::store::{Appended, Op, Value, WriteError};
+use super::store::{Appended, Op, Pos, Value, WriteError};
 
 const WORKERS: usize = 2;
 const BURST: usize = 512;
@@ -40,8 +40,9 @@ const ABANDONED: u8 = 2;
 /// What became of a forwarded write.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reply {
-    /// Applied and acknowledged by every replica that must; PUT: existed, DEL: removed.
-    Ok(u64),
+    /// Applied and acknowledged by every replica that must; PUT: existed, DEL: removed;
+    /// and where the leader wrote it.
+    Ok(u64, Pos),
     /// Not applied (no leader there, expired, never sent): safe to try again.
     NotApplied(String),
     /// Sent, maybe applied; no clear answer. Never retried.
@@ -157,8 +158,16 @@ fn worker(addr: &str, secret: &Secret, patience: Duration, rx: Receiver<Job>) {
             for _ in 0..burst.len() {
                 let reply = p.recv()?;
                 out.push(match &reply[..] {
+                    [ok, n, t, q] if ok == b"OK" => {
+                        let num = |v: &[u8]| std::str::from_utf8(v).ok().and_then(|n| n.parse().ok());
+                        match (num(n), num(t), num(q)) {
+                            (Some(n), Some(term), Some(seq)) => Reply::Ok(n, Pos { term, seq }),
+                            _ => Reply::Unknown("the leader answered a malformed OK".into()),
+                        }
+                    }
+                    // A leader of an older version: no position, nothing to wait for.
                     [ok, n] if ok == b"OK" => {
-                        Reply::Ok(std::str::from_utf8(n).ok().and_then(|n| n.parse().ok()).unwrap_or(0))
+                        Reply::Ok(std::str::from_utf8(n).ok().and_then(|n| n.parse().ok()).unwrap_or(0), Pos::default())
                     }
                     [n] if n == b"NOTLEADER" => Reply::NotApplied("the server does not lead".into()),
                     [n] if n == b"EXPIRED" => Reply::NotApplied("the request expired before the leader got it".into()),
@@ -246,7 +255,15 @@ pub fn serve(
         };
         for res in results {
             match (res, &acked) {
-                (Ok(a), Ok(())) => write_array(w, &[b"OK", a.count.to_string().as_bytes()])?,
+                (Ok(a), Ok(())) => write_array(
+                    w,
+                    &[
+                        b"OK",
+                        a.count.to_string().as_bytes(),
+                        a.term.to_string().as_bytes(),
+                        a.seq.to_string().as_bytes(),
+                    ],
+                )?,
                 (Ok(_), Err(WriteError::Timeout)) => write_array(w, &[b"UNKNOWN", super::TIMEOUT_TEXT.as_bytes()])?,
                 (Ok(_), Err(_)) => write_array(w, &[b"UNKNOWN", super::LOST_TEXT.as_bytes()])?,
                 (Err(b"EXPIRED"), _) => write_array(w, &[b"EXPIRED"])?,

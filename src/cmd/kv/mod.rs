@@ -46,6 +46,10 @@ pub const TIMEOUT_TEXT: &str =
 /// every ack came.
 pub const LOST_TEXT: &str = "outcome unknown: the leader lost its leadership before every replica acknowledged (the write may or may not persist)";
 
+/// The reply to a forwarded write the leader acknowledged but this server did not receive
+/// within the write timeout (it cannot say OK: a read here would not see the write).
+pub const NOT_HERE_TEXT: &str = "outcome unknown: the leader acknowledged the write, but this server did not receive it within the write timeout (it is cut off from the leader's stream)";
+
 /// The ZooKeeper directory of a cluster's election.
 pub fn election_dir(cluster: &str) -> String {
     format!("/kv/{cluster}/election")
@@ -87,7 +91,7 @@ impl Node {
         loop {
             let (role, writable, attached, epoch) = {
                 let st = self.store.st();
-                (st.role.clone(), st.writable, st.attached, st.epoch)
+                (st.role.clone(), st.writable && st.leased(), st.attached, st.epoch)
             };
             let cut_off = matches!(role, Role::Leader { .. }) && !writable;
             match role {
@@ -120,7 +124,12 @@ impl Node {
                         );
                     }
                     match self.forward.call(self, &addr, &op, deadline) {
-                        forward::Reply::Ok(n) => return Ok(n),
+                        // Read your writes: the leader's stream to us normally brought the
+                        // write before its OK (we are in its ack set), but a follower whose
+                        // session expired may forward before it notices that the leader
+                        // dropped it; then we answer once our copy holds the write.
+                        forward::Reply::Ok(n, pos) if self.store.wait_holds(pos, deadline) => return Ok(n),
+                        forward::Reply::Ok(..) => return Err(NOT_HERE_TEXT.into()),
                         forward::Reply::Unknown(why) => {
                             return Err(if why.starts_with("outcome unknown") {
                                 why

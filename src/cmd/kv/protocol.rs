@@ -58,10 +58,20 @@ impl std::fmt::Display for FrameError {
 }
 
 /// Reads the next request: RESP when it starts with `*`, a line otherwise.
+///
+/// `EINTR` is retried: a read blocked on a socket with a timeout (every peer socket has
+/// one) fails with it when the process is stopped and continued (signal(7): such calls
+/// are never restarted after a stop signal). Without the retry a server thawed after a
+/// SIGSTOP dropped its replication streams and reported a forwarded write whose `OK` sat
+/// in its socket as `ERR outcome unknown`.
 pub fn read_frame(r: &mut impl BufRead) -> Result<Frame, FrameError> {
-    let first = match r.fill_buf()?.first() {
-        None => return Ok(Frame::Eof),
-        Some(b) => *b,
+    let first = loop {
+        match r.fill_buf() {
+            Ok([]) => return Ok(Frame::Eof),
+            Ok([b, ..]) => break *b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        }
     };
     if first == b'*' {
         read_resp(r)
@@ -320,6 +330,31 @@ pub fn write_int<W: Write + ?Sized>(w: &mut W, n: i64) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fails its first read with EINTR (what a SIGSTOP/SIGCONT does to a blocked read on
+    /// a socket with a timeout), then serves `data`.
+    struct Eintr<'a> {
+        interrupted: bool,
+        data: &'a [u8],
+    }
+
+    impl io::Read for Eintr<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if !self.interrupted {
+                self.interrupted = true;
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            self.data.read(buf)
+        }
+    }
+
+    #[test]
+    fn an_interrupted_read_is_retried() {
+        let mut r = io::BufReader::new(Eintr { interrupted: false, data: b"*2\r\n$2\r\nOK\r\n$1\r\n1\r\n" });
+        assert!(matches!(read_frame(&mut r), Ok(Frame::Resp(a)) if a == [b"OK".to_vec(), b"1".to_vec()]));
+        let mut r = io::BufReader::new(Eintr { interrupted: false, data: b"PING\n" });
+        assert!(matches!(read_frame(&mut r), Ok(Frame::Line(l)) if l == b"PING"));
+    }
 
     #[test]
     fn whole_requests_are_recognised() {

@@ -67,15 +67,28 @@
 //! ([`Replica::added_at`]) starts its stream at or before that point. A replica leaves the
 //! set only when its election node vanishes. A follower forwards writes only once a
 //! stream from the current leader is attached, so a write made through a follower is
-//! streamed back to it (read your writes).
+//! streamed back to it (read your writes). The leader's `OK n term seq` names the write's
+//! position, and the follower answers its client `OK` only once its copy has reached it
+//! (`seq` under that term or a later one): a follower whose session expired (frozen, cut
+//! off from ZooKeeper) is dropped from the set and may still forward before it notices.
+//! If it does not get there by the deadline, the client gets `ERR outcome unknown`.
 //!
-//! **At most once.** A forwarded write carries a deadline; the leader answers `OK n`,
+//! **Lease.** A leader takes and acknowledges writes only while its lease holds: 2/3 of
+//! the session timeout from the start of its last ZooKeeper round trip that succeeded
+//! (renewed every quarter of the timeout). ZooKeeper expires a session no sooner than a
+//! whole timeout after it last heard from it, so no other leader exists before the lease
+//! runs out. A leader frozen past its session's expiry thaws with its lease run out and
+//! learns of the expiry before it renews it. With replicas, the probes fence it anyway
+//! (they refuse its stream); without any, only the lease does. Left open: a write that was
+//! acknowledged, then the process froze before the `OK` left it.
+//!
+//! **At most once.** A forwarded write carries a deadline; the leader answers `OK ...`,
 //! `NOTLEADER` or `EXPIRED` (not applied: the follower may try the next leader) or
 //! `UNKNOWN why` (applied, but leadership ended or acks did not come in time: the
 //! client gets `ERR outcome unknown: ...`, never a retry). A queued forward that the
 //! client gave up on is never sent (see `forward`).
 
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,7 +98,7 @@ use log::{debug, info, warn};
 
 use super::Node;
 use super::peer::{Peer, PeerError, refusal};
-use super::protocol::{Frame, read_frame, write_array};
+use super::protocol::{Frame, FrameError, read_frame, write_array};
 use super::store::{Claim, Map, Op, Pos, St, Value};
 
 const BATCH: usize = 4096;
@@ -286,7 +299,15 @@ fn stream_once(node: &Arc<Node>, name: &str, addr: &str, epoch: u64, term: u64) 
         let broken = broken.clone();
         let mut r: BufReader<TcpStream> = p.r;
         std::thread::Builder::new().name(format!("ack-{name}")).spawn(move || {
-            while let Ok(Frame::Resp(a)) = read_frame(&mut r) {
+            loop {
+                let a = match read_frame(&mut r) {
+                    Ok(Frame::Resp(a)) => a,
+                    Err(FrameError::Io(e)) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
+                        warn!("replica {name}: no ack for {SILENCE:?} (frozen or cut off?): dropping its stream");
+                        break;
+                    }
+                    _ => break,
+                };
                 let Some(seq) = (a.len() == 2 && a[0] == b"ACK").then(|| num(&a[1])).flatten() else { break };
                 let mut st = node.store.st();
                 if st.epoch != epoch {
@@ -430,6 +451,7 @@ fn receive(
                 }
                 ack = Some(st.last.seq);
                 drop(st);
+                node.store.grew.notify_all(); // a forwarded write's client may wait for it
             }
             [b] if b == b"PING" && started => ack = Some(node.store.st().last.seq),
             [b, t, q] if b == b"BASE" && !started => {

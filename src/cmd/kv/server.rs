@@ -146,6 +146,7 @@ fn handle(node: &Node, s: TcpStream, slot: Slot, over: bool, limit: Duration) ->
             match r.fill_buf() {
                 Ok([]) => return Ok(()),
                 Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue, // thawed (see read_frame)
                 Err(e) if timed_out(&e) => return Ok(()),
                 Err(e) => return Err(e),
             }

@@ -167,6 +167,13 @@ pub struct St {
     pub role: Role,
     /// Leader only: accepting writes (synced, and connected to ZooKeeper).
     pub writable: bool,
+    /// Leader only: writes are taken and acknowledged only before this instant, 2/3 of
+    /// the session timeout after the start of the last ZooKeeper round trip that
+    /// succeeded. ZooKeeper expires a session no sooner than a whole timeout after it last
+    /// heard from it, so until then no other leader can exist; a leader frozen past its
+    /// session's expiry (SIGSTOP, a long GC pause) finds its lease run out when it thaws,
+    /// before it could learn from ZooKeeper that it lost the session.
+    pub lease: Option<Instant>,
     /// Leader only: no live server held the complete history when it took over.
     pub lost_history: bool,
     /// Bumped on every change of role: threads started for an old role notice and stop.
@@ -223,6 +230,11 @@ impl St {
         matches!(self.role, Role::Leader { .. })
     }
 
+    /// Leader: the lease (see [`St::lease`]) has not run out.
+    pub fn leased(&self) -> bool {
+        self.lease.is_some_and(|l| Instant::now() < l)
+    }
+
     /// Leader: the sequence numbers every replica that must acknowledge has.
     fn committed(&self) -> u64 {
         self.replicas.values().map(|r| r.acked.max(r.added_at)).min().unwrap_or(u64::MAX)
@@ -277,6 +289,7 @@ pub enum WriteError {
 /// A write appended by the leader, waiting for its acks.
 #[derive(Debug, Clone, Copy)]
 pub struct Appended {
+    pub term: u64,
     pub seq: u64,
     pub epoch: u64,
     /// PUT: 1 if the key existed; DEL: how many keys it removed.
@@ -290,6 +303,7 @@ impl Store {
             st: Mutex::new(St {
                 role: Role::Electing,
                 writable: false,
+                lease: None,
                 lost_history: false,
                 epoch: 0,
                 last: Pos::default(),
@@ -384,7 +398,7 @@ impl Store {
     pub fn append(&self, op: Op) -> Result<Appended, WriteError> {
         let mut st = self.st();
         let Role::Leader { term } = st.role else { return Err(WriteError::NotLeader) };
-        if !st.writable {
+        if !st.writable || !st.leased() {
             return Err(WriteError::NotLeader);
         }
         let pos = Pos { term, seq: st.last.seq + 1 };
@@ -392,7 +406,7 @@ impl Store {
         let epoch = st.epoch;
         drop(st);
         self.grew.notify_all();
-        Ok(Appended { seq: pos.seq, epoch, count })
+        Ok(Appended { term, seq: pos.seq, epoch, count })
     }
 
     /// Leader: waits until every replica that must acknowledge `seq` did (acks are
@@ -406,7 +420,9 @@ impl Store {
             if st.epoch != epoch {
                 break Err(WriteError::Lost);
             }
-            if st.committed() >= seq {
+            // Committed, and still surely the leader: the lease has not run out (a leader
+            // without replicas has nobody else to refuse its writes).
+            if st.committed() >= seq && st.leased() {
                 break Ok(st.replicas.len());
             }
             let now = Instant::now();
@@ -428,6 +444,24 @@ impl Store {
         out
     }
 
+    /// Follower: waits until our copy serves a history holding the acknowledged write at
+    /// `pos` (true), or until `deadline` (false). A history that reached `pos.seq` under
+    /// `pos.term` or a later leader holds it: a later leader holds every acknowledged
+    /// write. Woken by `grew` (notified when a stream applies writes).
+    pub fn wait_holds(&self, pos: Pos, deadline: Instant) -> bool {
+        let mut st = self.st();
+        loop {
+            if st.ready && st.last.term >= pos.term && st.last.seq >= pos.seq {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            st = self.grew.wait_timeout(st, left.min(Duration::from_millis(50))).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
     /// After acks advanced (or a replica left): wakes the writers whose write every
     /// replica that must acknowledge it now has.
     pub fn wake_committed(&self, st: &mut St) {
@@ -439,10 +473,23 @@ impl Store {
         }
     }
 
+    /// Leader of `epoch`: ZooKeeper answered a request sent at `sent`; the lease runs
+    /// until `sent + valid` (see [`St::lease`]). Wakes writers waiting for it.
+    pub fn renew_lease(&self, epoch: u64, sent: Instant, valid: Duration) {
+        let mut st = self.st();
+        if st.epoch != epoch || !st.is_leader() {
+            return;
+        }
+        st.lease = st.lease.max(Some(sent + valid));
+        self.wake(&st);
+        drop(st);
+    }
+
     /// Changes the role: bumps the epoch and wakes everyone who depends on it.
     pub fn set_role(&self, st: &mut St, role: Role, writable: bool) {
         st.role = role;
         st.writable = writable;
+        st.lease = None;
         st.epoch += 1;
         st.replicas.clear();
         st.lost_history = false;
@@ -530,6 +577,7 @@ mod tests {
         {
             let mut st = s.st();
             s.set_role(&mut st, Role::Leader { term: 1 }, true);
+            st.lease = Some(Instant::now() + Duration::from_secs(3600));
             st.replicas.insert("r".into(), Replica { addr: "x".into(), acked: 0, added_at: 0 });
         }
         let s2 = s.clone();
@@ -545,5 +593,32 @@ mod tests {
         drop(st);
         assert_eq!(t.join().unwrap(), Ok((0, 2)));
         assert_eq!(s.write(Op::Del(vec![b"zz".to_vec()]), Duration::from_millis(10)), Err(WriteError::Timeout));
+    }
+
+    #[test]
+    fn a_leader_without_its_lease_takes_and_acknowledges_nothing() {
+        let s = Arc::new(Store::new(false, 1 << 20));
+        let epoch = {
+            let mut st = s.st();
+            s.set_role(&mut st, Role::Leader { term: 1 }, true);
+            st.epoch
+        };
+        // No replica: a write commits at once, but only under the lease.
+        assert_eq!(s.write(put(b"a", b"1"), Duration::from_secs(1)), Err(WriteError::NotLeader), "no lease yet");
+        s.renew_lease(epoch, Instant::now(), Duration::from_secs(3600));
+        let a = s.append(put(b"a", b"2")).unwrap();
+        s.st().lease = Some(Instant::now()); // ran out (a freeze)
+        let s2 = s.clone();
+        let t = std::thread::spawn(move || s2.wait_acked(a.seq, a.epoch, Instant::now() + Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!t.is_finished(), "acknowledged without a lease");
+        s.renew_lease(epoch, Instant::now(), Duration::from_secs(3600));
+        assert_eq!(t.join().unwrap(), Ok(0), "acknowledged once renewed");
+        let b = s.append(put(b"a", b"3")).unwrap();
+        s.st().lease = Some(Instant::now());
+        let mut st = s.st();
+        s.set_role(&mut st, Role::Electing, false); // the session is gone
+        drop(st);
+        assert_eq!(s.wait_acked(b.seq, b.epoch, Instant::now() + Duration::from_secs(1)), Err(WriteError::Lost));
     }
 }
