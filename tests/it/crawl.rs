@@ -9,8 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use zkutil::cmd::crawl::site::{self, Response, Server};
-use zkutil::recipes::urlset::{Claim, Claimer, UrlSet};
-use zkutil::zk::ConnectOptions;
+use zkutil::recipes::urlset::{Claim, Claimer, Entry, UrlSet};
 
 use crate::support::*;
 use crate::t;
@@ -417,33 +416,45 @@ fn ctrl_c_stops_with_whole_lines() {
     assert!(lines(&out).len() >= 3);
 }
 
+fn entries(r: std::ops::Range<u32>) -> Vec<Entry> {
+    r.map(|i| Entry { url: format!("http://h/{i}"), depth: i % 7, hops: 0 }).collect()
+}
+
+/// A claimer's session expires with claims it never recorded done: its requests fail from
+/// then on (it never acts for the dead session), and another owner adopts exactly the
+/// claims not done, with their depths; what was done is not adopted.
 #[test]
-fn claimer_survives_session_expiry() {
+fn unwritten_claims_of_an_expired_session_are_adopted() {
     let name = unique_name("expiry");
     let zk = connect();
     let set = t!(UrlSet::new(&name, 4));
     t!(set.prepare(&zk));
-    let claimer = Claimer::start(set.clone(), connect());
-    let urls = |r: std::ops::Range<u32>| r.map(|i| format!("http://h/{i}")).collect::<Vec<_>>();
-    assert!(t!(claimer.claim(urls(0..50))).iter().all(|c| *c == Claim::Claimed));
-    // expire the claimer's session: a second handle takes it over and closes it (again if the
-    // claimer's client won the session back before the close went through)
-    let (id, pw) = claimer.client_id();
-    assert!(wait_until(Duration::from_secs(20), || {
-        if claimer.sessions() < 2 {
-            let opts = ConnectOptions {
-                session: Some((id, pw)),
-                connect_timeout: Duration::from_secs(2),
-                ..ConnectOptions::new(hosts())
-            };
-            drop(opts.connect());
-        }
-        let r = t!(claimer.claim(urls(0..60)));
-        r[..50].iter().all(|c| *c == Claim::AlreadyClaimed) && claimer.sessions() == 2
-    }));
-    let total: usize = (0..4).map(|b| t!(zk.children(&format!("/crawler/{name}/buckets/{b}"))).len()).sum();
-    assert_eq!(total, 60);
-    drop(claimer);
+    let a = t!(Claimer::start(set.clone(), connect(), "a"));
+    assert!(t!(a.claim(entries(0..50))).iter().all(|c| *c == Claim::Claimed));
+    for e in &entries(0..20) {
+        a.done(&e.url);
+    }
+    t!(a.flush());
+    let b = t!(Claimer::start(set.clone(), connect(), "b"));
+    let m = t!(set.members_w(b.zk()));
+    assert!(m.orphans.is_empty() && m.live.len() == 2 && m.consistent, "{m:?}");
+    // a's session expires: b's watch on live/ fires, a's directory is an orphan
+    expire_session(a.zk(), &hosts());
+    assert!(m.live_changed.recv_timeout(Duration::from_secs(20)).is_ok());
+    let err = a.claim(entries(100..101)).unwrap_err();
+    assert!(err.is_session_lost(), "{err}");
+    let m = t!(set.members_w(b.zk()));
+    assert_eq!(m.orphans, vec![a.owner().to_string()]);
+    let mut got = t!(set.adopt(b.zk(), b.health(), b.owner(), a.owner()));
+    got.sort_by_key(|e| e.url[9..].parse::<u32>().unwrap());
+    assert_eq!(got, entries(20..50));
+    // adopted: a's directory is gone; b owes them now
+    let m = t!(set.members_w(b.zk()));
+    assert!(m.orphans.is_empty(), "{m:?}");
+    assert_eq!(t!(zk.children(&format!("/crawler/{name}/owned/{}", b.owner()))).len(), 30);
+    // already claimed for everyone else
+    assert!(t!(b.claim(entries(0..50))).iter().all(|c| *c == Claim::AlreadyClaimed));
+    drop((a, b));
     t!(UrlSet::reset(&zk, &name));
 }
 
@@ -453,17 +464,16 @@ fn racing_claimers_claim_each_url_once() {
     let zk = connect();
     let set = t!(UrlSet::new(&name, 16));
     t!(set.prepare(&zk));
-    let a = Claimer::start(set.clone(), connect());
-    let b = Claimer::start(set.clone(), connect());
+    let a = t!(Claimer::start(set.clone(), connect(), "a"));
+    let b = t!(Claimer::start(set.clone(), connect(), "b"));
     let claimed: Vec<String> = std::thread::scope(|s| {
         fn run(c: &Claimer, r: std::ops::Range<u32>) -> Vec<String> {
-            let urls = |r: std::ops::Range<u32>| r.map(|i| format!("http://h/{i}")).collect::<Vec<_>>();
             // in pieces, as a crawl submits them
             let mut mine = Vec::new();
             for start in r.clone().step_by(25) {
-                let batch = urls(start..(start + 25).min(r.end));
+                let batch = entries(start..(start + 25).min(r.end));
                 let got = t!(c.claim(batch.clone()));
-                mine.extend(batch.into_iter().zip(got).filter(|(_, c)| *c == Claim::Claimed).map(|(u, _)| u));
+                mine.extend(batch.into_iter().zip(got).filter(|(_, c)| *c == Claim::Claimed).map(|(e, _)| e.url));
             }
             mine
         }

@@ -34,13 +34,15 @@ pub fn run(g: &Global, a: &BenchCrawlArgs) -> Result<ExitCode> {
         },
         max_pages: None,
         progress: false,
+        claim_start: true,
     };
 
     let name = format!("zkutil-bench-crawl-{}", std::process::id());
     let set = UrlSet::new(&name, 64).map_err(anyhow::Error::msg)?;
     set.prepare(&zk).context("preparing the bench crawl")?;
     let zk_run = (|| -> Result<Summary> {
-        let dedupe = Dedupe::ZooKeeper(Local::default(), Claimer::start(set.clone(), g.connect_owned()?));
+        let claimer = Claimer::start(set.clone(), g.connect_owned()?, "bench")?;
+        let dedupe = Dedupe::ZooKeeper(Local::default(), claimer);
         let out = Output::open(&dir.path().join("zk.txt"), CrawlFormat::Tsv)?;
         crawl(&cfg, &dedupe, &out)
     })();
