@@ -567,3 +567,90 @@ fn ctrl_c_does_not_wait_out_the_politeness_delay() {
     assert_eq!(lines(&out).len(), 1);
     assert_eq!(server.total(), 1);
 }
+
+/// The owner named `pid@...` in the crawl's live/ nodes (None: not joined, or gone).
+fn owner_of(zk: &zkutil::zk::ZooKeeper, name: &str, pid: u32) -> Option<String> {
+    let live = format!("/crawler/{name}/live");
+    zk.children(&live).ok()?.into_iter().find(|o| {
+        zk.get(&format!("{live}/{o}")).is_ok_and(|(d, _)| String::from_utf8_lossy(&d).starts_with(&format!("{pid}@")))
+    })
+}
+
+/// Crawler A (session timeout 2 s) is SIGKILLed mid-crawl with URLs claimed and not
+/// written; crawler B, of the same name, is already running (out of work, waiting) or is
+/// started after the kill. B adopts A's claims once A's session expires and completes the
+/// site: A's lines and B's together are the whole site, B writes no URL twice, and nothing is
+/// owed at the end.
+fn killed_crawler_is_adopted(b_first: bool) {
+    let pages = 300;
+    let generated = site::generated(pages, 6);
+    let server = t!(Server::start(move |path| {
+        if path != "/robots.txt" {
+            std::thread::sleep(Duration::from_millis(15));
+        }
+        generated(path)
+    }));
+    let dir = t!(tempfile::tempdir());
+    let name = unique_name("killed");
+    let start = format!("{}/p/0.html", server.base("127.0.0.1"));
+    let (a_out, b_out) = (dir.path().join("a.txt"), dir.path().join("b.txt"));
+    let crawler = |out: &Path| {
+        let out = out.to_string_lossy().into_owned();
+        let args = ["--session-timeout", "2s", "crawl", &start, "--name", &name, "--out", &out, "--depth", "50"];
+        t!(zkutil(&[&args[..], &["--threads", "2"]].concat()).stderr(std::process::Stdio::piped()).spawn())
+    };
+    let zk = connect();
+    let mut a = crawler(&a_out);
+    assert!(
+        wait_until(Duration::from_secs(30), || std::fs::read_to_string(&a_out).is_ok_and(|t| t.lines().count() >= 20))
+    );
+    let a_owner = owner_of(&zk, &name, a.id()).expect("A joined");
+    let mut b = None;
+    if b_first {
+        // B finds the start URL claimed: out of work, it waits for A
+        let child = crawler(&b_out);
+        let pid = child.id();
+        b = Some(child);
+        assert!(wait_until(Duration::from_secs(30), || {
+            owner_of(&zk, &name, pid)
+                .is_some_and(|o| zk.exists(&format!("/crawler/{name}/idle/{o}")).is_ok_and(|s| s.is_some()))
+        }));
+    }
+    t!(a.kill());
+    let _ = a.wait();
+    let owed = t!(zk.children(&format!("/crawler/{name}/owned/{a_owner}"))).len();
+    assert!(owed > 0, "A was killed with nothing owed: the test proves nothing");
+    let b = b.unwrap_or_else(|| crawler(&b_out));
+    let o = t!(b.wait_with_output());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("adopted from crawlers whose session ended"), "{}", stderr(&o));
+    let la: BTreeSet<String> = lines(&a_out).into_iter().map(|(_, _, u)| u).collect();
+    let lb: Vec<(u32, String, String)> = lines(&b_out); // asserts no URL twice in B
+    assert!(lb.iter().all(|(_, s, _)| s == "200"), "{lb:?}");
+    let lb: BTreeSet<String> = lb.into_iter().map(|(_, _, u)| u).collect();
+    let want: BTreeSet<String> =
+        (0..pages).map(|i| format!("{}{}", server.base("127.0.0.1"), site::page_path(i))).collect();
+    let all: BTreeSet<String> = la.union(&lb).cloned().collect();
+    assert_eq!(all, want, "missing {:?}", want.difference(&all).collect::<Vec<_>>());
+    let twice = la.intersection(&lb).count();
+    eprintln!(
+        "killed crawler: A wrote {} lines and owed {owed} URLs when killed; B wrote {} ({twice} also in A's file: written, not yet marked done)",
+        la.len(),
+        lb.len()
+    );
+    // nothing owed, nobody left
+    let root = format!("/crawler/{name}");
+    assert!(t!(zk.children(&format!("{root}/owned"))).is_empty());
+    assert!(t!(zk.children(&format!("{root}/live"))).is_empty());
+    t!(UrlSet::reset(&zk, &name));
+}
+
+#[test]
+fn a_killed_crawlers_claims_are_adopted_by_a_waiting_one() {
+    killed_crawler_is_adopted(true);
+}
+
+#[test]
+fn a_killed_crawlers_claims_are_adopted_by_a_restarted_one() {
+    killed_crawler_is_adopted(false);
+}
