@@ -35,10 +35,13 @@
 //!   watches `live/` and `idle/` (children watches, no polling). An orphan appearing (a live
 //!   node vanishing) makes it adopt (unmarking itself idle first); it ends once no orphan is
 //!   left and every live crawler is idle: then no URL is owed anywhere.
-//! - **a lost session**: its owner stops writing lines (the crawl asks [`Claimer::health`],
-//!   a holder's grace: it stops before the server can expire the session), and never deletes
-//!   or creates an entry on another session: its claims become an orphan for the others (or
-//!   for itself on a new session) to adopt.
+//! - **a lost session**: the owner writes a line only while connected (the crawl asks
+//!   [`Claimer::health`]): a dead connection is noticed 2T/3 after the client last heard from
+//!   the server, before the server can expire the session at T, so no line is written once
+//!   others may adopt the URL. Suspended, it waits: a connection back within the session
+//!   timeout keeps the session and every claim. Lost (expired, or silent T past the notice),
+//!   it drops what it held and never acts for that session again: its claims are an orphan
+//!   for the others (or for itself on a new session) to adopt.
 //!
 //! [`Claimer`] owns the session on its own thread and batches the claims and dones of every
 //! caller (group commit: what waits while a multi is in flight goes in the next). Never
@@ -475,8 +478,10 @@ impl Claimer {
     /// we are, e.g. pid@host) and starts the claimer thread.
     pub fn start(set: UrlSet, zk: ZooKeeper, info: &str) -> zk::Result<Claimer> {
         let owner = set.join(&zk, info)?;
-        // a holder's grace: the owner stops acting before the server can expire the session
-        let health = Arc::new(SessionWatch::holder(&zk));
+        // A watcher's grace: a connection that comes back within the session timeout keeps
+        // the session, and with it every claim (the crawl writes lines only while connected,
+        // so nothing is written once the server may have expired the session).
+        let health = Arc::new(SessionWatch::watcher(&zk));
         let zk = Arc::new(zk);
         let (tx, rx) = crossbeam_channel::unbounded();
         let counters = Arc::new(Counters::default());
@@ -549,8 +554,11 @@ impl Claimer {
         &self.zk
     }
 
-    /// The session's health, with a holder's grace: lost (for good) T/6 after the client
-    /// noticed a silent connection, before the server can expire the session.
+    /// The session's health, with a watcher's grace: lost (for good) once expired, or T after
+    /// the client noticed a silent connection (by then the server has expired it). A caller
+    /// acting for the owner (writing a fetched URL's line) does so only while `Connected`:
+    /// the client notices silence 2T/3 after it last heard from the server, before the server
+    /// can expire the session at T.
     pub fn health(&self) -> &SessionWatch {
         &self.health
     }
