@@ -77,12 +77,13 @@ pub fn run(g: &Global, a: &BenchCrawlArgs) -> Result<ExitCode> {
             n => format!("{:.0}", n as f64 / secs),
         };
         println!(
-            "{what:<17} {:>8.0} pages/s  {:>9.0} link checks/s  {claims:>8} zk claims/s  ({} pages, {} links checked, {} claims, {:.2} s)",
+            "{what:<17} {:>8.0} pages/s  {:>9.0} link checks/s  {claims:>8} zk claims/s  ({} pages, {} links checked, {} claims, {} dones, {:.2} s)",
             s.pages_per_s(),
             s.checks as f64 / secs,
             s.fetched,
             s.checks,
             s.zk_creates,
+            s.zk_deletes,
             secs
         );
     }

@@ -79,6 +79,8 @@ pub struct Summary {
     pub checks: u64,
     /// URLs sent to ZooKeeper to claim (each: the seen node and the owned entry in one multi).
     pub zk_creates: u64,
+    /// Owned entries deleted (URLs recorded done).
+    pub zk_deletes: u64,
     /// URLs taken over from crawlers whose session ended before they wrote them.
     pub adopted: u64,
     /// The session was lost mid-crawl (why): fetching stopped, nothing more was written.
@@ -102,6 +104,7 @@ impl Summary {
         self.out_of_scope += s.out_of_scope;
         self.checks += s.checks;
         self.zk_creates += s.zk_creates;
+        self.zk_deletes += s.zk_deletes;
         self.adopted += s.adopted;
         self.elapsed += s.elapsed;
         self.interrupted |= s.interrupted;
@@ -330,6 +333,7 @@ pub fn crawl(cfg: &Config, dedupe: &Dedupe, out: &Output) -> Result<Summary> {
     summary.start_errors = start_errors.into_inner().unwrap_or_else(|e| e.into_inner());
     summary.checks = dedupe.checks();
     summary.zk_creates = dedupe.zk_creates();
+    summary.zk_deletes = dedupe.claimer().map_or(0, Claimer::deletes);
     summary.adopted = c.adopted.load(Ordering::Relaxed);
     summary.session_lost = lost.into_inner().unwrap_or_else(|e| e.into_inner());
     summary.elapsed = t0.elapsed();
