@@ -571,8 +571,10 @@ impl Run for CrawlArgs {
                 let mut total = Summary::default();
                 let mut first = true;
                 loop {
-                    let zk =
-                        g.connect_owned().context("connecting to ZooKeeper (--dedupe memory crawls without it)")?;
+                    let zk = g.connect_owned().with_context(|| match first {
+                        true => "connecting to ZooKeeper (--dedupe memory crawls without it)".to_string(),
+                        false => format!("crawl {name}: joining again on a new session"),
+                    })?;
                     if first && self.reset {
                         UrlSet::reset(&zk, &name).with_context(|| format!("resetting crawl {name}"))?;
                     }
