@@ -471,12 +471,17 @@ pub struct Claimer {
     owner: String,
     health: Arc<SessionWatch>,
     zk: Arc<ZooKeeper>,
+    /// One per line written and not yet recorded done; the claimer thread takes them back.
+    credits: Sender<()>,
 }
 
 impl Claimer {
     /// Joins the crawl on `zk` as its session's owner ([`UrlSet::join`], `info` saying who
     /// we are, e.g. pid@host) and starts the claimer thread.
-    pub fn start(set: UrlSet, zk: ZooKeeper, info: &str) -> zk::Result<Claimer> {
+    ///
+    /// `write_ahead` bounds the lines written whose done is not yet acknowledged (see
+    /// [`Claimer::before_write`]).
+    pub fn start(set: UrlSet, zk: ZooKeeper, info: &str, write_ahead: usize) -> zk::Result<Claimer> {
         let owner = set.join(&zk, info)?;
         // A watcher's grace: a connection that comes back within the session timeout keeps
         // the session, and with it every claim (the crawl writes lines only while connected,
@@ -485,7 +490,9 @@ impl Claimer {
         let zk = Arc::new(zk);
         let (tx, rx) = crossbeam_channel::unbounded();
         let counters = Arc::new(Counters::default());
+        let (credits, credits_back) = crossbeam_channel::bounded(write_ahead.max(1));
         let lp = ClaimLoop {
+            credits_back,
             set: set.clone(),
             owner: owner.clone(),
             rx,
@@ -499,7 +506,7 @@ impl Claimer {
             .name("claimer".into())
             .spawn(move || lp.run())
             .map_err(|_| Error::Zk { code: Code::SystemError, path: None })?;
-        Ok(Claimer { tx: Some(tx), thread: Some(thread), counters, set, owner, health, zk })
+        Ok(Claimer { tx: Some(tx), thread: Some(thread), counters, set, owner, health, zk, credits })
     }
 
     fn send(&self, req: Request) {
@@ -530,6 +537,23 @@ impl Claimer {
     /// decided (results in input order), so one thread can keep many requests in flight.
     pub fn submit(&self, entries: Vec<Entry>, tag: u64, reply: &Sender<(u64, zk::Result<Vec<Claim>>)>) {
         self.send(Request::Claim { entries, reply: Reply::Tagged(tag, reply.clone()) });
+    }
+
+    /// Call before writing the line of one of our URLs (then call `done` for it). Waits while
+    /// the session is suspended (a line is written only while connected), and while
+    /// `write_ahead` lines written are not yet recorded done: so a connection that died
+    /// unnoticed (the client notices only 2T/3 after it last heard from the server) leaves at
+    /// most that many lines written and still owed, which an adopter fetches again. Err: the
+    /// session is lost, or `stop` delivered or disconnected.
+    pub fn before_write(&self, stop: &Receiver<()>) -> Result<(), zk::Halt> {
+        if self.credits.try_send(()).is_err() {
+            crossbeam_channel::select! {
+                send(self.credits, ()) -> r => r.map_err(|_| zk::Halt::Stopped)?,
+                recv(self.health.lost()) -> _ => return Err(zk::Halt::Zk(self.health.error())),
+                recv(stop) -> _ => return Err(zk::Halt::Stopped),
+            }
+        }
+        self.health.wait_connected(stop, None)
     }
 
     /// Records `url` (one of ours) done: its owned entry is deleted with the next batch.
@@ -610,6 +634,8 @@ struct Job {
 }
 
 struct ClaimLoop {
+    /// Takes a credit back per done applied.
+    credits_back: Receiver<()>,
     set: UrlSet,
     owner: String,
     rx: Receiver<Request>,
@@ -677,7 +703,11 @@ impl ClaimLoop {
             if !self.health.may_act() {
                 return Err(self.health.error());
             }
+            let n = dones.len();
             self.deletes(dones)?;
+            for _ in 0..n {
+                let _ = self.credits_back.try_recv();
+            }
             self.claims(claims)?;
             for tx in flushes {
                 let _ = tx.send(Ok(()));

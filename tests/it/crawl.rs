@@ -429,13 +429,13 @@ fn unwritten_claims_of_an_expired_session_are_adopted() {
     let zk = connect();
     let set = t!(UrlSet::new(&name, 4));
     t!(set.prepare(&zk));
-    let a = t!(Claimer::start(set.clone(), connect(), "a"));
+    let a = t!(Claimer::start(set.clone(), connect(), "a", 64));
     assert!(t!(a.claim(entries(0..50))).iter().all(|c| *c == Claim::Claimed));
     for e in &entries(0..20) {
         a.done(&e.url);
     }
     t!(a.flush());
-    let b = t!(Claimer::start(set.clone(), connect(), "b"));
+    let b = t!(Claimer::start(set.clone(), connect(), "b", 64));
     let m = t!(set.members_w(b.zk()));
     assert!(m.orphans.is_empty() && m.live.len() == 2 && m.consistent, "{m:?}");
     // a's session expires: b's watch on live/ fires, a's directory is an orphan
@@ -464,8 +464,8 @@ fn racing_claimers_claim_each_url_once() {
     let zk = connect();
     let set = t!(UrlSet::new(&name, 16));
     t!(set.prepare(&zk));
-    let a = t!(Claimer::start(set.clone(), connect(), "a"));
-    let b = t!(Claimer::start(set.clone(), connect(), "b"));
+    let a = t!(Claimer::start(set.clone(), connect(), "a", 64));
+    let b = t!(Claimer::start(set.clone(), connect(), "b", 64));
     let claimed: Vec<String> = std::thread::scope(|s| {
         fn run(c: &Claimer, r: std::ops::Range<u32>) -> Vec<String> {
             // in pieces, as a crawl submits them

@@ -12,7 +12,7 @@ use crate::cmd::crawl::dedupe::{Dedupe, Local};
 use crate::cmd::crawl::fetch::FetchOptions;
 use crate::cmd::crawl::output::Output;
 use crate::cmd::crawl::site::{self, Server};
-use crate::cmd::crawl::{Config, Summary, crawl};
+use crate::cmd::crawl::{Config, Summary, WRITE_AHEAD, crawl};
 use crate::recipes::urlset::{Claimer, UrlSet};
 
 pub fn run(g: &Global, a: &BenchCrawlArgs) -> Result<ExitCode> {
@@ -41,7 +41,7 @@ pub fn run(g: &Global, a: &BenchCrawlArgs) -> Result<ExitCode> {
     let set = UrlSet::new(&name, 64).map_err(anyhow::Error::msg)?;
     set.prepare(&zk).context("preparing the bench crawl")?;
     let zk_run = (|| -> Result<Summary> {
-        let claimer = Claimer::start(set.clone(), g.connect_owned()?, "bench")?;
+        let claimer = Claimer::start(set.clone(), g.connect_owned()?, "bench", WRITE_AHEAD * cfg.threads)?;
         let dedupe = Dedupe::ZooKeeper(Local::default(), claimer);
         let out = Output::open(&dir.path().join("zk.txt"), CrawlFormat::Tsv)?;
         crawl(&cfg, &dedupe, &out)

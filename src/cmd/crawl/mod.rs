@@ -38,6 +38,11 @@ use fetch::{FetchOptions, Fetcher, Outcome};
 use frontier::{Frontier, Item};
 use output::Output;
 
+/// Lines written and not yet recorded done in ZooKeeper, per fetching thread, before a
+/// thread waits (the most an adopter may fetch again per thread if this crawler dies
+/// unnoticed; far above what a healthy crawl has in flight).
+pub const WRITE_AHEAD: usize = 16;
+
 /// Redirects followed in a row before a chain is cut (loops end earlier: the target is a
 /// duplicate).
 const MAX_HOPS: u32 = 10;
@@ -198,10 +203,17 @@ pub fn crawl(cfg: &Config, dedupe: &Dedupe, out: &Output) -> Result<Summary> {
     let lost_rx = dedupe.claimer().map_or_else(never, |c| c.health().lost().clone());
 
     let fatal: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    // disconnected when the crawl stops (Ctrl-C, a fatal error): ends a wait to write a line
+    let (halt_tx, halt) = crossbeam_channel::bounded::<()>(0);
+    let halt_tx = Mutex::new(Some(halt_tx));
+    let halt_all = || {
+        halt_tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+    };
     let set_fatal = |e: anyhow::Error| {
         fatal.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
         frontier.stop();
         fetcher.stop();
+        halt_all();
     };
     let start_errors: Mutex<Vec<(Url, String)>> = Mutex::new(Vec::new());
     // claims in flight: tag -> (URLs, their depth and hops); the fetch that found them stays
@@ -209,7 +221,7 @@ pub fn crawl(cfg: &Config, dedupe: &Dedupe, out: &Output) -> Result<Summary> {
     let pending: Mutex<Pending> = Mutex::new(HashMap::new());
     let stop = crate::util::shutdown();
     let ctx = Ctx {
-        stop: &stop,
+        stop: &halt,
         cfg,
         fetcher: &fetcher,
         dedupe,
@@ -237,6 +249,7 @@ pub fn crawl(cfg: &Config, dedupe: &Dedupe, out: &Output) -> Result<Summary> {
                 recv(stop) -> _ => {
                     frontier.stop();
                     fetcher.stop();
+                    halt_all();
                 }
                 recv(lost_rx) -> _ => session_lost(),
                 recv(over_rx) -> _ => {}
@@ -479,10 +492,11 @@ impl Ctx<'_> {
                 (format!("error:{reason}"), Vec::new())
             }
         };
-        // Ours to write only while our session is: wait out a suspension; once the session
-        // is lost (or on Ctrl-C meanwhile) the line is dropped, the URL left to be adopted.
+        // Ours to write only while our session is: wait out a suspension (and a backlog of
+        // dones); once the session is lost (or the crawl stops meanwhile) the line is dropped,
+        // the URL left to be adopted.
         if let Some(claimer) = self.dedupe.claimer()
-            && claimer.health().wait_connected(self.stop, None).is_err()
+            && claimer.before_write(self.stop).is_err()
         {
             return Ok(Some(Vec::new()));
         }
@@ -581,7 +595,7 @@ impl Run for CrawlArgs {
                     set.prepare(&zk).with_context(|| format!("preparing crawl {name} in ZooKeeper"))?;
                     let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
                     let info = format!("{}@{host}", std::process::id());
-                    let claimer = Claimer::start(set.clone(), zk, &info)
+                    let claimer = Claimer::start(set.clone(), zk, &info, WRITE_AHEAD * cfg.threads.max(1))
                         .with_context(|| format!("joining crawl {name} in ZooKeeper"))?;
                     let dedupe = Dedupe::ZooKeeper(Local::default(), claimer);
                     let s = crawl(&cfg, &dedupe, &out)?;
