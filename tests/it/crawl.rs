@@ -654,3 +654,52 @@ fn a_killed_crawlers_claims_are_adopted_by_a_waiting_one() {
 fn a_killed_crawlers_claims_are_adopted_by_a_restarted_one() {
     killed_crawler_is_adopted(false);
 }
+
+/// A crawler whose ZooKeeper connection goes silent (a partition: its client notices only
+/// 2T/3 later) writes at most `WRITE_AHEAD` lines per thread meanwhile (lines whose done it
+/// cannot record, for an adopter to fetch again), none once its session is lost, and exits 1
+/// when it cannot join again.
+#[test]
+fn a_crawler_partitioned_from_zookeeper_writes_a_bounded_number_of_lines() {
+    use crate::support::proxy::Proxy;
+    use zkutil::cmd::crawl::WRITE_AHEAD;
+    // 100 pages one link away: the crawler fetches (and would write) them without waiting
+    // for more claims
+    let server = t!(Server::start(site::generated(3000, 200)));
+    let proxy = Proxy::to(&hosts());
+    let dir = t!(tempfile::tempdir());
+    let out = dir.path().join("o.txt");
+    let out_s = out.to_string_lossy().into_owned();
+    let name = unique_name("partitioned");
+    let start = format!("{}/p/0.html", server.base("127.0.0.1"));
+    let args = [
+        "--session-timeout",
+        "3s",
+        "--connect-timeout",
+        "2s",
+        "crawl",
+        &start,
+        "--name",
+        &name,
+        "--out",
+        &out_s,
+        "--depth",
+        "50",
+        "--threads",
+        "1",
+    ];
+    let child = t!(zkutil(&args).env("ZK_HOSTS", &proxy.addr).stderr(std::process::Stdio::piped()).spawn());
+    let count = || std::fs::read_to_string(&out).map_or(0, |t| t.lines().count());
+    assert!(wait_until(Duration::from_secs(30), || count() >= 20));
+    proxy.cut();
+    let at_cut = count();
+    let o = t!(child.wait_with_output());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("lost the ZooKeeper session"), "{}", stderr(&o));
+    let after = count() - at_cut;
+    eprintln!("partitioned crawler: {at_cut} lines before the cut, {after} after");
+    // the line being written at the cut, plus the write-ahead
+    assert!(after <= WRITE_AHEAD + 1, "{after} lines written after the cut");
+    assert!(lines(&out).len() < 3000, "the crawl finished before the cut: the test proves nothing");
+    t!(UrlSet::reset(&connect(), &name));
+}
