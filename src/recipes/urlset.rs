@@ -892,6 +892,17 @@ mod tests {
     }
 
     #[test]
+    fn entries_round_trip_and_bad_ones_are_refused() {
+        let e = Entry { url: "http://h/a b?c=d e".into(), depth: 3, hops: 1 };
+        assert_eq!(Entry::parse(&e.data()), Some(e));
+        assert_eq!(Entry::parse(b"3 x http://h/"), None);
+        assert_eq!(Entry::parse(b"3"), None);
+        let s = UrlSet::new("n", 4).unwrap();
+        let key = s.path_of("http://h/").rsplit('/').next().unwrap().to_string();
+        assert_eq!(s.owned_path("00ab", "http://h/"), format!("/crawler/n/owned/00ab/{key}"));
+    }
+
+    #[test]
     fn names_are_checked() {
         assert!(UrlSet::new("a/b", 64).is_err());
         assert!(UrlSet::new("..", 64).is_err());

@@ -165,6 +165,30 @@ mod tests {
     }
 
     #[test]
+    fn a_held_frontier_says_idle_takes_adopted_work_and_ends_on_release() {
+        let (tx, idle) = crossbeam_channel::bounded(1);
+        let f = Frontier::held(vec![item("a", 0)], tx);
+        let a = f.pop().unwrap();
+        f.done(vec![]);
+        assert_eq!(a.url.path(), "/a");
+        std::thread::scope(|s| {
+            let worker = s.spawn(|| {
+                let b = f.pop();
+                f.done(vec![]);
+                (b, f.pop())
+            });
+            idle.recv_timeout(std::time::Duration::from_secs(5)).expect("told idle");
+            assert!(f.is_idle());
+            f.add(vec![item("b", 4)]);
+            idle.recv_timeout(std::time::Duration::from_secs(5)).expect("told idle again");
+            f.release();
+            let (b, end) = worker.join().unwrap();
+            assert_eq!(b.map(|b| b.url.path().to_string()), Some("/b".into()));
+            assert!(end.is_none());
+        });
+    }
+
+    #[test]
     fn levels_in_order_and_termination() {
         let f = Frontier::new(vec![item("a", 0)]);
         let a = f.pop().unwrap();
