@@ -31,7 +31,9 @@
 //!   of [delete theirs, create mine] per entry; the delete is the claim, so of two adopters
 //!   one wins each entry (the other's multi fails with NONODE and it lists again). The empty
 //!   orphan directory is then deleted.
-//! - **idle and the end**: a crawler with nothing to fetch marks itself `idle/OWNER` and
+//! - **idle and the end**: a crawler with nothing to fetch (its dones applied, and nothing
+//!   left under its own `owned/OWNER`: what an adoption cut short left there is fetched
+//!   first) marks itself `idle/OWNER` and
 //!   watches `live/` and `idle/` (children watches, no polling). An orphan appearing (a live
 //!   node vanishing) makes it adopt (unmarking itself idle first); it ends once no orphan is
 //!   left and every live crawler is idle: then no URL is owed anywhere.
@@ -271,6 +273,13 @@ impl UrlSet {
         Ok(Members { live, idle: idle.into_iter().collect(), orphans, consistent, live_changed, idle_changed })
     }
 
+    /// What `owner` owes: the entries of `owned/<owner>`.
+    pub fn owed(&self, zk: &ZooKeeper, owner: &str) -> zk::Result<Vec<Entry>> {
+        let dir = format!("{}/{owner}", self.dir("owned"));
+        let paths: Vec<String> = zk.children(&dir)?.into_iter().map(|k| format!("{dir}/{k}")).collect();
+        Ok(get_many(zk, &paths)?.into_iter().flatten().filter_map(|d| Entry::parse(&d)).collect())
+    }
+
     /// Moves the entries of the orphan `from` into `owned/<me>` (a multi of [delete theirs,
     /// create mine] per batch: the delete is the claim) and removes its directory; returns
     /// the entries this call took (another adopter may take some or all). `health` decides
@@ -314,6 +323,7 @@ impl UrlSet {
                 }
                 Err(e) if e.is_outcome_unknown() && health.may_act() => {
                     health.recover(&never::<()>(), None).map_err(|_| health.error())?;
+                    zk.sync(&dir)?;
                     for (k, d) in chunk {
                         if zk.exists(&format!("{mine_dir}/{k}"))?.is_some() {
                             take(&mut mine, &d);
@@ -847,7 +857,13 @@ impl ClaimLoop {
                 paths.push(if self.tried(*k) { self.set.owned_path(&self.owner, &e.url) } else { String::new() });
             }
             let lookups: Vec<String> = paths.iter().filter(|p| !p.is_empty()).cloned().collect();
-            let found = match get_many(&self.zk, &lookups) {
+            // after an unknown outcome, the server we read from must have applied our multi
+            // if it landed (DESIGN: sync before checking)
+            let synced = match items.iter().any(|k| self.tried(*k)) {
+                true => self.zk.sync(&self.set.root()),
+                false => Ok(()),
+            };
+            let found = match synced.and_then(|()| get_many(&self.zk, &lookups)) {
                 Ok(f) => f,
                 Err(e) if e.is_session_lost() || !self.health.may_act() => return Err(self.lost(e)),
                 Err(e) if e.is_outcome_unknown() => {

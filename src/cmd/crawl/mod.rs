@@ -368,6 +368,18 @@ struct Coordinator<'a> {
 }
 
 impl Coordinator<'_> {
+    /// Hands entries now ours to the frontier; how many.
+    fn take(&self, entries: Vec<crate::recipes::urlset::Entry>) -> u64 {
+        let n = entries.len() as u64;
+        self.dedupe.mark_seen(entries.iter().map(|e| e.url.as_str()));
+        let items = entries
+            .into_iter()
+            .filter_map(|e| Some(Item { url: Url::parse(&e.url).ok()?, depth: e.depth, hops: e.hops }))
+            .collect();
+        self.frontier.add(items);
+        n
+    }
+
     /// Until the crawl is over (Ok: how many URLs were adopted) or stopped; Err(Halt::Zk)
     /// when ZooKeeper refuses or the session is lost.
     fn run(&self, idle: &Receiver<()>) -> Result<u64, Halt> {
@@ -392,6 +404,13 @@ impl Coordinator<'_> {
             }
             // every done of ours is in before we say we are idle
             retry(&|| cl.flush())?;
+            // Out of work, we owe nothing: what our directory still holds (an adoption cut
+            // short by an error moved it there) is fetched first.
+            let left = health.retry(self.stop, None, || set.owed(zk, me))?;
+            if !left.is_empty() {
+                adopted += self.take(left);
+                continue;
+            }
             retry(&|| set.set_idle(zk, me, true))?;
             loop {
                 let m = health.retry(self.stop, None, || set.members_w(zk))?;
@@ -405,13 +424,7 @@ impl Coordinator<'_> {
                         retry(&|| set.set_idle(zk, me, true))?;
                         continue;
                     }
-                    adopted += entries.len() as u64;
-                    self.dedupe.mark_seen(entries.iter().map(|e| e.url.as_str()));
-                    let items = entries
-                        .into_iter()
-                        .filter_map(|e| Some(Item { url: Url::parse(&e.url).ok()?, depth: e.depth, hops: e.hops }))
-                        .collect();
-                    self.frontier.add(items);
+                    adopted += self.take(entries);
                     break;
                 }
                 if m.all_done() {
