@@ -512,7 +512,9 @@ fn crawl_across_hosts() {
         .iter()
         .map(|&h| {
             let start = format!("{base}/start-{h}.html");
-            let args = ["--session-timeout", "4s", "--connect-timeout", "3s", "crawl", &start, "--name", &name];
+            // 6 s: a live crawler whose own member is the cut one keeps its session through
+            // the failover (it notices at 4 s and has 6 s more to reconnect)
+            let args = ["--session-timeout", "6s", "--connect-timeout", "3s", "crawl", &start, "--name", &name];
             let mut c = Rig::zkutil(h, &hosts, &args);
             c.args(["--depth", "50", "--threads", "2", "--timeout", "3s", "--out"])
                 .arg(out(h))
