@@ -5,7 +5,7 @@
 //! that crawler fetches it (each crawler follows the links of the pages it fetched). A claim
 //! is owned by the claimer's session until its line is written; when a crawler's session
 //! ends first, the others adopt what it owed (the protocol: recipes::urlset), so a crawler
-//! out of work stays until the whole crawl is done ([`coordinate`]).
+//! out of work stays until the whole crawl is done (`Coordinator`).
 //! Scope: "same host" compares host names only (scheme and port are ignored), so
 //! `http://127.0.0.1:8000` and `http://127.0.0.1:9000` are one host, `localhost` another.
 
@@ -13,11 +13,10 @@ use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use crossbeam_channel::{Receiver, never, select};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use crossbeam_channel::{Receiver, never, select};
 use url::Url;
 
 use super::Run;
