@@ -703,3 +703,63 @@ fn a_crawler_partitioned_from_zookeeper_writes_a_bounded_number_of_lines() {
     assert!(lines(&out).len() < 3000, "the crawl finished before the cut: the test proves nothing");
     t!(UrlSet::reset(&connect(), &name));
 }
+
+/// A crawler whose session expires mid-crawl (its connection cut until the server expired
+/// it) joins again on a new session once ZooKeeper is back, adopts its own orphaned claims
+/// and completes the site; the lines it wrote unnoticed and fetched again are within the
+/// write-ahead.
+#[test]
+fn a_crawler_whose_session_expired_joins_again_and_completes() {
+    use crate::support::proxy::Proxy;
+    use zkutil::cmd::crawl::WRITE_AHEAD;
+    let pages = 300;
+    let generated = site::generated(pages, 6);
+    let server = t!(Server::start(move |path| {
+        if path != "/robots.txt" {
+            std::thread::sleep(Duration::from_millis(15));
+        }
+        generated(path)
+    }));
+    let proxy = Proxy::to(&hosts());
+    let dir = t!(tempfile::tempdir());
+    let out = dir.path().join("o.txt");
+    let out_s = out.to_string_lossy().into_owned();
+    let name = unique_name("rejoin");
+    let start = format!("{}/p/0.html", server.base("127.0.0.1"));
+    let args = ["--session-timeout", "2s", "crawl", &start, "--name", &name, "--out", &out_s, "--depth", "50"];
+    let child = t!(zkutil(&[&args[..], &["--threads", "2"]].concat())
+        .env("ZK_HOSTS", &proxy.addr)
+        .stderr(std::process::Stdio::piped())
+        .spawn());
+    let zk = connect();
+    let count = || std::fs::read_to_string(&out).map_or(0, |t| t.lines().count());
+    assert!(wait_until(Duration::from_secs(30), || count() >= 20));
+    let owner = owner_of(&zk, &name, child.id()).expect("joined");
+    proxy.cut();
+    // the server expires the session: its claims are an orphan now
+    let live = format!("/crawler/{name}/live/{owner}");
+    assert!(wait_until(Duration::from_secs(30), || zk.exists(&live).is_ok_and(|s| s.is_none())));
+    proxy.heal();
+    let o = t!(child.wait_with_output());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("lost the ZooKeeper session") && err.contains("joining again"), "{err}");
+    assert!(err.contains("adopted from crawlers whose session ended"), "{err}");
+    let text = t!(std::fs::read_to_string(&out));
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for l in text.lines() {
+        *seen.entry(l.rsplit('\t').next().unwrap()).or_default() += 1;
+    }
+    let want: BTreeSet<String> =
+        (0..pages).map(|i| format!("{}{}", server.base("127.0.0.1"), site::page_path(i))).collect();
+    let got: BTreeSet<String> = seen.keys().map(|u| u.to_string()).collect();
+    assert_eq!(got, want);
+    let twice = seen.values().filter(|n| **n > 1).count();
+    eprintln!(
+        "rejoined crawler: {} lines, {twice} URLs written twice (before the cut was noticed)",
+        text.lines().count()
+    );
+    assert!(twice <= 2 * WRITE_AHEAD, "{twice} URLs written twice");
+    assert!(t!(zk.children(&format!("/crawler/{name}/owned"))).is_empty());
+    t!(UrlSet::reset(&zk, &name));
+}
