@@ -115,10 +115,6 @@ impl Summary {
         self.session_lost = s.session_lost;
     }
 
-    fn max_reached(&self, cfg: &Config) -> bool {
-        cfg.max_pages.is_some_and(|m| self.fetched >= m)
-    }
-
     pub fn pages_per_s(&self) -> f64 {
         self.fetched as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -614,7 +610,7 @@ impl Run for CrawlArgs {
                     drop(dedupe); // closes the session
                     total.add(s);
                     let Some(why) = total.session_lost.take() else { break };
-                    if total.interrupted || total.max_reached(&cfg) {
+                    if total.interrupted || self.max_pages.is_some_and(|m| total.fetched >= m) {
                         total.session_lost = Some(why);
                         break;
                     }
@@ -625,6 +621,7 @@ impl Run for CrawlArgs {
                     );
                     first = false;
                     cfg.claim_start = false;
+                    cfg.max_pages = self.max_pages.map(|m| m.saturating_sub(total.fetched));
                 }
                 total
             }
