@@ -567,7 +567,8 @@ pub struct CrawlArgs {
     /// Fetching threads
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub threads: u16,
-    /// The crawl's name: crawlers with the same name share one URL table, /crawler/NAME
+    /// The crawl's name: crawlers with the same name share one URL table, /crawler/NAME,
+    /// take over what one of them left unfetched when its session ended, and end together
     /// (default: the first start URL's host, and its port when it has one)
     #[arg(long)]
     pub name: Option<String>,

@@ -9,8 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use zkutil::cmd::crawl::site::{self, Response, Server};
-use zkutil::recipes::urlset::{Claim, Claimer, UrlSet};
-use zkutil::zk::ConnectOptions;
+use zkutil::recipes::urlset::{Claim, Claimer, Entry, UrlSet};
 
 use crate::support::*;
 use crate::t;
@@ -417,33 +416,45 @@ fn ctrl_c_stops_with_whole_lines() {
     assert!(lines(&out).len() >= 3);
 }
 
+fn entries(r: std::ops::Range<u32>) -> Vec<Entry> {
+    r.map(|i| Entry { url: format!("http://h/{i}"), depth: i % 7, hops: 0 }).collect()
+}
+
+/// A claimer's session expires with claims it never recorded done: its requests fail from
+/// then on (it never acts for the dead session), and another owner adopts exactly the
+/// claims not done, with their depths; what was done is not adopted.
 #[test]
-fn claimer_survives_session_expiry() {
+fn unwritten_claims_of_an_expired_session_are_adopted() {
     let name = unique_name("expiry");
     let zk = connect();
     let set = t!(UrlSet::new(&name, 4));
     t!(set.prepare(&zk));
-    let claimer = Claimer::start(set.clone(), connect());
-    let urls = |r: std::ops::Range<u32>| r.map(|i| format!("http://h/{i}")).collect::<Vec<_>>();
-    assert!(t!(claimer.claim(urls(0..50))).iter().all(|c| *c == Claim::Claimed));
-    // expire the claimer's session: a second handle takes it over and closes it (again if the
-    // claimer's client won the session back before the close went through)
-    let (id, pw) = claimer.client_id();
-    assert!(wait_until(Duration::from_secs(20), || {
-        if claimer.sessions() < 2 {
-            let opts = ConnectOptions {
-                session: Some((id, pw)),
-                connect_timeout: Duration::from_secs(2),
-                ..ConnectOptions::new(hosts())
-            };
-            drop(opts.connect());
-        }
-        let r = t!(claimer.claim(urls(0..60)));
-        r[..50].iter().all(|c| *c == Claim::AlreadyClaimed) && claimer.sessions() == 2
-    }));
-    let total: usize = (0..4).map(|b| t!(zk.children(&format!("/crawler/{name}/buckets/{b}"))).len()).sum();
-    assert_eq!(total, 60);
-    drop(claimer);
+    let a = t!(Claimer::start(set.clone(), connect(), "a", 64));
+    assert!(t!(a.claim(entries(0..50))).iter().all(|c| *c == Claim::Claimed));
+    for e in &entries(0..20) {
+        a.done(&e.url);
+    }
+    t!(a.flush());
+    let b = t!(Claimer::start(set.clone(), connect(), "b", 64));
+    let m = t!(set.members_w(b.zk()));
+    assert!(m.orphans.is_empty() && m.live.len() == 2 && m.consistent, "{m:?}");
+    // a's session expires: b's watch on live/ fires, a's directory is an orphan
+    expire_session(a.zk(), &hosts());
+    assert!(m.live_changed.recv_timeout(Duration::from_secs(20)).is_ok());
+    let err = a.claim(entries(100..101)).unwrap_err();
+    assert!(err.is_session_lost(), "{err}");
+    let m = t!(set.members_w(b.zk()));
+    assert_eq!(m.orphans, vec![a.owner().to_string()]);
+    let mut got = t!(set.adopt(b.zk(), b.health(), b.owner(), a.owner()));
+    got.sort_by_key(|e| e.url[9..].parse::<u32>().unwrap());
+    assert_eq!(got, entries(20..50));
+    // adopted: a's directory is gone; b owes them now
+    let m = t!(set.members_w(b.zk()));
+    assert!(m.orphans.is_empty(), "{m:?}");
+    assert_eq!(t!(zk.children(&format!("/crawler/{name}/owned/{}", b.owner()))).len(), 30);
+    // already claimed for everyone else
+    assert!(t!(b.claim(entries(0..50))).iter().all(|c| *c == Claim::AlreadyClaimed));
+    drop((a, b));
     t!(UrlSet::reset(&zk, &name));
 }
 
@@ -453,17 +464,16 @@ fn racing_claimers_claim_each_url_once() {
     let zk = connect();
     let set = t!(UrlSet::new(&name, 16));
     t!(set.prepare(&zk));
-    let a = Claimer::start(set.clone(), connect());
-    let b = Claimer::start(set.clone(), connect());
+    let a = t!(Claimer::start(set.clone(), connect(), "a", 64));
+    let b = t!(Claimer::start(set.clone(), connect(), "b", 64));
     let claimed: Vec<String> = std::thread::scope(|s| {
         fn run(c: &Claimer, r: std::ops::Range<u32>) -> Vec<String> {
-            let urls = |r: std::ops::Range<u32>| r.map(|i| format!("http://h/{i}")).collect::<Vec<_>>();
             // in pieces, as a crawl submits them
             let mut mine = Vec::new();
             for start in r.clone().step_by(25) {
-                let batch = urls(start..(start + 25).min(r.end));
+                let batch = entries(start..(start + 25).min(r.end));
                 let got = t!(c.claim(batch.clone()));
-                mine.extend(batch.into_iter().zip(got).filter(|(_, c)| *c == Claim::Claimed).map(|(u, _)| u));
+                mine.extend(batch.into_iter().zip(got).filter(|(_, c)| *c == Claim::Claimed).map(|(e, _)| e.url));
             }
             mine
         }
@@ -556,4 +566,200 @@ fn ctrl_c_does_not_wait_out_the_politeness_delay() {
     // the pages that waited for their slot were not fetched
     assert_eq!(lines(&out).len(), 1);
     assert_eq!(server.total(), 1);
+}
+
+/// The owner named `pid@...` in the crawl's live/ nodes (None: not joined, or gone).
+fn owner_of(zk: &zkutil::zk::ZooKeeper, name: &str, pid: u32) -> Option<String> {
+    let live = format!("/crawler/{name}/live");
+    zk.children(&live).ok()?.into_iter().find(|o| {
+        zk.get(&format!("{live}/{o}")).is_ok_and(|(d, _)| String::from_utf8_lossy(&d).starts_with(&format!("{pid}@")))
+    })
+}
+
+/// Crawler A (session timeout 2 s) is SIGKILLed mid-crawl with URLs claimed and not
+/// written; crawler B, of the same name, is already running (out of work, waiting) or is
+/// started after the kill. B adopts A's claims once A's session expires and completes the
+/// site: A's lines and B's together are the whole site, B writes no URL twice, and nothing is
+/// owed at the end.
+fn killed_crawler_is_adopted(b_first: bool) {
+    let pages = 300;
+    let generated = site::generated(pages, 6);
+    let server = t!(Server::start(move |path| {
+        if path != "/robots.txt" {
+            std::thread::sleep(Duration::from_millis(15));
+        }
+        generated(path)
+    }));
+    let dir = t!(tempfile::tempdir());
+    let name = unique_name("killed");
+    let start = format!("{}/p/0.html", server.base("127.0.0.1"));
+    let (a_out, b_out) = (dir.path().join("a.txt"), dir.path().join("b.txt"));
+    let crawler = |out: &Path| {
+        let out = out.to_string_lossy().into_owned();
+        let args = ["--session-timeout", "2s", "crawl", &start, "--name", &name, "--out", &out, "--depth", "50"];
+        t!(zkutil(&[&args[..], &["--threads", "2"]].concat()).stderr(std::process::Stdio::piped()).spawn())
+    };
+    let zk = connect();
+    let mut a = crawler(&a_out);
+    assert!(
+        wait_until(Duration::from_secs(30), || std::fs::read_to_string(&a_out).is_ok_and(|t| t.lines().count() >= 20))
+    );
+    let a_owner = owner_of(&zk, &name, a.id()).expect("A joined");
+    let mut b = None;
+    if b_first {
+        // B finds the start URL claimed: out of work, it waits for A
+        let child = crawler(&b_out);
+        let pid = child.id();
+        b = Some(child);
+        assert!(wait_until(Duration::from_secs(30), || {
+            owner_of(&zk, &name, pid)
+                .is_some_and(|o| zk.exists(&format!("/crawler/{name}/idle/{o}")).is_ok_and(|s| s.is_some()))
+        }));
+    }
+    t!(a.kill());
+    let _ = a.wait();
+    let owed = t!(zk.children(&format!("/crawler/{name}/owned/{a_owner}"))).len();
+    assert!(owed > 0, "A was killed with nothing owed: the test proves nothing");
+    let b = b.unwrap_or_else(|| crawler(&b_out));
+    let o = t!(b.wait_with_output());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("adopted from crawlers whose session ended"), "{}", stderr(&o));
+    let la: BTreeSet<String> = lines(&a_out).into_iter().map(|(_, _, u)| u).collect();
+    let lb: Vec<(u32, String, String)> = lines(&b_out); // asserts no URL twice in B
+    assert!(lb.iter().all(|(_, s, _)| s == "200"), "{lb:?}");
+    let lb: BTreeSet<String> = lb.into_iter().map(|(_, _, u)| u).collect();
+    let want: BTreeSet<String> =
+        (0..pages).map(|i| format!("{}{}", server.base("127.0.0.1"), site::page_path(i))).collect();
+    let all: BTreeSet<String> = la.union(&lb).cloned().collect();
+    assert_eq!(all, want, "missing {:?}", want.difference(&all).collect::<Vec<_>>());
+    let twice = la.intersection(&lb).count();
+    eprintln!(
+        "killed crawler: A wrote {} lines and owed {owed} URLs when killed; B wrote {} ({twice} also in A's file: written, not yet marked done)",
+        la.len(),
+        lb.len()
+    );
+    // nothing owed, nobody left
+    let root = format!("/crawler/{name}");
+    assert!(t!(zk.children(&format!("{root}/owned"))).is_empty());
+    assert!(t!(zk.children(&format!("{root}/live"))).is_empty());
+    t!(UrlSet::reset(&zk, &name));
+}
+
+#[test]
+fn a_killed_crawlers_claims_are_adopted_by_a_waiting_one() {
+    killed_crawler_is_adopted(true);
+}
+
+#[test]
+fn a_killed_crawlers_claims_are_adopted_by_a_restarted_one() {
+    killed_crawler_is_adopted(false);
+}
+
+/// A crawler whose ZooKeeper connection goes silent (a partition: its client notices only
+/// 2T/3 later) writes at most `WRITE_AHEAD` lines per thread meanwhile (lines whose done it
+/// cannot record, for an adopter to fetch again), none once its session is lost, and exits 1
+/// when it cannot join again.
+#[test]
+fn a_crawler_partitioned_from_zookeeper_writes_a_bounded_number_of_lines() {
+    use crate::support::proxy::Proxy;
+    use zkutil::cmd::crawl::WRITE_AHEAD;
+    // 100 pages one link away: the crawler fetches (and would write) them without waiting
+    // for more claims
+    let server = t!(Server::start(site::generated(3000, 200)));
+    let proxy = Proxy::to(&hosts());
+    let dir = t!(tempfile::tempdir());
+    let out = dir.path().join("o.txt");
+    let out_s = out.to_string_lossy().into_owned();
+    let name = unique_name("partitioned");
+    let start = format!("{}/p/0.html", server.base("127.0.0.1"));
+    let args = [
+        "--session-timeout",
+        "3s",
+        "--connect-timeout",
+        "2s",
+        "crawl",
+        &start,
+        "--name",
+        &name,
+        "--out",
+        &out_s,
+        "--depth",
+        "50",
+        "--threads",
+        "1",
+    ];
+    let child = t!(zkutil(&args).env("ZK_HOSTS", &proxy.addr).stderr(std::process::Stdio::piped()).spawn());
+    let count = || std::fs::read_to_string(&out).map_or(0, |t| t.lines().count());
+    assert!(wait_until(Duration::from_secs(30), || count() >= 20));
+    proxy.cut();
+    let at_cut = count();
+    let o = t!(child.wait_with_output());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("lost the ZooKeeper session"), "{}", stderr(&o));
+    let after = count() - at_cut;
+    eprintln!("partitioned crawler: {at_cut} lines before the cut, {after} after");
+    // the line being written at the cut, plus the write-ahead
+    assert!(after <= WRITE_AHEAD + 1, "{after} lines written after the cut");
+    assert!(lines(&out).len() < 3000, "the crawl finished before the cut: the test proves nothing");
+    t!(UrlSet::reset(&connect(), &name));
+}
+
+/// A crawler whose session expires mid-crawl (its connection cut until the server expired
+/// it) joins again on a new session once ZooKeeper is back, adopts its own orphaned claims
+/// and completes the site; the lines it wrote unnoticed and fetched again are within the
+/// write-ahead.
+#[test]
+fn a_crawler_whose_session_expired_joins_again_and_completes() {
+    use crate::support::proxy::Proxy;
+    use zkutil::cmd::crawl::WRITE_AHEAD;
+    let pages = 300;
+    let generated = site::generated(pages, 6);
+    let server = t!(Server::start(move |path| {
+        if path != "/robots.txt" {
+            std::thread::sleep(Duration::from_millis(15));
+        }
+        generated(path)
+    }));
+    let proxy = Proxy::to(&hosts());
+    let dir = t!(tempfile::tempdir());
+    let out = dir.path().join("o.txt");
+    let out_s = out.to_string_lossy().into_owned();
+    let name = unique_name("rejoin");
+    let start = format!("{}/p/0.html", server.base("127.0.0.1"));
+    let args = ["--session-timeout", "2s", "crawl", &start, "--name", &name, "--out", &out_s, "--depth", "50"];
+    let child = t!(zkutil(&[&args[..], &["--threads", "2"]].concat())
+        .env("ZK_HOSTS", &proxy.addr)
+        .stderr(std::process::Stdio::piped())
+        .spawn());
+    let zk = connect();
+    let count = || std::fs::read_to_string(&out).map_or(0, |t| t.lines().count());
+    assert!(wait_until(Duration::from_secs(30), || count() >= 20));
+    let owner = owner_of(&zk, &name, child.id()).expect("joined");
+    proxy.cut();
+    // the server expires the session: its claims are an orphan now
+    let live = format!("/crawler/{name}/live/{owner}");
+    assert!(wait_until(Duration::from_secs(30), || zk.exists(&live).is_ok_and(|s| s.is_none())));
+    proxy.heal();
+    let o = t!(child.wait_with_output());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("lost the ZooKeeper session") && err.contains("joining again"), "{err}");
+    assert!(err.contains("adopted from crawlers whose session ended"), "{err}");
+    let text = t!(std::fs::read_to_string(&out));
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for l in text.lines() {
+        *seen.entry(l.rsplit('\t').next().unwrap()).or_default() += 1;
+    }
+    let want: BTreeSet<String> =
+        (0..pages).map(|i| format!("{}{}", server.base("127.0.0.1"), site::page_path(i))).collect();
+    let got: BTreeSet<String> = seen.keys().map(|u| u.to_string()).collect();
+    assert_eq!(got, want);
+    let twice = seen.values().filter(|n| **n > 1).count();
+    eprintln!(
+        "rejoined crawler: {} lines, {twice} URLs written twice (before the cut was noticed)",
+        text.lines().count()
+    );
+    assert!(twice <= 2 * WRITE_AHEAD, "{twice} URLs written twice");
+    assert!(t!(zk.children(&format!("/crawler/{name}/owned"))).is_empty());
+    t!(UrlSet::reset(&zk, &name));
 }

@@ -12,7 +12,7 @@ use crate::cmd::crawl::dedupe::{Dedupe, Local};
 use crate::cmd::crawl::fetch::FetchOptions;
 use crate::cmd::crawl::output::Output;
 use crate::cmd::crawl::site::{self, Server};
-use crate::cmd::crawl::{Config, Summary, crawl};
+use crate::cmd::crawl::{Config, Summary, WRITE_AHEAD, crawl};
 use crate::recipes::urlset::{Claimer, UrlSet};
 
 pub fn run(g: &Global, a: &BenchCrawlArgs) -> Result<ExitCode> {
@@ -34,13 +34,15 @@ pub fn run(g: &Global, a: &BenchCrawlArgs) -> Result<ExitCode> {
         },
         max_pages: None,
         progress: false,
+        claim_start: true,
     };
 
     let name = format!("zkutil-bench-crawl-{}", std::process::id());
     let set = UrlSet::new(&name, 64).map_err(anyhow::Error::msg)?;
     set.prepare(&zk).context("preparing the bench crawl")?;
     let zk_run = (|| -> Result<Summary> {
-        let dedupe = Dedupe::ZooKeeper(Local::default(), Claimer::start(set.clone(), g.connect_owned()?));
+        let claimer = Claimer::start(set.clone(), g.connect_owned()?, "bench", WRITE_AHEAD * cfg.threads)?;
+        let dedupe = Dedupe::ZooKeeper(Local::default(), claimer);
         let out = Output::open(&dir.path().join("zk.txt"), CrawlFormat::Tsv)?;
         crawl(&cfg, &dedupe, &out)
     })();
@@ -75,12 +77,13 @@ pub fn run(g: &Global, a: &BenchCrawlArgs) -> Result<ExitCode> {
             n => format!("{:.0}", n as f64 / secs),
         };
         println!(
-            "{what:<17} {:>8.0} pages/s  {:>9.0} link checks/s  {claims:>8} zk claims/s  ({} pages, {} links checked, {} claims, {:.2} s)",
+            "{what:<17} {:>8.0} pages/s  {:>9.0} link checks/s  {claims:>8} zk claims/s  ({} pages, {} links checked, {} claims, {} dones, {:.2} s)",
             s.pages_per_s(),
             s.checks as f64 / secs,
             s.fetched,
             s.checks,
             s.zk_creates,
+            s.zk_deletes,
             secs
         );
     }

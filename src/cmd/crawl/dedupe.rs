@@ -1,7 +1,8 @@
 //! Which URLs are new. Both modes keep a local set of the hashes this process has already
 //! decided (claimed, or found claimed), so a URL is sent to ZooKeeper at most once per
 //! process; `--dedupe zookeeper` then asks the shared table through a pipelining
-//! [`Claimer`], `--dedupe memory` stops at the local set (single process only).
+//! [`Claimer`] (which records this process as the URLs' owner until `done`), `--dedupe
+//! memory` stops at the local set (single process only).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use url::Url;
 
-use crate::recipes::urlset::{Claim, Claimer, url_hash};
+use crate::recipes::urlset::{Claim, Claimer, Entry, url_hash};
 use crate::zk;
 
 pub enum Dedupe {
@@ -33,6 +34,10 @@ impl Local {
     }
 }
 
+fn entries(urls: &[Url], depth: u32, hops: u32) -> Vec<Entry> {
+    urls.iter().map(|u| Entry { url: u.as_str().to_string(), depth, hops }).collect()
+}
+
 /// What `offer` did with some URLs.
 pub enum Verdict {
     /// Decided here: these are ours.
@@ -52,6 +57,7 @@ impl Dedupe {
     pub fn offer(
         &self,
         urls: Vec<Url>,
+        (depth, hops): (u32, u32),
         tag: u64,
         reply: &ClaimReply,
         register: impl FnOnce(Vec<Url>),
@@ -69,16 +75,16 @@ impl Dedupe {
                 if new.is_empty() {
                     return (Verdict::Ours(new), dups);
                 }
-                let strings = new.iter().map(|u| u.as_str().to_string()).collect();
+                let entries = entries(&new, depth, hops);
                 register(new);
-                claimer.submit(strings, tag, reply);
+                claimer.submit(entries, tag, reply);
                 (Verdict::Submitted, dups)
             }
         }
     }
 
-    /// The URLs that are ours to fetch, in input order.
-    pub fn claim(&self, urls: Vec<Url>) -> zk::Result<Vec<Url>> {
+    /// The URLs that are ours to fetch (at `depth`), in input order.
+    pub fn claim(&self, urls: Vec<Url>, depth: u32) -> zk::Result<Vec<Url>> {
         match self {
             Dedupe::Memory(local) => Ok(local.first_time(urls)),
             Dedupe::ZooKeeper(local, claimer) => {
@@ -86,7 +92,7 @@ impl Dedupe {
                 if new.is_empty() {
                     return Ok(new);
                 }
-                let claims = claimer.claim(new.iter().map(|u| u.as_str().to_string()).collect())?;
+                let claims = claimer.claim(entries(&new, depth, 0))?;
                 Ok(new.into_iter().zip(claims).filter(|(_, c)| *c == Claim::Claimed).map(|(u, _)| u).collect())
             }
         }
@@ -107,11 +113,27 @@ impl Dedupe {
         }
     }
 
-    /// Sessions the claimer used (1 + expiries survived); 0 in memory.
-    pub fn sessions(&self) -> u32 {
+    /// The claimer, with `--dedupe zookeeper`.
+    pub fn claimer(&self) -> Option<&Claimer> {
         match self {
-            Dedupe::Memory(_) => 0,
-            Dedupe::ZooKeeper(_, c) => c.sessions(),
+            Dedupe::Memory(_) => None,
+            Dedupe::ZooKeeper(_, c) => Some(c),
         }
+    }
+
+    /// `url` (ours) is written to the output: it is no longer owed.
+    pub fn done(&self, url: &Url) {
+        if let Dedupe::ZooKeeper(_, c) = self {
+            c.done(url.as_str());
+        }
+    }
+
+    /// Marks URLs seen by this process without asking ZooKeeper (adopted ones: ours already).
+    pub fn mark_seen<'a>(&self, urls: impl IntoIterator<Item = &'a str>) {
+        let local = match self {
+            Dedupe::Memory(l) | Dedupe::ZooKeeper(l, _) => l,
+        };
+        let mut seen = local.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.extend(urls.into_iter().map(url_hash));
     }
 }

@@ -1,7 +1,9 @@
 //! The frontier: level-synchronous breadth-first. Every URL of depth d is fetched before
 //! any of depth d+1 starts, so a URL is always claimed at its smallest depth (claims happen
 //! on discovery; fetching a deeper page first could claim a URL too deep and cut its links).
-//! The crawl ends when no thread has work and both levels are empty.
+//! Without a hold, the crawl ends when no thread has work and both levels are empty. With a
+//! hold (`--dedupe zookeeper`), it then says it is idle and waits: the crawl's coordinator
+//! may add adopted URLs, or release it once the whole crawl (every crawler) is done.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
@@ -23,19 +25,40 @@ struct State {
     next: Vec<Item>,
     busy: usize,
     stopped: bool,
+    /// Someone may still add work: do not end when out of work; say so on `idle` instead.
+    held: bool,
+    /// `idle` was told since work last arrived.
+    told_idle: bool,
 }
 
 pub struct Frontier {
     state: Mutex<State>,
     cv: Condvar,
+    idle: Option<crossbeam_channel::Sender<()>>,
 }
 
 impl Frontier {
     pub fn new(start: Vec<Item>) -> Frontier {
-        Frontier {
-            state: Mutex::new(State { depth: 0, current: start.into(), next: Vec::new(), busy: 0, stopped: false }),
-            cv: Condvar::new(),
-        }
+        Frontier::with_hold(start, None)
+    }
+
+    /// A frontier held open: out of work, it sends on `idle` (once per idle spell) and waits
+    /// for `add`, `release` or `stop`.
+    pub fn held(start: Vec<Item>, idle: crossbeam_channel::Sender<()>) -> Frontier {
+        Frontier::with_hold(start, Some(idle))
+    }
+
+    fn with_hold(start: Vec<Item>, idle: Option<crossbeam_channel::Sender<()>>) -> Frontier {
+        let state = State {
+            depth: 0,
+            current: start.into(),
+            next: Vec::new(),
+            busy: 0,
+            stopped: false,
+            held: idle.is_some(),
+            told_idle: false,
+        };
+        Frontier { state: Mutex::new(state), cv: Condvar::new(), idle }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -55,6 +78,16 @@ impl Frontier {
                 return Some(item);
             }
             if s.busy == 0 {
+                if s.next.is_empty() && s.held {
+                    if !s.told_idle {
+                        s.told_idle = true;
+                        if let Some(tx) = &self.idle {
+                            let _ = tx.try_send(());
+                        }
+                    }
+                    s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
+                    continue;
+                }
                 if s.next.is_empty() {
                     s.stopped = true;
                     self.cv.notify_all();
@@ -84,6 +117,32 @@ impl Frontier {
         self.cv.notify_all();
     }
 
+    /// Adds URLs from elsewhere (adopted), not the answer to a pop.
+    pub fn add(&self, items: Vec<Item>) {
+        let mut s = self.lock();
+        for item in items {
+            if item.depth <= s.depth {
+                s.current.push_back(item);
+            } else {
+                s.next.push(item);
+            }
+        }
+        s.told_idle = false;
+        self.cv.notify_all();
+    }
+
+    /// No more work will be added: once out of work, the crawl ends.
+    pub fn release(&self) {
+        self.lock().held = false;
+        self.cv.notify_all();
+    }
+
+    /// Out of work: nothing queued, no thread busy.
+    pub fn is_idle(&self) -> bool {
+        let s = self.lock();
+        s.current.is_empty() && s.next.is_empty() && s.busy == 0
+    }
+
     /// Ends the crawl: pop returns None from now on (threads finish what they hold).
     pub fn stop(&self) {
         self.lock().stopped = true;
@@ -103,6 +162,30 @@ mod tests {
 
     fn item(p: &str, depth: u32) -> Item {
         Item { url: Url::parse(&format!("http://h/{p}")).unwrap(), depth, hops: 0 }
+    }
+
+    #[test]
+    fn a_held_frontier_says_idle_takes_adopted_work_and_ends_on_release() {
+        let (tx, idle) = crossbeam_channel::bounded(1);
+        let f = Frontier::held(vec![item("a", 0)], tx);
+        let a = f.pop().unwrap();
+        f.done(vec![]);
+        assert_eq!(a.url.path(), "/a");
+        std::thread::scope(|s| {
+            let worker = s.spawn(|| {
+                let b = f.pop();
+                f.done(vec![]);
+                (b, f.pop())
+            });
+            idle.recv_timeout(std::time::Duration::from_secs(5)).expect("told idle");
+            assert!(f.is_idle());
+            f.add(vec![item("b", 4)]);
+            idle.recv_timeout(std::time::Duration::from_secs(5)).expect("told idle again");
+            f.release();
+            let (b, end) = worker.join().unwrap();
+            assert_eq!(b.map(|b| b.url.path().to_string()), Some("/b".into()));
+            assert!(end.is_none());
+        });
     }
 
     #[test]

@@ -52,7 +52,12 @@ pub struct Server {
 impl Server {
     /// Serves `handler(path_and_query)` on a free port of 127.0.0.1.
     pub fn start(handler: impl Fn(&str) -> Response + Send + Sync + 'static) -> io::Result<Server> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        Server::start_on("127.0.0.1:0", handler)
+    }
+
+    /// Serves `handler` on `addr` (`IP:PORT`, port 0: a free one), e.g. a rig host's address.
+    pub fn start_on(addr: &str, handler: impl Fn(&str) -> Response + Send + Sync + 'static) -> io::Result<Server> {
+        let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let counts = Arc::new(Mutex::new(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
