@@ -283,6 +283,77 @@ fn addresses(zk: &ZooKeeper, dir: &str, names: &[String], me: &str) -> election:
     Ok(out)
 }
 
+/// What a new leader reads from ZooKeeper before it probes: the members but us with their
+/// registered addresses, a watch on the election directory armed by that same read, and the
+/// history's term and version.
+struct Survey {
+    members: Vec<(String, String)>,
+    watch: Receiver<crate::zk::WatchEvent>,
+    written: Option<u64>,
+    version: Option<i32>,
+}
+
+fn pipeline_error(code: Code, path: &str) -> election::Error {
+    crate::zk::Error::Zk { code, path: Some(path.to_string()) }.into()
+}
+
+/// Reads a [`Survey`] in two round trips whatever the number of members: the directory's
+/// children (with the watch) and the history together, then every member's address at once.
+/// Reading the history before the probes is as good as after them: no older leader can
+/// write it any more (its node is gone, so its session, or its candidacy, ended), and a
+/// newer one fails our compare-and-set.
+fn survey(zk: &ZooKeeper, dir: &str, hist: &str, me: &str) -> election::Result<Survey> {
+    use crate::zk::Answer;
+    let (tx, watch) = crossbeam_channel::bounded(1);
+    let mut reqs = zk.requests();
+    reqs.children_w(0, dir, &tx)?;
+    drop(tx); // the registered watch holds the only Sender: the session's end disconnects it
+    reqs.get(1, hist)?;
+    let (mut names, mut history, mut failed) = (None, None, None);
+    while let Some((tag, answer)) = reqs.recv() {
+        match (tag, answer) {
+            (0, Ok(Answer::Children(n, _))) => names = Some(n),
+            (1, Ok(Answer::Data(d, stat))) => {
+                history = Some((std::str::from_utf8(&d).ok().and_then(|t| t.trim().parse().ok()), Some(stat.version)))
+            }
+            (1, Err(Code::NoNode)) => history = Some((None, None)),
+            (t, Err(c)) => {
+                failed.get_or_insert(pipeline_error(c, if t == 0 { dir } else { hist }));
+            }
+            (_, Ok(_)) => {} // no other answer to these requests
+        }
+    }
+    let (Some(names), Some((written, version))) = (names, history) else {
+        return Err(failed.unwrap_or_else(|| pipeline_error(Code::ConnectionLoss, dir)));
+    };
+    // The candidates, as the election orders them (`<prefix>` and ten digits).
+    let mut names: Vec<(u32, String)> = names
+        .into_iter()
+        .filter(|n| n.starts_with(PREFIX) && n.len() == PREFIX.len() + 10 && n != me)
+        .filter_map(|n| crate::zk::sequence_of(&n).map(|q| (q, n)))
+        .collect();
+    names.sort();
+    for (i, (_, n)) in names.iter().enumerate() {
+        reqs.get(i as u64, &crate::zk::join(dir, n))?;
+    }
+    let mut found: Vec<Option<String>> = vec![None; names.len()];
+    while let Some((tag, answer)) = reqs.recv() {
+        match answer {
+            Ok(Answer::Data(d, _)) => found[tag as usize] = Some(String::from_utf8_lossy(&d).into_owned()),
+            Err(Code::NoNode) => {} // vanished meanwhile: skipped (the watch has fired)
+            Err(c) => {
+                failed.get_or_insert(pipeline_error(c, dir));
+            }
+            Ok(_) => {}
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let members = names.into_iter().zip(found).filter_map(|((_, n), a)| a.map(|a| (n, a))).collect();
+    Ok(Survey { members, watch, written, version })
+}
+
 /// We were elected: sync (the protocol in `replication`), then take writes, start a stream
 /// to each live replica, and keep the replica set equal to the election directory's
 /// members from a thread of this session. Some(epoch) once writable; None when stopped.
@@ -316,16 +387,14 @@ fn lead<'scope, 'env: 'scope>(
         // 1. Every live registered server's state.
         let mut answers: HashMap<String, (String, Hello)> = HashMap::new();
         let mut warned = false;
-        loop {
+        let Survey { members, watch, written, version } = loop {
             if stopped() {
                 return Ok(None);
             }
-            let members = retry(zk, || {
-                let names = election::members_w(zk, dir, PREFIX).map(|(n, _)| n)?;
-                addresses(zk, dir, &names, &me)
-            })?;
+            let survey = retry(zk, || survey(zk, dir, hist, &me))?;
+            let members = &survey.members;
             answers.retain(|n, _| members.iter().any(|(m, _)| m == n));
-            for (n, a) in &members {
+            for (n, a) in members {
                 if answers.contains_key(n) {
                     continue;
                 }
@@ -341,12 +410,12 @@ fn lead<'scope, 'env: 'scope>(
                 }
             }
             if members.iter().all(|(n, _)| answers.contains_key(n)) {
-                break;
+                break survey;
             }
             pause();
-        }
-        // 2. Who holds the complete history; copy it if it is not (only) us.
-        let (written, version) = retry(zk, || read_history(zk, hist))?;
+        };
+        // 2. Who holds the complete history (`written`: read with the members above); copy
+        // it if it is not (only) us.
         let (mine, my_last) = {
             let st = node.store.st();
             (written.is_none() || st.claim.complete(written), st.last)
@@ -373,14 +442,14 @@ fn lead<'scope, 'env: 'scope>(
             _ => !mine,
         };
         // 3. Record that this term takes writes (unless a newer one already does).
+        let sent = Instant::now(); // the lease runs from before this round trip
         if !write_history(zk, hist, term, version)? {
             warn!("a newer leader already took writes: giving the candidacy up");
             return Err(election::Error::Lost);
         }
-        // 4. Take writes, with every live replica in the ack set from here on.
-        let sent = Instant::now(); // the lease runs from before these reads
-        let (names, watch) = retry(zk, || election::members_w(zk, dir, PREFIX))?;
-        let members = retry(zk, || addresses(zk, dir, &names, &me))?;
+        // 4. Take writes, with every member probed above in the ack set from here on; one
+        // that joined or left since fired `watch`, and the membership thread, which starts
+        // with it, adds or drops it (as any later join or leave).
         let last = {
             let mut st = node.store.st();
             if st.epoch != epoch {

@@ -31,20 +31,26 @@
 //! the last leader that took writes (absent: the cluster never took a write, genesis).
 //!
 //! **What a new leader does before taking writes** (ZAB's discovery and sync):
-//! 1. `PROBE term` to every live registered server (retried until each answers or its
-//!    node vanishes): each answers `STATE claim term seq`, and from then on refuses
-//!    streams from older terms (the old leader can get no more acks).
-//! 2. It reads `/kv/NAME/history`. A server is complete when its claim says so
-//!    ([`Claim::complete`]). It picks the most up-to-date complete live server; if that
+//! 1. It reads the election directory's members (with a watch) and `/kv/NAME/history`
+//!    together, then every member's address at once: two ZooKeeper round trips, re-done
+//!    each time it retries. `PROBE term` to every live registered server (retried until
+//!    each answers or its node vanishes): each answers `STATE claim term seq`, and from
+//!    then on refuses streams from older terms (the old leader can get no more acks).
+//! 2. A server is complete when its claim says so ([`Claim::complete`]) given the history
+//!    read in 1 (no older leader can write it any more: its election node is gone, so its
+//!    session or its candidacy ended; a newer one makes step 4's compare-and-set fail).
+//!    It picks the most up-to-date complete live server; if that
 //!    one is ahead of it, or it is not complete itself, it `FETCH`es that server's state
 //!    (the log after its own last position when its chain is a prefix, else a snapshot).
 //! 3. If no live server is complete (every server that held the history is gone), it
 //!    takes writes anyway, as the start of a new history, says so in the log and in
 //!    `ROLE` (`leader (history incomplete: ...)`): for an in-memory store, the keys
 //!    acknowledged before it whose last copy died are gone for good.
-//! 4. It writes its term into `/kv/NAME/history` (compare-and-set on the version: a
-//!    leader that finds a newer term there gives its candidacy up), then takes writes and
-//!    opens a stream to every live replica.
+//! 4. It writes its term into `/kv/NAME/history` (compare-and-set on the version read in
+//!    1: a leader that finds a newer term there gives its candidacy up), then takes writes
+//!    and opens a stream to every replica it probed; a server that joined or left since
+//!    the read in 1 fired its watch, and is added (like any later join) or dropped by the
+//!    membership thread. Its lease starts at the history write.
 //!
 //! **Streams** (leader -> replica, one connection each): `REPL term leader replica`
 //! (refused by a server that is not that election node: a restart on a dead one's address); the replica
