@@ -9,7 +9,7 @@
 //! single failed read after a reconnect does not.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -83,7 +83,13 @@ fn campaign(node: &Arc<Node>, zk: &ZooKeeper, dir: &str, hist: &str, stop: &Rece
     node.set_name(e.name());
     info!("registered as {} (session 0x{:x})", e.name(), zk.session_id());
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
+    let known: Addresses = Mutex::new(HashMap::new());
+    let me = e.name().to_string();
     let out = std::thread::scope(|scope| {
+        {
+            let (known, me, done) = (&known, &me, done_rx.clone());
+            scope.spawn(move || track_addresses(zk, dir, me, known, &done));
+        }
         let r = (|| -> election::Result<()> {
             let mut state = loop {
                 match e.state() {
@@ -100,7 +106,7 @@ fn campaign(node: &Arc<Node>, zk: &ZooKeeper, dir: &str, hist: &str, stop: &Rece
             adopt(node, &state, None);
             loop {
                 if state.is_leader() && led.is_none() {
-                    match lead(node, zk, dir, hist, &state, scope, done_rx.clone(), stop)? {
+                    match lead(node, zk, dir, hist, &known, &state, scope, done_rx.clone(), stop)? {
                         Some(epoch) => led = Some(epoch),
                         None => {
                             let mut st = node.store.st();
@@ -283,6 +289,11 @@ fn addresses(zk: &ZooKeeper, dir: &str, names: &[String], me: &str) -> election:
     Ok(out)
 }
 
+/// Election node name -> the address it registered with. An election node's data is
+/// never changed after its creation (a server that registers again gets a new name), so
+/// an entry is true as long as its name is among the members.
+type Addresses = Mutex<HashMap<String, String>>;
+
 /// What a new leader reads from ZooKeeper before it probes: the members but us with their
 /// registered addresses, a watch on the election directory armed by that same read, and the
 /// history's term and version.
@@ -297,12 +308,54 @@ fn pipeline_error(code: Code, path: &str) -> election::Error {
     crate::zk::Error::Zk { code, path: Some(path.to_string()) }.into()
 }
 
-/// Reads a [`Survey`] in two round trips whatever the number of members: the directory's
-/// children (with the watch) and the history together, then every member's address at once.
+/// The candidates among the children `names` but `me`, as the election orders them.
+fn candidates(names: Vec<String>, me: &str) -> Vec<String> {
+    let mut v: Vec<(u32, String)> = names
+        .into_iter()
+        .filter(|n| n.starts_with(PREFIX) && n.len() == PREFIX.len() + 10 && n != me)
+        .filter_map(|n| crate::zk::sequence_of(&n).map(|q| (q, n)))
+        .collect();
+    v.sort();
+    v.into_iter().map(|(_, n)| n).collect()
+}
+
+/// The registered address of each of `names` (vanished ones are skipped): from `known`,
+/// the others read all at once (one round trip, none when all are known).
+fn addresses_of(
+    zk: &ZooKeeper,
+    dir: &str,
+    names: Vec<String>,
+    known: &HashMap<String, String>,
+) -> election::Result<Vec<(String, String)>> {
+    use crate::zk::Answer;
+    let mut reqs = zk.requests();
+    let mut found: Vec<Option<String>> = names.iter().map(|n| known.get(n).cloned()).collect();
+    for (i, n) in names.iter().enumerate().filter(|(i, _)| found[*i].is_none()) {
+        reqs.get(i as u64, &crate::zk::join(dir, n))?;
+    }
+    let mut failed = None;
+    while let Some((tag, answer)) = reqs.recv() {
+        match answer {
+            Ok(Answer::Data(d, _)) => found[tag as usize] = Some(String::from_utf8_lossy(&d).into_owned()),
+            Err(Code::NoNode) => {} // vanished meanwhile: skipped (a watch on the list has fired)
+            Err(c) => {
+                failed.get_or_insert(pipeline_error(c, dir));
+            }
+            Ok(_) => {}
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(names.into_iter().zip(found).filter_map(|(n, a)| a.map(|a| (n, a))).collect()),
+    }
+}
+
+/// Reads a [`Survey`]: the directory's children (with the watch) and the history in one
+/// round trip, then the addresses not in `known` in one more (none when all are known).
 /// Reading the history before the probes is as good as after them: no older leader can
 /// write it any more (its node is gone, so its session, or its candidacy, ended), and a
 /// newer one fails our compare-and-set.
-fn survey(zk: &ZooKeeper, dir: &str, hist: &str, me: &str) -> election::Result<Survey> {
+fn survey(zk: &ZooKeeper, dir: &str, hist: &str, me: &str, known: &Addresses) -> election::Result<Survey> {
     use crate::zk::Answer;
     let (tx, watch) = crossbeam_channel::bounded(1);
     let mut reqs = zk.requests();
@@ -323,35 +376,45 @@ fn survey(zk: &ZooKeeper, dir: &str, hist: &str, me: &str) -> election::Result<S
             (_, Ok(_)) => {} // no other answer to these requests
         }
     }
+    drop(reqs);
     let (Some(names), Some((written, version))) = (names, history) else {
         return Err(failed.unwrap_or_else(|| pipeline_error(Code::ConnectionLoss, dir)));
     };
-    // The candidates, as the election orders them (`<prefix>` and ten digits).
-    let mut names: Vec<(u32, String)> = names
-        .into_iter()
-        .filter(|n| n.starts_with(PREFIX) && n.len() == PREFIX.len() + 10 && n != me)
-        .filter_map(|n| crate::zk::sequence_of(&n).map(|q| (q, n)))
-        .collect();
-    names.sort();
-    for (i, (_, n)) in names.iter().enumerate() {
-        reqs.get(i as u64, &crate::zk::join(dir, n))?;
-    }
-    let mut found: Vec<Option<String>> = vec![None; names.len()];
-    while let Some((tag, answer)) = reqs.recv() {
-        match answer {
-            Ok(Answer::Data(d, _)) => found[tag as usize] = Some(String::from_utf8_lossy(&d).into_owned()),
-            Err(Code::NoNode) => {} // vanished meanwhile: skipped (the watch has fired)
-            Err(c) => {
-                failed.get_or_insert(pipeline_error(c, dir));
+    let known = known.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let members = addresses_of(zk, dir, candidates(names, me), &known)?;
+    Ok(Survey { members, watch, written, version })
+}
+
+/// Keeps `known` equal to the members' addresses, for the whole candidacy (a thread of the
+/// session), so that a new leader's [`survey`] reads only the addresses of servers that
+/// joined since the last change: one round trip fewer at a takeover. Ends with `done`.
+fn track_addresses(zk: &ZooKeeper, dir: &str, me: &str, known: &Addresses, done: &Receiver<()>) {
+    loop {
+        if zk.is_dead() {
+            return;
+        }
+        let read = (|| -> election::Result<_> {
+            let (names, watch) = election::members_w(zk, dir, PREFIX)?;
+            let have = known.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            Ok((addresses_of(zk, dir, candidates(names, me), &have)?, watch))
+        })();
+        match read {
+            Ok((members, watch)) => {
+                *known.lock().unwrap_or_else(|e| e.into_inner()) = members.into_iter().collect();
+                select! {
+                    recv(watch) -> _ => {}, // fired, or the session ended (checked above)
+                    recv(done) -> _ => return,
+                }
             }
-            Ok(_) => {}
+            Err(e) => {
+                debug!("reading the members' addresses: {e}; retrying");
+                select! {
+                    recv(done) -> _ => return,
+                    default(Duration::from_millis(500)) => {}
+                }
+            }
         }
     }
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    let members = names.into_iter().zip(found).filter_map(|((_, n), a)| a.map(|a| (n, a))).collect();
-    Ok(Survey { members, watch, written, version })
 }
 
 /// We were elected: sync (the protocol in `replication`), then take writes, start a stream
@@ -363,6 +426,7 @@ fn lead<'scope, 'env: 'scope>(
     zk: &'env ZooKeeper,
     dir: &'env str,
     hist: &str,
+    known: &Addresses,
     s: &State,
     scope: &'scope std::thread::Scope<'scope, 'env>,
     done: Receiver<()>,
@@ -391,7 +455,7 @@ fn lead<'scope, 'env: 'scope>(
             if stopped() {
                 return Ok(None);
             }
-            let survey = retry(zk, || survey(zk, dir, hist, &me))?;
+            let survey = retry(zk, || survey(zk, dir, hist, &me, known))?;
             let members = &survey.members;
             answers.retain(|n, _| members.iter().any(|(m, _)| m == n));
             for (n, a) in members {
@@ -597,5 +661,17 @@ fn membership(
             info!("replica {n} at {a} joined: writes after seq {at} wait for it");
             replication::spawn_stream(node.clone(), n, a, epoch, term);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_are_ordered_without_us_or_strangers() {
+        let n = |q: u32| format!("{PREFIX}{q:010}");
+        let names = vec![n(12), "other".into(), n(3), format!("{PREFIX}12"), n(7)];
+        assert_eq!(candidates(names, &n(7)), vec![n(3), n(12)]);
     }
 }

@@ -32,8 +32,10 @@
 //!
 //! **What a new leader does before taking writes** (ZAB's discovery and sync):
 //! 1. It reads the election directory's members (with a watch) and `/kv/NAME/history`
-//!    together, then every member's address at once: two ZooKeeper round trips, re-done
-//!    each time it retries. `PROBE term` to every live registered server (retried until
+//!    together, then the addresses it does not know yet all at once: two ZooKeeper round
+//!    trips at most, re-done each time it retries (every server keeps the members'
+//!    addresses up to date while it campaigns; an election node's data never changes, so
+//!    a known name's address is its address). `PROBE term` to every live registered server (retried until
 //!    each answers or its node vanishes): each answers `STATE claim term seq`, and from
 //!    then on refuses streams from older terms (the old leader can get no more acks).
 //! 2. A server is complete when its claim says so ([`Claim::complete`]) given the history
