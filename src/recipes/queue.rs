@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select, TryRecvError, never};
 
-use crate::zk::{self, Code, CreateMode, Halt, MAX_PACKET, Op, Reply, SessionWatch, ZooKeeper};
+use crate::zk::{self, Answer, Code, CreateMode, Halt, MAX_PACKET, Op, SessionWatch, ZooKeeper};
 
 /// kazoo's element prefix.
 pub const PREFIX: &str = "entry-";
@@ -527,18 +527,18 @@ impl<'zk> Queue<'zk> {
         let mut start = 0;
         while out.len() < n && start < names.len() {
             let end = (start + (n - out.len()).min(WINDOW)).min(names.len());
-            let mut p = self.zk.pipeline();
+            let mut p = self.zk.requests();
             for (i, name) in names.iter().enumerate().take(end).skip(start) {
                 p.get(i as u64, &zk::join(&self.path, name))?;
             }
             let mut got = std::collections::BTreeMap::new();
-            while let Some((tag, r)) = p.recv_reply() {
+            while let Some((tag, r)) = p.recv() {
                 match r {
-                    Ok(Reply::Data(d)) => {
+                    Ok(Answer::Data(d, _)) => {
                         got.insert(tag as usize, d);
                     }
-                    Err(e) if e.code() == Some(Code::NoNode) => {} // taken meanwhile
-                    Err(e) => return Err(e.into()),
+                    Err(Code::NoNode) => {} // taken meanwhile
+                    Err(code) => return Err(zk::Error::Zk { code, path: None }.into()),
                     Ok(_) => {}
                 }
             }
@@ -661,7 +661,7 @@ impl<'zk> Queue<'zk> {
         stop: &Receiver<()>,
         sink: &mut dyn Sink,
     ) -> Result<(u64, Vec<String>)> {
-        let mut p = self.zk.pipeline();
+        let mut p = self.zk.requests();
         let mut next = 0usize; // next name to read
         let mut outstanding = 0u64; // gets and deletes in flight (each may become an item)
         let mut taken = 0u64;
@@ -693,11 +693,12 @@ impl<'zk> Queue<'zk> {
                 outstanding += 1;
                 next += 1;
             }
-            let Some((tag, r)) = p.recv_reply() else { break };
+            let Some((tag, r)) = p.recv() else { break };
+            let r = r.map_err(|code| zk::Error::Zk { code, path: None });
             let idx = (tag / 2) as usize;
             if tag % 2 == 0 {
                 match r {
-                    Ok(Reply::Data(d)) if !halt && failure.is_none() => {
+                    Ok(Answer::Data(d, _)) if !halt && failure.is_none() => {
                         if let Err(e) = p.delete(tag + 1, &zk::join(&self.path, &names[idx]), None) {
                             outstanding -= 1; // not sent: the item is untouched
                             halt = true;

@@ -394,7 +394,7 @@ impl Members {
 /// The data of each node (None: it does not exist), pipelined.
 fn get_many(zk: &ZooKeeper, paths: &[String]) -> zk::Result<Vec<Option<Vec<u8>>>> {
     let mut out = vec![None; paths.len()];
-    let mut p = zk.pipeline();
+    let mut p = zk.requests();
     let mut first_err = None;
     for (i, path) in paths.iter().enumerate() {
         while p.in_flight() >= 1000 {
@@ -405,14 +405,14 @@ fn get_many(zk: &ZooKeeper, paths: &[String]) -> zk::Result<Vec<Option<Vec<u8>>>
     while p.in_flight() > 0 {
         collect(&mut p, &mut out, &mut first_err);
     }
-    fn collect(p: &mut zk::Pipeline<'_>, out: &mut [Option<Vec<u8>>], err: &mut Option<Error>) {
-        if let Some((tag, r)) = p.recv_reply() {
+    fn collect(p: &mut zk::Requests<'_>, out: &mut [Option<Vec<u8>>], err: &mut Option<Error>) {
+        if let Some((tag, r)) = p.recv() {
             match r {
-                Ok(zk::Reply::Data(d)) => out[tag as usize] = Some(d),
+                Ok(zk::Answer::Data(d, _)) => out[tag as usize] = Some(d),
                 Ok(_) => out[tag as usize] = Some(Vec::new()),
-                Err(e) if e.code() == Some(Code::NoNode) => {}
-                Err(e) => {
-                    err.get_or_insert(e);
+                Err(Code::NoNode) => {}
+                Err(code) => {
+                    err.get_or_insert(Error::Zk { code, path: None });
                 }
             }
         }

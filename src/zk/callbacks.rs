@@ -159,70 +159,30 @@ pub(crate) unsafe extern "C" fn node_watcher(
     });
 }
 
-/// What an async completion reports: the caller's tag, the code, the created path (creates)
-/// or the node's data (gets).
-#[derive(Debug)]
-pub(crate) struct Completion {
-    pub tag: u64,
-    pub rc: c_int,
-    pub value: Option<String>,
-    pub data: Option<Vec<u8>>,
-}
-
-/// The data pointer of an async call: reclaimed exactly once, by its completion.
+/// The data pointer of a one-off async call (`sync`, `add_auth`): reclaimed exactly once, by
+/// its completion, which sends the call's return code. (Pipelined requests use
+/// `pipeline::Req`.)
 pub(crate) struct Pending {
-    pub tag: u64,
-    pub tx: Sender<Completion>,
+    pub tx: Sender<c_int>,
 }
 
-/// string_completion_t for zoo_acreate / zoo_async.
-pub(crate) unsafe extern "C" fn string_done(rc: c_int, value: *const c_char, data: *const c_void) {
+/// string_completion_t for zoo_async.
+pub(crate) unsafe extern "C" fn string_done(rc: c_int, _value: *const c_char, data: *const c_void) {
     guard("completion", || {
         // SAFETY: `data` is the Box<Pending> leaked when the call was submitted; the C client
         // calls each registered completion exactly once (with ZCLOSING or ZCONNECTIONLOSS
         // when the handle closes or the connection drops first).
         let pending = unsafe { Box::from_raw(data as *mut Pending) };
-        let value = if rc == sys::ZOK && !value.is_null() {
-            // SAFETY: on ZOK `value` is the created path (or synced path), NUL-terminated.
-            Some(unsafe { CStr::from_ptr(value) }.to_string_lossy().into_owned())
-        } else {
-            None
-        };
-        let _ = pending.tx.send(Completion { tag: pending.tag, rc, value, data: None });
+        let _ = pending.tx.send(rc);
     });
 }
 
-/// void_completion_t for zoo_adelete / zoo_add_auth.
+/// void_completion_t for zoo_add_auth.
 pub(crate) unsafe extern "C" fn void_done(rc: c_int, data: *const c_void) {
     guard("completion", || {
         // SAFETY: as in `string_done`: our leaked Box<Pending>, reclaimed exactly once.
         let pending = unsafe { Box::from_raw(data as *mut Pending) };
-        let _ = pending.tx.send(Completion { tag: pending.tag, rc, value: None, data: None });
-    });
-}
-
-/// data_completion_t for zoo_aget.
-pub(crate) unsafe extern "C" fn data_done(
-    rc: c_int,
-    value: *const c_char,
-    value_len: c_int,
-    _stat: *const sys::Stat,
-    data: *const c_void,
-) {
-    guard("completion", || {
-        // SAFETY: as in `string_done`: our leaked Box<Pending>, reclaimed exactly once.
-        let pending = unsafe { Box::from_raw(data as *mut Pending) };
-        let bytes = if rc != sys::ZOK {
-            None
-        } else if value.is_null() || value_len <= 0 {
-            Some(Vec::new()) // -1 means NULL data: empty, as the sync `get` returns it
-        } else {
-            // SAFETY: on ZOK `value` points to `value_len` bytes of the reply, valid for the
-            // duration of the call (the C client frees the reply after the completion returns);
-            // they are copied here.
-            Some(unsafe { std::slice::from_raw_parts(value as *const u8, value_len as usize) }.to_vec())
-        };
-        let _ = pending.tx.send(Completion { tag: pending.tag, rc, value: None, data: bytes });
+        let _ = pending.tx.send(rc);
     });
 }
 

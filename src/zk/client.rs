@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, bounded, unbounded};
 
-use super::callbacks::{self, Completion, Pending, Shared};
+use super::callbacks::{self, Pending, Shared};
 use super::error::{Code, Error, Result};
+use super::pipeline::Answer;
 use super::sys;
 use super::types::{Acl, CreateMode, Stat, check_request_size, validate_path};
 use super::watch::{SessionEvent, WatchEvent};
@@ -703,7 +704,7 @@ impl ZooKeeper {
         validate_path(path, false)?;
         let c_path = cstr(path)?;
         let (tx, rx) = bounded(1);
-        let data = Box::into_raw(Box::new(Pending { tag: 0, tx }));
+        let data = Box::into_raw(Box::new(Pending { tx }));
         // SAFETY: on ZOK the completion owns `data` and reclaims it exactly once; when the call
         // fails up front (ZBADARGUMENTS/ZINVALIDSTATE) no completion was registered.
         let rc =
@@ -715,7 +716,7 @@ impl ZooKeeper {
     pub fn add_auth(&self, scheme: &str, cert: &[u8]) -> Result<()> {
         let c_scheme = CString::new(scheme).map_err(|_| Error::Zk { code: Code::BadArguments, path: None })?;
         let (tx, rx) = bounded(1);
-        let data = Box::into_raw(Box::new(Pending { tag: 0, tx }));
+        let data = Box::into_raw(Box::new(Pending { tx }));
         // SAFETY: as in `sync`; the C client copies scheme and cert.
         let rc = unsafe {
             sys::zoo_add_auth(
@@ -730,7 +731,7 @@ impl ZooKeeper {
         self.await_one(rc, data, rx, "auth")
     }
 
-    fn await_one(&self, rc: c_int, data: *mut Pending, rx: Receiver<Completion>, what: &str) -> Result<()> {
+    fn await_one(&self, rc: c_int, data: *mut Pending, rx: Receiver<c_int>, what: &str) -> Result<()> {
         if rc != sys::ZOK {
             if rc == sys::ZBADARGUMENTS || rc == sys::ZINVALIDSTATE {
                 // SAFETY: the call returned before registering the completion, so the box is ours.
@@ -739,8 +740,8 @@ impl ZooKeeper {
             return Err(Error::zk(rc, what));
         }
         match rx.recv() {
-            Ok(c) if c.rc == sys::ZOK => Ok(()),
-            Ok(c) => Err(Error::zk(c.rc, what)),
+            Ok(rc) if rc == sys::ZOK => Ok(()),
+            Ok(rc) => Err(Error::zk(rc, what)),
             Err(_) => Err(Error::Zk { code: Code::Closing, path: Some(what.into()) }),
         }
     }
@@ -787,12 +788,6 @@ impl ZooKeeper {
         Ok(())
     }
 
-    /// Starts a pipeline of async creates and deletes.
-    pub fn pipeline(&self) -> Pipeline<'_> {
-        let (tx, rx) = unbounded();
-        Pipeline { zk: self, tx, rx, in_flight: 0 }
-    }
-
     /// Creates every node, keeping up to `window` requests in flight. Results in input order.
     pub fn create_many<'a>(
         &self,
@@ -800,20 +795,25 @@ impl ZooKeeper {
         window: usize,
     ) -> Vec<Result<String>> {
         let mut results = Vec::new();
-        let mut p = self.pipeline();
+        let mut p = self.requests();
+        let created = |r: std::result::Result<Answer, Code>| match r {
+            Ok(Answer::Created(path, _)) => Ok(path),
+            Ok(_) => Ok(String::new()),
+            Err(code) => Err(Error::Zk { code, path: None }),
+        };
         for (i, (path, data, mode)) in nodes.into_iter().enumerate() {
             results.push(Err(Error::Zk { code: Code::Nothing, path: None }));
             while p.in_flight() >= window.max(1) {
                 if let Some((tag, r)) = p.recv() {
-                    results[tag as usize] = r.map(|r| r.unwrap_or_default());
+                    results[tag as usize] = created(r);
                 }
             }
-            if let Err(e) = p.create(i as u64, path, data, mode) {
+            if let Err(e) = p.create(i as u64, path, data, mode, None) {
                 results[i] = Err(e);
             }
         }
         while let Some((tag, r)) = p.recv() {
-            results[tag as usize] = r.map(|r| r.unwrap_or_default());
+            results[tag as usize] = created(r);
         }
         results
     }
@@ -821,12 +821,13 @@ impl ZooKeeper {
     /// Deletes every node (any version), keeping up to `window` requests in flight.
     pub fn delete_many<'a>(&self, paths: impl IntoIterator<Item = &'a str>, window: usize) -> Vec<Result<()>> {
         let mut results = Vec::new();
-        let mut p = self.pipeline();
+        let mut p = self.requests();
+        let done = |r: std::result::Result<Answer, Code>| r.map(|_| ()).map_err(|code| Error::Zk { code, path: None });
         for (i, path) in paths.into_iter().enumerate() {
             results.push(Err(Error::Zk { code: Code::Nothing, path: None }));
             while p.in_flight() >= window.max(1) {
                 if let Some((tag, r)) = p.recv() {
-                    results[tag as usize] = r.map(|_| ());
+                    results[tag as usize] = done(r);
                 }
             }
             if let Err(e) = p.delete(i as u64, path, None) {
@@ -834,162 +835,8 @@ impl ZooKeeper {
             }
         }
         while let Some((tag, r)) = p.recv() {
-            results[tag as usize] = r.map(|_| ());
+            results[tag as usize] = done(r);
         }
         results
-    }
-}
-
-/// What a pipelined request returned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// A create: the created path.
-    Created(String),
-    /// A get: the node's data.
-    Data(Vec<u8>),
-    /// A delete.
-    Done,
-}
-
-/// Async creates, deletes and gets in flight on one session. Each request carries a caller's tag;
-/// `recv` hands back `(tag, result)` in completion order (which, on one session, is
-/// submission order). Creates yield `Some(path)`, deletes `None`.
-pub struct Pipeline<'zk> {
-    zk: &'zk ZooKeeper,
-    tx: crossbeam_channel::Sender<Completion>,
-    rx: Receiver<Completion>,
-    in_flight: usize,
-}
-
-impl Pipeline<'_> {
-    /// Requests submitted and not yet received.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight
-    }
-
-    /// Submits a create with the client's default ACL. Errors here mean nothing was sent.
-    pub fn create(&mut self, tag: u64, path: &str, data: &[u8], mode: CreateMode) -> Result<()> {
-        validate_path(path, mode.is_sequential())?;
-        check_request_size(path, data.len())?;
-        let c_path = cstr(path)?;
-        let mut c_acl = CAcl::new(&self.zk.acl)?;
-        let vector = c_acl.vector();
-        let data_ptr = Box::into_raw(Box::new(Pending { tag, tx: self.tx.clone() }));
-        let ttl = mode.ttl();
-        // SAFETY: pointers valid for the call; the C client serializes path, data and ACL
-        // into the request before returning. The completion reclaims `data_ptr` once.
-        // (zoo_acreate_ttl serves every mode: a TTL of -1 means none, as mode.ttl() gives.)
-        let rc = unsafe {
-            sys::zoo_acreate_ttl(
-                self.zk.zh(),
-                c_path.as_ptr(),
-                data.as_ptr() as *const c_char,
-                data.len() as c_int,
-                &vector,
-                raw_mode(mode),
-                ttl,
-                Some(callbacks::string_done),
-                data_ptr as *const c_void,
-            )
-        };
-        self.submitted(rc, data_ptr, path)
-    }
-
-    /// Submits a delete; `version` None means any version.
-    pub fn delete(&mut self, tag: u64, path: &str, version: Option<i32>) -> Result<()> {
-        validate_path(path, false)?;
-        let c_path = cstr(path)?;
-        let data_ptr = Box::into_raw(Box::new(Pending { tag, tx: self.tx.clone() }));
-        // SAFETY: as in `create`.
-        let rc = unsafe {
-            sys::zoo_adelete(
-                self.zk.zh(),
-                c_path.as_ptr(),
-                version.unwrap_or(-1),
-                Some(callbacks::void_done),
-                data_ptr as *const c_void,
-            )
-        };
-        self.submitted(rc, data_ptr, path)
-    }
-
-    /// Submits a read of a node's data; its reply comes back through `recv_reply` as
-    /// `Reply::Data` (through `recv`, as `Ok(None)`, data dropped). On one session the server
-    /// answers requests in submission order, so a get followed by a delete of the same node
-    /// reads the data the delete then removes.
-    pub fn get(&mut self, tag: u64, path: &str) -> Result<()> {
-        validate_path(path, false)?;
-        let c_path = cstr(path)?;
-        let data_ptr = Box::into_raw(Box::new(Pending { tag, tx: self.tx.clone() }));
-        // SAFETY: as in `create`; no watch is set (flag 0).
-        let rc = unsafe {
-            sys::zoo_aget(self.zk.zh(), c_path.as_ptr(), 0, Some(callbacks::data_done), data_ptr as *const c_void)
-        };
-        self.submitted(rc, data_ptr, path)
-    }
-
-    fn submitted(&mut self, rc: c_int, data: *mut Pending, path: &str) -> Result<()> {
-        if rc == sys::ZOK {
-            self.in_flight += 1;
-            return Ok(());
-        }
-        if rc == sys::ZBADARGUMENTS || rc == sys::ZINVALIDSTATE {
-            // SAFETY: zoo_acreate/zoo_adelete return these before registering the completion,
-            // so the box is still ours.
-            drop(unsafe { Box::from_raw(data) });
-        } else {
-            // ZMARSHALLINGERROR: the completion may be registered and will still run.
-            self.in_flight += 1;
-        }
-        Err(Error::zk(rc, path))
-    }
-
-    /// The next completion, blocking; None when nothing is in flight.
-    pub fn recv(&mut self) -> Option<(u64, Result<Option<String>>)> {
-        if self.in_flight == 0 {
-            return None;
-        }
-        // The pipeline holds a Sender itself, so this only ends with a completion.
-        let c = self.rx.recv().ok()?;
-        self.in_flight -= 1;
-        let r = if c.rc == sys::ZOK { Ok(c.value) } else { Err(Error::Zk { code: Code::from_raw(c.rc), path: None }) };
-        Some((c.tag, r))
-    }
-
-    /// The next completion, blocking, with what it carries; None when nothing is in flight.
-    pub fn recv_reply(&mut self) -> Option<(u64, Result<Reply>)> {
-        if self.in_flight == 0 {
-            return None;
-        }
-        let c = self.rx.recv().ok()?;
-        self.in_flight -= 1;
-        let r = if c.rc != sys::ZOK {
-            Err(Error::Zk { code: Code::from_raw(c.rc), path: None })
-        } else if let Some(data) = c.data {
-            Ok(Reply::Data(data))
-        } else if let Some(path) = c.value {
-            Ok(Reply::Created(path))
-        } else {
-            Ok(Reply::Done)
-        };
-        Some((c.tag, r))
-    }
-
-    /// The next completion if one is ready.
-    pub fn try_recv(&mut self) -> Option<(u64, Result<Option<String>>)> {
-        let c = self.rx.try_recv().ok()?;
-        self.in_flight -= 1;
-        let r = if c.rc == sys::ZOK { Ok(c.value) } else { Err(Error::Zk { code: Code::from_raw(c.rc), path: None }) };
-        Some((c.tag, r))
-    }
-}
-
-impl Drop for Pipeline<'_> {
-    fn drop(&mut self) {
-        // Completions point at our channel through their own Sender clones, so nothing
-        // dangles; draining just keeps `in_flight` honest for anyone reading logs.
-        while self.in_flight > 0 && self.rx.recv().is_ok() {
-            self.in_flight -= 1;
-        }
     }
 }

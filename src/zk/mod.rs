@@ -16,7 +16,7 @@ pub mod traverse;
 mod types;
 mod watch;
 
-pub use client::{ConnectOptions, Op, OpResult, Pipeline, Reply, ZooKeeper};
+pub use client::{ConnectOptions, Op, OpResult, ZooKeeper};
 pub use error::{Code, Error, Result};
 pub use health::{Halt, Health, Lost, SessionWatch};
 pub use pipeline::{Answer, Requests};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 use crate::t;
 use zkutil::recipes::queue;
-use zkutil::zk::{Code, CreateMode, Reply};
+use zkutil::zk::{Answer, Code, CreateMode};
 
 fn produce_stdin(args: &[&str], input: &[u8]) -> std::process::Output {
     let mut child = zkutil(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
@@ -33,15 +33,16 @@ fn pipelined_get_reads_what_the_delete_removes() {
     let zk = connect();
     let a = format!("{root}/a");
     t!(zk.create(&a, b"data-a", CreateMode::Persistent));
-    let mut p = zk.pipeline();
+    let mut p = zk.requests();
     t!(p.get(0, &a));
     t!(p.delete(1, &a, None));
     t!(p.get(2, &a));
-    assert_eq!(p.recv_reply().map(|(t, r)| (t, r.unwrap())), Some((0, Reply::Data(b"data-a".to_vec()))));
-    assert_eq!(p.recv_reply().map(|(t, r)| (t, r.unwrap())), Some((1, Reply::Done)));
-    let (tag, r) = p.recv_reply().unwrap();
-    assert_eq!((tag, r.unwrap_err().code()), (2, Some(Code::NoNode)));
-    assert!(p.recv_reply().is_none());
+    let (tag, r) = p.recv().unwrap();
+    let Ok(Answer::Data(d, _)) = r else { panic!("{r:?}") };
+    assert_eq!((tag, d), (0, b"data-a".to_vec()));
+    assert_eq!(p.recv(), Some((1, Ok(Answer::Done))));
+    assert_eq!(p.recv(), Some((2, Err(Code::NoNode))));
+    assert!(p.recv().is_none());
 }
 
 #[test]
