@@ -186,6 +186,22 @@ impl CAcl {
     }
 }
 
+/// Copies a C `ACL_vector` (not freed: its owner does that).
+///
+/// # Safety
+/// `v` holds `count` ACL entries with NUL-terminated strings (as the C client fills it).
+pub(super) unsafe fn acls_of(v: &sys::ACL_vector) -> Vec<Acl> {
+    (0..v.count.max(0) as usize)
+        .map(|i| {
+            // SAFETY: per the contract, `i < count` entries are valid.
+            let a = unsafe { &*v.data.add(i) };
+            // SAFETY: as above.
+            let (scheme, id) = unsafe { (CStr::from_ptr(a.id.scheme), CStr::from_ptr(a.id.id)) };
+            Acl { perms: a.perms, scheme: scheme.to_string_lossy().into_owned(), id: id.to_string_lossy().into_owned() }
+        })
+        .collect()
+}
+
 /// Converts and frees a C `String_vector`.
 fn take_strings(v: &mut sys::String_vector) -> Vec<String> {
     let mut out = Vec::with_capacity(v.count.max(0) as usize);
@@ -757,18 +773,8 @@ impl ZooKeeper {
         if rc != sys::ZOK {
             return Err(Error::zk(rc, path));
         }
-        let mut out = Vec::with_capacity(v.count.max(0) as usize);
-        for i in 0..v.count.max(0) as usize {
-            // SAFETY: `data` holds `count` ACL entries with NUL-terminated strings.
-            let a = unsafe { &*v.data.add(i) };
-            // SAFETY: as above.
-            let (scheme, id) = unsafe { (CStr::from_ptr(a.id.scheme), CStr::from_ptr(a.id.id)) };
-            out.push(Acl {
-                perms: a.perms,
-                scheme: scheme.to_string_lossy().into_owned(),
-                id: id.to_string_lossy().into_owned(),
-            });
-        }
+        // SAFETY: on ZOK the C client filled `v`.
+        let out = unsafe { acls_of(&v) };
         // SAFETY: frees what zoo_get_acl allocated, once.
         unsafe { sys::deallocate_ACL_vector(&mut v) };
         Ok((out, stat_from(&stat)))

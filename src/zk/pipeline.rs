@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use super::callbacks::{self, Shared, guard};
-use super::client::{CAcl, ZooKeeper, cstr, raw_mode, stat_from};
+use super::client::{CAcl, ZooKeeper, acls_of, cstr, raw_mode, stat_from};
 use super::error::{Code, Error, Result};
 use super::sys;
 use super::types::{Acl, CreateMode, Stat, check_request_size, validate_path};
@@ -141,22 +141,9 @@ unsafe extern "C" fn stat_done(rc: c_int, stat: *const sys::Stat, data: *const c
 unsafe extern "C" fn acl_done(rc: c_int, acl: *mut sys::ACL_vector, stat: *mut sys::Stat, data: *const c_void) {
     guard("acl completion", || {
         let answer = || {
-            let mut out = Vec::new();
             // SAFETY: on ZOK `acl` is null or holds `count` entries with NUL-terminated
             // strings, valid for the call (the C client frees the reply after we return).
-            if let Some(v) = unsafe { acl.as_ref() } {
-                for i in 0..v.count.max(0) as usize {
-                    // SAFETY: as above, `i < count`.
-                    let a = unsafe { &*v.data.add(i) };
-                    // SAFETY: as above.
-                    let (scheme, id) = unsafe { (CStr::from_ptr(a.id.scheme), CStr::from_ptr(a.id.id)) };
-                    out.push(Acl {
-                        perms: a.perms,
-                        scheme: scheme.to_string_lossy().into_owned(),
-                        id: id.to_string_lossy().into_owned(),
-                    });
-                }
-            }
+            let out = unsafe { acl.as_ref() }.map(|v| unsafe { acls_of(v) }).unwrap_or_default();
             // SAFETY: on ZOK `stat` points to the reply's Stat, valid for the call.
             Answer::Acl(out, unsafe { stat_of(stat) })
         };
